@@ -1,0 +1,5 @@
+import sys
+
+from genrify.cli import main
+
+sys.exit(main())

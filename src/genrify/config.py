@@ -1,0 +1,154 @@
+"""Frozen configuration dataclasses, one per pipeline stage, composed into :class:`RunConfig`.
+
+Each stage owns its defaults. A :class:`RunConfig` plus the label list is stored
+inside every model file (as JSON), so a model file alone rebuilds its pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+from genrify.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How audio is decoded before any feature is computed.
+
+    ``max_duration`` caps how many seconds of a file are analysed (bounded time
+    and memory on hour-long or hostile inputs); ``min_duration`` is the shortest
+    clip accepted for prediction.
+    """
+
+    sr: int = 44100
+    max_duration: float | None = 600.0
+    min_duration: float = 1.0
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The time-frequency "image" a model sees, shape ``(n_features, frames)``.
+
+    ``kind`` is ``"mfcc"`` (the original: 10 coefficients at 44.1 kHz, n_fft 2048,
+    hop 512 → 10 × 2584 for 30 s) or ``"logmel"``. Both follow librosa's
+    conventions (Slaney mel scale and norm, ``power_to_db`` with ``top_db``).
+    ``legacy_db_mfcc`` re-applies ``power_to_db`` to the MFCCs as the 2017 system
+    did; it clamps every negative coefficient to the floor and is off by default.
+    """
+
+    kind: str = "mfcc"
+    sr: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    n_mfcc: int = 10
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float | None = 80.0
+    legacy_db_mfcc: bool = False
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
+
+    def frames_for(self, seconds: float) -> int:
+        """Number of STFT frames (``center=True``) covering ``seconds`` of audio."""
+        return int(round(seconds * self.sr)) // self.hop_length + 1
+
+    def __post_init__(self):
+        if self.kind not in ("mfcc", "logmel"):
+            raise ConfigError(f"unknown feature kind {self.kind!r} (expected 'mfcc' or 'logmel')")
+        if self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0 or self.sr <= 0:
+            raise ConfigError("sr, n_fft, hop_length and n_mels must be positive")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How a feature image is cut into fixed-size model inputs.
+
+    Songs longer than ``seconds`` are cut into windows whose probabilities are
+    averaged; shorter clips are repeated (wrapped) to fill one window. Training
+    takes windows every ``train_hop_seconds``; prediction every ``hop_seconds``.
+    """
+
+    seconds: float = 3.0
+    hop_seconds: float = 3.0
+    train_hop_seconds: float = 1.5
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture choice and hyper-parameters; the registry maps ``name`` to a builder."""
+
+    name: str = "cnn"
+    hidden: tuple[int, ...] = (600,)
+    dropout: float = 0.5
+    column_step: int = 20
+    channels: tuple[int, ...] = (16, 32, 32)
+    dense: int = 250
+    backbone: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop's settings. Every random choice derives from ``seed``."""
+
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    seed: int = 0
+    val_fraction: float = 0.2
+    class_weighting: str = "balanced"
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild a pipeline, stored inside every model file."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        return _from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        return cls.from_dict(json.loads(text))
+
+
+def _from_dict(cls, data):
+    """Rebuild a (nested) frozen dataclass from plain JSON data; unknown keys are an error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            value = _from_dict(hint, value)
+        elif typing.get_origin(hint) is tuple or (
+            isinstance(value, list) and tuple in typing.get_args(hint)
+        ):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
