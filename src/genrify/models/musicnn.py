@@ -1,0 +1,223 @@
+"""MSD_musicnn: the pretrained music tagger of Pons & Serra (2019), ported to PyTorch.
+
+Follows ``build_musicnn`` of musicnn 0.1.0 (``musicnn/models.py``, ISC licence)
+with the weights converted from its Million Song Dataset checkpoint (50 tags);
+see ``models/weights/NOTICE-musicnn.txt``. The input is a batch of log-mel
+patches ``(batch, 187, 96)`` from :mod:`genrify.features.musicnn`.
+
+Architecture (``B`` batch, ``T`` = 187 frames, ``F`` = 96 mel bands)::
+
+    input (B, T, F) → batch norm (one channel)
+    front end  timbral  conv 7×38 and 7×67 (204 filters each), time padded 3+3,
+               frequency 'valid'            → ReLU → BN → max over frequency
+               temporal conv 128×1, 64×1, 32×1 (51 filters each), TF 'same' in
+               time (asymmetric: 63+64, 31+32, 15+16) → ReLU → BN → max over freq
+               → concat (B, 561, T)
+    mid end    3 × [conv1d k=7 pad 3+3, 64 filters → ReLU → BN], the 2nd and
+               3rd with a residual connection       → each (B, 64, T)
+               dense connection: concat(front, c1, c2, c3) → (B, 753, T)
+    back end   max and mean over time → (B, 1506) → BN → dense 200 → ReLU → BN
+               (the "penultimate" features) → dense 50 (logits)
+
+Batch norms use the checkpoint's moving statistics with TensorFlow's epsilon
+0.001 and are frozen (this is an inference port). Dropout is the identity at
+inference and is omitted.
+
+Speed: :meth:`MusiCNN.forward` evaluates each conv → ReLU → BN → max-over-
+frequency block as conv → max/min over frequency → ReLU → affine, which is
+exact (ReLU and a per-channel affine map are monotonic, so they commute with the
+max once the sign of the BN scale is taken into account) and avoids three
+passes over the largest tensors. :func:`quantize_musicnn` gives an int8 variant
+for the fast mode.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrify.errors import ModelFileError
+
+#: Default weights shipped with the package.
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "msd_musicnn.safetensors"
+
+N_FRAMES = 187
+N_MELS = 96
+BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
+
+
+class FrozenBatchNorm(nn.Module):
+    """Batch norm with fixed statistics over dimension 1: ``y = (x - mean) / sqrt(var + eps) * w + b``.
+
+    Buffers ``weight``, ``bias``, ``running_mean``, ``running_var`` of shape
+    ``(num_features,)``; input ``(batch, num_features, ...)``.
+    """
+
+    def __init__(self, num_features: int, eps: float = BN_EPS):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The equivalent affine map ``y = x * scale + shift``, each ``(num_features,)``."""
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_shift()
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * scale.view(shape) + shift.view(shape)
+
+
+class _FrequencyMaxBlock(nn.Module):
+    """Conv2d over (time, frequency) → ReLU → BN → max over frequency: ``(B, 1, T, F) → (B, C, T)``.
+
+    ``time_pad`` is ``(before, after)`` zero padding on the time axis; the
+    frequency axis is never padded ('valid', or a kernel width of 1).
+    """
+
+    def __init__(self, filters: int, kernel: tuple[int, int], time_pad: tuple[int, int]):
+        super().__init__()
+        self.time_pad = time_pad
+        self.conv = nn.Conv2d(1, filters, kernel)
+        self.bn = FrozenBatchNorm(filters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.conv(F.pad(x, (0, 0, *self.time_pad)))  # (B, C, T, F')
+        scale, shift = self.bn.scale_shift()
+        # max_f(a·relu(z)+b) = a·relu(max_f z)+b for a ≥ 0 and a·relu(min_f z)+b for a < 0.
+        if bool((scale >= 0).all()):
+            pooled = z.amax(dim=3)
+        else:
+            pooled = torch.where((scale >= 0).view(1, -1, 1), z.amax(dim=3), z.amin(dim=3))
+        return torch.relu(pooled) * scale.view(1, -1, 1) + shift.view(1, -1, 1)
+
+    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The literal order of operations (conv → ReLU → BN → max); for checks."""
+        z = torch.relu(self.conv(F.pad(x, (0, 0, *self.time_pad))))
+        return self.bn(z).amax(dim=3)
+
+
+class _MidendLayer(nn.Module):
+    """Conv1d k=7 (zero pad 3+3) → ReLU → BN: ``(B, C_in, T) → (B, 64, T)``."""
+
+    def __init__(self, in_channels: int, filters: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, filters, 7, padding=3)
+        self.bn = FrozenBatchNorm(filters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(torch.relu(self.conv(x)))
+
+
+def _tf_same_pad(kernel: int) -> tuple[int, int]:
+    """TensorFlow 'same' padding at stride 1: the odd extra zero goes after."""
+    total = kernel - 1
+    return total // 2, total - total // 2
+
+
+class MusiCNN(nn.Module):
+    """The MSD_musicnn network (see the module docstring).
+
+    ``forward(x)`` maps log-mel patches ``(batch, 187, 96)`` to tag logits
+    ``(batch, 50)``. Other patch lengths work too (the network pools over time),
+    but the model was trained on 187 frames (3 s).
+    """
+
+    def __init__(self, *, n_mels: int = N_MELS, n_tags: int = 50, midend_filters: int = 64, dense_units: int = 200,
+                 tags: list[str] | None = None):
+        super().__init__()
+        self.tags = list(tags) if tags is not None else [f"tag{i}" for i in range(n_tags)]
+        self.input_bn = FrozenBatchNorm(1)
+        timbral_filters, temporal_filters = int(1.6 * 128), int(1.6 * 32)  # 204, 51
+        self.timbral = nn.ModuleList(
+            _FrequencyMaxBlock(timbral_filters, (7, int(frac * n_mels)), (3, 3)) for frac in (0.4, 0.7)
+        )
+        self.temporal = nn.ModuleList(
+            _FrequencyMaxBlock(temporal_filters, (k, 1), _tf_same_pad(k)) for k in (128, 64, 32)
+        )
+        front = 2 * timbral_filters + 3 * temporal_filters  # 561
+        self.midend = nn.ModuleList(
+            [_MidendLayer(front, midend_filters), _MidendLayer(midend_filters, midend_filters),
+             _MidendLayer(midend_filters, midend_filters)]
+        )
+        self.n_pooled = front + 3 * midend_filters  # 753
+        self.pool_bn = FrozenBatchNorm(2 * self.n_pooled)
+        self.dense = nn.Linear(2 * self.n_pooled, dense_units)
+        self.dense_bn = FrozenBatchNorm(dense_units)
+        self.classifier = nn.Linear(dense_units, n_tags)
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every named output for a batch of patches ``x`` of shape ``(B, T, 96)``.
+
+        Returns a dict with ``logits`` (B, 50), ``taggram`` = sigmoid(logits)
+        (B, 50), ``penultimate`` (B, 200: the 200-unit dense layer after its
+        ReLU and batch norm), ``max_pool`` and ``mean_pool`` (B, 753: the
+        mid-end features pooled over time), ``timbral`` (B, T, 408) and
+        ``temporal`` (B, T, 153) (front-end outputs, musicnn's layout).
+        """
+        if x.dim() != 3:
+            raise ValueError(f"expected log-mel patches of shape (batch, frames, mels), got {tuple(x.shape)}")
+        h = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
+        timbral = [block(h) for block in self.timbral]  # 2 × (B, 204, T)
+        temporal = [block(h) for block in self.temporal]  # 3 × (B, 51, T)
+        front = torch.cat(timbral + temporal, dim=1)  # (B, 561, T)
+        c1 = self.midend[0](front)
+        c2 = self.midend[1](c1) + c1
+        c3 = self.midend[2](c2) + c2
+        feats = torch.cat([front, c1, c2, c3], dim=1)  # (B, 753, T)
+        max_pool, mean_pool = feats.amax(dim=2), feats.mean(dim=2)
+        pooled = self.pool_bn(torch.cat([max_pool, mean_pool], dim=1))  # (B, 1506)
+        penultimate = self.dense_bn(torch.relu(self.dense(pooled)))  # (B, 200)
+        logits = self.classifier(penultimate)
+        return {
+            "logits": logits,
+            "taggram": torch.sigmoid(logits),
+            "penultimate": penultimate,
+            "max_pool": max_pool,
+            "mean_pool": mean_pool,
+            "timbral": torch.cat(timbral, dim=1).transpose(1, 2),
+            "temporal": torch.cat(temporal, dim=1).transpose(1, 2),
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tag logits ``(B, 50)`` for log-mel patches ``x`` of shape ``(B, T, 96)``."""
+        return self.forward_features(x)["logits"]
+
+
+def load_musicnn(*, weights: str | Path | None = None) -> MusiCNN:
+    """Build :class:`MusiCNN` with pretrained weights, in eval mode.
+
+    Args:
+        weights: a ``.safetensors`` file written by ``tools/convert_musicnn.py``;
+            ``None`` loads the MSD_musicnn weights shipped with genrify.
+
+    Returns:
+        the model; its ``tags`` attribute lists the 50 tag names in output order.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(weights) if weights is not None else WEIGHTS_PATH
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        state = load_file(str(path))
+        tags = json.loads(metadata["tags"])
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: musicnn weights not found") from None
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: not a musicnn weights file ({exc})") from None
+    model = MusiCNN(n_tags=len(tags), tags=tags)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not fit the musicnn architecture ({exc})") from None
+    return model.eval().requires_grad_(False)
