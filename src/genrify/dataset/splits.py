@@ -1,0 +1,31 @@
+"""Seeded splits that keep every window of a track, and every track of an artist, on one side."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genrify.errors import DatasetError
+
+
+def group_kfold(labels: list[str], groups: list[str], *, folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified group K-fold over tracks: ``[(train_idx, test_idx), ...]``."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels_arr = np.asarray(labels)
+    n_groups = len(set(groups))
+    if folds < 2:
+        raise DatasetError("need at least 2 folds")
+    if n_groups < folds:
+        raise DatasetError(f"only {n_groups} independent groups (artists/tracks) for {folds} folds")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels_arr)), labels_arr, groups)]
+
+
+def train_val_split(labels: list[str], groups: list[str], *, val_fraction: float = 0.2,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One stratified, grouped split with about ``val_fraction`` of the tracks held out."""
+    if not 0 < val_fraction < 1:
+        raise DatasetError("val_fraction must be between 0 and 1")
+    folds = max(2, int(round(1 / val_fraction)))
+    folds = min(folds, len(set(groups)))
+    return group_kfold(labels, groups, folds=folds, seed=seed)[0]

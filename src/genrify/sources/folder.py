@@ -1,0 +1,94 @@
+"""Labelled collections on disk: ``ROOT/<genre>/*.<audio>`` folders or a CSV manifest.
+
+Labels are normalised here and only here (:func:`normalise_label`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from genrify.audio import AUDIO_EXTENSIONS
+from genrify.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class LabelledTrack:
+    """One file of a labelled collection."""
+
+    path: Path
+    genre: str
+    artist: str | None = None
+    title: str | None = None
+
+
+def normalise_label(label: str) -> str:
+    """Canonical genre name: lower case, accents and punctuation removed (``"Hip-Hop"`` → ``"hiphop"``)."""
+    text = unicodedata.normalize("NFKD", str(label)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "", text.lower())
+
+
+def artist_title_from_name(path: Path) -> tuple[str | None, str | None]:
+    """``"Artist - Title.ext"`` → ``("Artist", "Title")``; otherwise ``(None, stem)``."""
+    stem = path.stem
+    if " - " in stem:
+        artist, title = stem.split(" - ", 1)
+        return artist.strip() or None, title.strip() or None
+    return None, stem
+
+
+def scan_labelled(root: str | os.PathLike) -> list[LabelledTrack]:
+    """List the tracks of a labelled folder or CSV manifest (``path,genre[,artist,title]``).
+
+    Manifest paths are relative to the manifest's folder. Hidden files and
+    non-audio extensions are ignored; symlinks are followed only to files.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder")
+    if root.is_file():
+        return _read_manifest(root)
+    tracks = []
+    for genre_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        genre = normalise_label(genre_dir.name)
+        if not genre:
+            continue
+        for dirpath, dirnames, filenames in os.walk(genre_dir):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
+                    continue
+                artist, title = artist_title_from_name(path)
+                tracks.append(LabelledTrack(path=path, genre=genre, artist=artist, title=title))
+    if not tracks:
+        raise DatasetError(f"{root}: no audio files found (expected ROOT/<genre>/*.wav|mp3|ogg|flac|m4a or a CSV manifest)")
+    return tracks
+
+
+def _read_manifest(path: Path) -> list[LabelledTrack]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"path", "genre"} <= set(reader.fieldnames):
+                raise DatasetError(f"{path}: a manifest needs a header with at least 'path' and 'genre' columns")
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a CSV manifest (not UTF-8 text)") from None
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: malformed CSV manifest ({exc})") from None
+    tracks = []
+    for i, row in enumerate(rows, start=2):
+        if not row.get("path") or not row.get("genre"):
+            raise DatasetError(f"{path}:{i}: missing path or genre")
+        p = Path(row["path"])
+        p = p if p.is_absolute() else path.parent / p
+        tracks.append(LabelledTrack(path=p, genre=normalise_label(row["genre"]),
+                                    artist=(row.get("artist") or None), title=(row.get("title") or None)))
+    if not tracks:
+        raise DatasetError(f"{path}: the manifest lists no tracks")
+    return tracks
