@@ -1,0 +1,159 @@
+"""The web app: :func:`create_app` builds it; nothing happens at import time.
+
+The model loads once, in the lifespan handler; settings come from
+:func:`~genrify.web.settings.get_settings` unless passed in. Errors of the
+project (:class:`~genrify.errors.GenrifyError`) become ``{"error": "..."}``
+with the class's status code; anything unexpected becomes a 500 with the same
+shape, and the server keeps running. Every response carries a strict
+Content-Security-Policy (the page uses only its own scripts and styles);
+CORS is closed unless origins are configured; ``Host`` headers are checked
+(loopback names only when bound to loopback).
+
+Run it with ``genrify serve`` or ``uvicorn --factory genrify.web.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+
+from genrify.errors import GenrifyError
+from genrify.web.settings import Settings, get_settings
+
+log = logging.getLogger("genrify.web")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON with ``<``, ``>`` and ``&`` written as ``\\u003c`` etc.: the same data, never readable as HTML."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode("utf-8")
+
+
+def error_response(status: int, message: str, headers: dict | None = None, **extra) -> SafeJSONResponse:
+    return SafeJSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+class SecurityHeadersMiddleware:
+    """Adds :data:`SECURITY_HEADERS` to every HTTP response (plain ASGI, streaming-safe)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers.extend((k, v) for k, v in SECURITY_HEADERS if k not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def static_dir() -> Path:
+    return Path(str(resources.files("genrify.web") / "static"))
+
+
+def create_app(settings: Settings | None = None, *, classifier: Any = None) -> FastAPI:
+    """Build the app. ``classifier`` (any object with the ``GenreClassifier`` API) skips loading a model file."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from starlette.concurrency import run_in_threadpool
+
+        from genrify.web.service import build_state
+
+        state = await run_in_threadpool(build_state, settings, classifier=classifier)
+        app.state.genrify = state
+        log.info("genrify ready: %d labels, sources: %s", len(state.classifier.labels),
+                 ", ".join(s.name for s in state.sources) or "none")
+        try:
+            yield
+        finally:
+            state.close()
+
+    from genrify import __version__
+    from genrify.web import routes
+
+    app = FastAPI(
+        title="genrify",
+        version=__version__,
+        description=routes.API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load JS from a CDN; /docs is served locally instead
+        redoc_url=None,
+        default_response_class=SafeJSONResponse,
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(GenrifyError)
+    async def _genrify_error(request: Request, exc: GenrifyError):
+        headers = {}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after))
+        status = int(getattr(exc, "status_code", 400))
+        if status >= 500 and status not in (502, 503, 504):
+            log.error("%s: %s", type(exc).__name__, exc)
+        return error_response(status, str(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+            problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
+        return error_response(422, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return error_response(500, "internal error (see the server log)")
+
+    app.include_router(routes.router)
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["*"])
+    if "*" not in settings.trusted_hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app
