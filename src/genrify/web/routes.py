@@ -1,0 +1,262 @@
+"""The page, the original's endpoint and the documented ``/api``.
+
+Blocking work never runs on the event loop: searches and preview downloads go
+to Starlette's thread pool, analyses to the bounded analysis pool
+(:meth:`~genrify.web.service.AppState.run_analysis`).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from genrify.errors import AudioDecodeError, NotFoundError
+from genrify.web import service
+from genrify.web.service import NOT_FOUND_MESSAGE, AppState
+
+API_DESCRIPTION = """\
+Tell the genre of a song from its sound.
+
+* `GET /d/music-prediction?artist=&track=` — the original widget's endpoint, same JSON shape:
+  `{"response": true, "first": [genre, p], "second": [genre, p], "mfcc": "<base64 PNG>", "mp3": "<audio URL>"}`,
+  p a probability 0–1. When no source has the song: `{"response": false}` (HTTP 200, other keys absent).
+* `GET /api/search`, `GET /api/predict`, `POST /api/predict` (upload), `GET /api/audio/{source}/{id}` (seekable).
+* Errors are `{"error": "..."}` with a 4xx/5xx status; 503 answers carry `Retry-After`.
+"""
+
+router = APIRouter()
+
+
+def get_state(request: Request) -> AppState:
+    """The running app's shared state (tests may override this dependency)."""
+    return request.app.state.genrify
+
+
+State = Annotated[AppState, Depends(get_state)]
+ArtistQ = Annotated[str, Query(max_length=200, description="artist name (may be empty)")]
+TrackQ = Annotated[str, Query(min_length=1, max_length=300, description="song title")]
+TopK = Annotated[int, Query(ge=1, le=50, description="how many genres to list")]
+Images = Annotated[bool, Query(description="include the feature image and timeline as base64 PNGs")]
+
+
+# ------------------------------------------------------------------------------ page
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(service_static("index.html"), media_type="text/html; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs() -> FileResponse:
+    return FileResponse(service_static("docs.html"), media_type="text/html; charset=utf-8")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    return Response(status_code=204)
+
+
+def service_static(name: str):
+    from genrify.web.app import static_dir
+
+    return static_dir() / name
+
+
+@router.get("/healthz", tags=["service"], summary="Liveness and what is loaded")
+async def healthz(state: State) -> dict:
+    lib = state.library
+    return {
+        "status": "ok",
+        "labels": list(state.classifier.labels),
+        "model": str(getattr(state.classifier, "source", "")),
+        "sources": [s.name for s in state.sources],
+        "library": None if lib is None else {
+            "tracks": await run_in_threadpool(len, lib),
+            "scanning": state.scanning,
+        },
+        "max_upload_mb": round(state.settings.max_upload_bytes / (1024 * 1024), 2),
+        "analyses": {"running": state.limiter.running, "waiting": state.limiter.waiting,
+                     "capacity": state.limiter.capacity},
+    }
+
+
+# ------------------------------------------------------------------------------ the original endpoint
+
+
+@router.get("/d/music-prediction", tags=["original"], summary="The original widget's endpoint")
+async def music_prediction(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...) -> dict:
+    """Find the song, analyse it, answer in the 2017 widget's JSON shape.
+
+    `first`/`second` are `[genre, probability]` with the probability 0–1; `mfcc` is a
+    base64 PNG of the song's MFCC image; `mp3` the URL that plays the song.
+    Not found: `{"response": false}`.
+    """
+    found = await run_in_threadpool(service.find_song, state, artist=artist, track=track, limit=1)
+    if found is None:
+        return {"response": False}
+    src, ref = found
+    path = await run_in_threadpool(src.fetch_audio, ref)
+    result = await state.run_analysis(
+        lambda: service.analyse_audio(state, path, top_k=2, images=True, name=f"{ref.artist} - {ref.title}"))
+    (g1, p1), (g2, p2) = (result["_top2"] + [("", 0.0), ("", 0.0)])[:2]
+    return {
+        "response": True,
+        "first": [g1, round(p1, 4)],
+        "second": [g2, round(p2, 4)],
+        "mfcc": result["images"]["features"],
+        "mp3": str(request.url_for("audio", source=ref.source, track_id=ref.id)),
+    }
+
+
+# ------------------------------------------------------------------------------ /api
+
+
+@router.get("/api/search", tags=["api"], summary="Songs matching an artist and a title, from every source")
+async def search(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...,
+                 limit: Annotated[int, Query(ge=1, le=50)] = 5) -> dict:
+    refs = await run_in_threadpool(service.search_all, state, artist=artist, track=track, limit=limit)
+    return {"results": [
+        {**service.ref_dict(r), "audio_url": str(request.url_for("audio", source=r.source, track_id=r.id))}
+        if r.source == "library" else service.ref_dict(r)
+        for r in refs
+    ]}
+
+
+@router.get("/api/examples", tags=["api"], summary="A few songs of the local library (for example values)")
+async def examples(state: State, n: Annotated[int, Query(ge=1, le=20)] = 5) -> dict:
+    return {"examples": await run_in_threadpool(service.library_examples, state, n)}
+
+
+@router.get("/api/predict", tags=["api"], summary="Find a song and analyse it")
+async def predict_song(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...,
+                       top_k: TopK = 2, images: Images = True) -> dict:
+    """The first match of the first source that has one, analysed.
+
+    Returns the verdict (`genre`, `unsure` or `not_music`) and its message, the
+    `top_k` genres, every genre's probability, probabilities per window over
+    time, the song and its audio URL, and (with `images=true`) the feature image
+    and the timeline as base64 PNGs. 404 `{"error": "The song could not be found ..."}`
+    when no source has it.
+    """
+    found = await run_in_threadpool(service.find_song, state, artist=artist, track=track, limit=1)
+    if found is None:
+        raise NotFoundError(NOT_FOUND_MESSAGE)
+    src, ref = found
+    path = await run_in_threadpool(src.fetch_audio, ref)
+    result = await state.run_analysis(
+        lambda: service.analyse_audio(state, path, top_k=top_k, images=images, name=f"{ref.artist} - {ref.title}"))
+    return _public({
+        "song": service.ref_dict(ref),
+        "audio_url": str(request.url_for("audio", source=ref.source, track_id=ref.id)),
+        **result,
+    })
+
+
+_TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
+
+
+def _check_looks_like_audio(data: bytes, content_type: str | None) -> None:
+    """Refuse obvious non-audio quickly (text, HTML, JSON, images) with 415; decoding judges the rest."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype.startswith(("text/", "image/")) or ctype in ("application/json", "application/xml"):
+        raise AudioDecodeError(f"the upload is {ctype}, not audio")
+    head = data[:2048]
+    from genrify.sources.http import sniff_audio
+
+    if sniff_audio(head[:16]) is None and not _TEXT_CONTROL.search(head):
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+        raise AudioDecodeError("the upload is text, not audio")
+
+
+@router.post(
+    "/api/predict",
+    tags=["api"],
+    summary="Analyse an uploaded audio file",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+        "audio/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    }}},
+    responses={413: {"description": "upload over the size limit"}, 415: {"description": "not audio"},
+               422: {"description": "audio unusable (too short, empty, NaN)"},
+               503: {"description": "too many analyses; see Retry-After"}},
+)
+async def predict_upload(request: Request, state: State, top_k: TopK = 2, images: Images = True) -> dict:
+    """Same answer as `GET /api/predict`, for a file sent as multipart field `file` or as the raw body.
+
+    The size limit (default 20 MB) is enforced while the body streams in.
+    """
+    from genrify.web.uploads import read_upload
+
+    settings = state.settings
+    upload = await read_upload(request, max_bytes=settings.max_upload_bytes, timeout_s=settings.upload_timeout_s)
+    _check_looks_like_audio(upload.data, upload.content_type)
+    name = upload.filename or "upload"
+    result = await state.run_analysis(
+        lambda: service.analyse_audio(state, upload.data, top_k=top_k, images=images, name=name))
+    return _public({
+        "song": None,
+        "upload": {"filename": upload.filename, "bytes": len(upload.data)},
+        "audio_url": None,
+        **result,
+    })
+
+
+def _public(result: dict) -> dict:
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+@router.head("/api/audio/{source}/{track_id}", include_in_schema=False)
+@router.get("/api/audio/{source}/{track_id}", name="audio", tags=["api"],
+            summary="The audio of an indexed library track or a cached preview (Range supported)")
+async def audio(request: Request, state: State, source: str, track_id: str) -> Response:
+    """Serves only files known by id: library tracks from the index, previews from the cache.
+
+    Supports `Range: bytes=...` (206 with `Content-Range`; 416 for a range that cannot be served).
+    """
+    path = await run_in_threadpool(service.audio_path, state, source, track_id)
+    size = path.stat().st_size
+    range_header = request.headers.get("range")
+    if range_header is not None and not _range_ok(range_header, size):
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"})
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    media_type = _AUDIO_TYPES.get(path.suffix.lower(), media_type)
+    return FileResponse(path, media_type=media_type, headers={"Accept-Ranges": "bytes", "Cache-Control": "private"},
+                        content_disposition_type="inline")
+
+
+_AUDIO_TYPES = {".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".wav": "audio/wav",
+                ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg"}
+_RANGE_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def _range_ok(header: str, size: int) -> bool:
+    """Whether a ``Range`` header names only byte ranges that can be served from a file of ``size`` bytes."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        return False
+    parts = spec.split(",")
+    if len(parts) > 16:
+        return False
+    for part in parts:
+        m = _RANGE_RE.match(part)
+        if not m or (not m.group(1) and not m.group(2)):
+            return False
+        first, last = m.group(1), m.group(2)
+        if first:
+            if int(first) >= size or (last and int(last) < int(first)):
+                return False
+        elif int(last) == 0:
+            return False
+    return True
