@@ -47,7 +47,7 @@ Images = Annotated[bool, Query(description="include the feature image and timeli
 # ------------------------------------------------------------------------------ page
 
 
-@router.get("/", include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def index() -> FileResponse:
     return FileResponse(service_static("index.html"), media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-cache"})

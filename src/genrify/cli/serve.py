@@ -1,0 +1,151 @@
+"""``genrify serve`` (the web widget and API) and ``genrify library scan`` (index a music folder)."""
+
+from __future__ import annotations
+
+import argparse
+
+from genrify.cli import example_epilog
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the genre widget and its API (http://127.0.0.1:8000)",
+        description=(
+            "Serve the web page and the JSON API. With no options it uses the bundled default model and a "
+            "small synthetic demo library generated into the cache on first start. The library is "
+            "re-scanned (incrementally) at every start. Binds 127.0.0.1 unless --host says otherwise; "
+            "the API is documented at /docs."
+        ),
+        epilog=example_epilog(
+            "genrify serve",
+            "genrify serve --model cnn.genrify --library ~/Music --port 8080",
+            "genrify serve --providers library,deezer,itunes",
+            "genrify serve --host 0.0.0.0 --allowed-hosts music.example.org --max-upload-mb 50",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", metavar="PATH", help="model file (default: the bundled model)")
+    p.add_argument("--library", metavar="DIR", help="music folder to search (default: the generated demo library)")
+    p.add_argument("--db", metavar="PATH", help="the library's index file (default: in the cache folder)")
+    p.add_argument("--providers", default="library", metavar="LIST",
+                   help="sources tried in order, comma separated: library, deezer, itunes (default: library)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB", help="largest upload (default 20)")
+    p.add_argument("--max-analyses", type=int, default=2, metavar="N",
+                   help="analyses running at once; more wait briefly, then get 503 (default 2)")
+    p.add_argument("--max-waiting", type=int, default=8, metavar="N", help="analyses allowed to wait (default 8)")
+    p.add_argument("--analysis-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="longest analysis before a 504 (default 120)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow this origin cross-site (repeatable; default: CORS closed)")
+    p.add_argument("--allowed-hosts", metavar="LIST",
+                   help="accepted Host headers, comma separated (default: loopback names when bound to loopback)")
+    p.add_argument("--scan", choices=("background", "blocking", "off"), default="background",
+                   help="library scan at start (default background: serve while scanning)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="server processes (each loads the model; default 1)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(handler=run_serve)
+
+    lib = subparsers.add_parser(
+        "library",
+        help="index a music folder for search",
+        description="Manage the local music library index that 'genrify serve --library DIR' searches.",
+        epilog=example_epilog("genrify library scan ~/Music", "genrify library scan ~/Music --db music.sqlite"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lib_sub = lib.add_subparsers(dest="library_command", metavar="ACTION")
+    scan = lib_sub.add_parser(
+        "scan",
+        help="index (or re-index, incrementally) the audio files under DIR",
+        description=(
+            "Read artist/title tags (or 'Artist - Title' file names) of the audio files under DIR into a "
+            "SQLite index. Unchanged files are skipped, vanished ones dropped; links leaving DIR are ignored; "
+            "unreadable files are listed and skipped."
+        ),
+        epilog=example_epilog("genrify library scan ~/Music", "genrify library scan ~/Music --db music.sqlite"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scan.add_argument("dir", metavar="DIR")
+    scan.add_argument("--db", metavar="PATH", help="index file (default: in the cache folder, the one serve uses)")
+    scan.add_argument("--quiet", action="store_true", help="print only the summary line")
+    scan.set_defaults(handler=run_scan)
+    lib.set_defaults(handler=lambda args: (lib.print_help(), 2)[1])
+
+
+def _settings(args):
+    from genrify.web.settings import Settings
+
+    return Settings(
+        model=args.model,
+        library=args.library,
+        library_db=args.db,
+        providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
+        host=args.host,
+        port=args.port,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_analyses=args.max_analyses,
+        max_waiting=args.max_waiting,
+        analysis_timeout_s=args.analysis_timeout,
+        cors_origins=tuple(args.cors_origin),
+        allowed_hosts=(tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
+                       if args.allowed_hosts else None),
+        scan=args.scan,
+    )
+
+
+def run_serve(args) -> int:
+    import logging
+    import os
+
+    import uvicorn
+
+    from genrify.errors import ConfigError, ModelFileError
+    from genrify.web.app import create_app
+
+    settings = _settings(args)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if settings.model and not os.path.isfile(settings.model):
+        raise ModelFileError(f"{settings.model}: no such model file")
+    if settings.library and not os.path.isdir(os.path.expanduser(settings.library)):
+        raise ConfigError(f"{settings.library}: no such folder")
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(f"genrify: serving on http://{shown_host}:{settings.port}  (API docs: /docs; Ctrl-C stops)", flush=True)
+    common = dict(host=settings.host, port=settings.port, log_level=args.log_level, timeout_keep_alive=5,
+                  limit_concurrency=200, server_header=False)
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+    else:
+        # Worker processes rebuild the same settings from the environment.
+        os.environ.update(settings.to_env())
+        uvicorn.run("genrify.web.app:create_app", factory=True, workers=args.workers, **common)
+    return 0
+
+
+def run_scan(args) -> int:
+    import sys
+
+    from genrify.sources.library import LibraryIndex, default_db_path
+
+    db = args.db or default_db_path(args.dir)
+    seen = [0]
+
+    def progress(n, path):
+        seen[0] = n
+        if not args.quiet and sys.stderr.isatty() and n % 50 == 0:
+            print(f"\r{n} files ...", end="", file=sys.stderr, flush=True)
+
+    with LibraryIndex(db) as index:
+        summary = index.scan(args.dir, progress=progress)
+        total = len(index)
+    if not args.quiet and sys.stderr.isatty() and seen[0] >= 50:
+        print(file=sys.stderr)
+    if not args.quiet:
+        for path, reason in summary.failed:
+            print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"{summary}; {total} playable tracks in {db}")
+    return 0
