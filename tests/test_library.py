@@ -1,0 +1,236 @@
+"""The local library index: scanning, tolerant matching, safe lookup of files by id."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genrify.errors import DatasetError, NotFoundError
+from genrify.sources.base import SongRef, Source
+from genrify.sources.library import (
+    MATCH_THRESHOLD,
+    LibraryIndex,
+    LibrarySource,
+    normalize,
+    parse_filename,
+    similarity,
+)
+
+SR = 8000
+
+
+def _tone(seconds=1.0, freq=440.0):
+    t = np.arange(int(SR * seconds)) / SR
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def write_flac(path, *, artist=None, title=None, genre=None, album=None):
+    from mutagen.flac import FLAC
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, _tone(), SR, format="FLAC")
+    tags = FLAC(path)
+    for key, value in (("artist", artist), ("title", title), ("genre", genre), ("album", album)):
+        if value is not None:
+            tags[key] = value
+    tags.save()
+    return path
+
+
+def write_wav(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, _tone(), SR)
+    return path
+
+
+@pytest.fixture
+def library(tmp_path):
+    root = tmp_path / "music"
+    write_flac(root / "pop" / "01.flac", artist="Beyoncé feat. JAY-Z", title="Crazy in Love", genre="Pop",
+               album="Dangerously in Love")
+    write_flac(root / "jazz" / "take.flac", artist="The Dave Brubeck Quartet", title="Take Five (Remastered 2009)")
+    write_wav(root / "Kevin_MacLeod_-_Vibe_Ace.wav")
+    write_wav(root / "misc" / "Sigur Rós - Hoppípolla.wav")
+    write_wav(root / "no separator here.wav")
+    return root
+
+
+@pytest.fixture
+def index(tmp_path, library):
+    idx = LibraryIndex(tmp_path / "index.sqlite")
+    idx.scan(library)
+    yield idx
+    idx.close()
+
+
+def test_scan_reads_tags_and_falls_back_to_file_names(index):
+    tracks = {(t.artist, t.title) for t in index.tracks()}
+    assert ("Beyoncé feat. JAY-Z", "Crazy in Love") in tracks
+    assert ("Kevin MacLeod", "Vibe Ace") in tracks
+    assert ("Sigur Rós", "Hoppípolla") in tracks
+    assert ("", "no separator here") in tracks
+    pop = next(t for t in index.tracks() if t.title == "Crazy in Love")
+    assert pop.genre == "Pop" and pop.album == "Dangerously in Love"
+    assert pop.duration == pytest.approx(1.0, abs=0.01)
+    assert len(index) == 5
+
+
+@pytest.mark.parametrize(
+    "artist, track, expected",
+    [
+        ("beyonce", "crazy in love", "Crazy in Love"),  # accents and case
+        ("Beyoncé ft. Jay Z", "Crazy In Love (feat. Jay-Z)", "Crazy in Love"),  # feat. parts
+        ("BEYONCE", "Crazy in Lvoe", "Crazy in Love"),  # a small typo
+        ("dave brubeck quartet", "take five", "Take Five (Remastered 2009)"),  # "The", brackets
+        ("The Dave Brubeck Quartet", "Take Five!", "Take Five (Remastered 2009)"),  # punctuation
+        ("kevin macleod", "vibe ace", "Vibe Ace"),
+        ("sigur ros", "hoppipolla", "Hoppípolla"),
+        ("", "Vibe Ace", "Vibe Ace"),  # title alone
+    ],
+)
+def test_search_is_tolerant(index, artist, track, expected):
+    hits = index.search(artist=artist, track=track)
+    assert hits, (artist, track)
+    assert hits[0].title == expected
+    assert isinstance(hits[0], SongRef) and hits[0].source == "library"
+
+
+@pytest.mark.parametrize(
+    "artist, track",
+    [("Metallica", "Crazy in Love"), ("Beyoncé", "Halo"), ("", "Something else entirely"), ("", "")],
+)
+def test_search_refuses_different_songs(index, artist, track):
+    assert index.search(artist=artist, track=track) == []
+
+
+def test_normalisation_and_threshold():
+    assert normalize("Beyoncé feat. JAY-Z") == "beyonce"
+    assert normalize("Crazy in Love (feat. Jay-Z)") == "crazy in love"
+    assert normalize("AC/DC") == "ac dc"
+    assert normalize("Simon & Garfunkel") == "simon and garfunkel"
+    assert normalize("Dancing with Myself") == "dancing with myself"  # 'with' only counts in brackets
+    assert similarity("beyonce", "beyonse") >= MATCH_THRESHOLD
+    assert similarity("halo", "crazy in love") < MATCH_THRESHOLD
+    assert parse_filename("Kevin_MacLeod_-_Vibe_Ace.ogg") == ("Kevin MacLeod", "Vibe Ace")
+    assert parse_filename("A - B - C.mp3") == ("A", "B - C")
+
+
+def test_rescan_is_incremental_and_drops_vanished_files(index, library):
+    again = index.scan(library)
+    assert (again.added, again.updated, again.unchanged, again.removed) == (0, 0, 5, 0)
+    (library / "no separator here.wav").unlink()
+    changed = write_flac(library / "pop" / "01.flac", artist="Beyoncé", title="Halo")
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
+    third = index.scan(library)
+    assert (third.added, third.updated, third.unchanged, third.removed) == (0, 1, 3, 1)
+    assert index.search(artist="beyonce", track="halo")
+    assert not index.search(artist="beyonce", track="crazy in love")
+    assert len(index) == 4
+
+
+def test_ids_are_stable_and_path_for_only_serves_indexed_files(index, library, tmp_path):
+    ref = index.search(artist="kevin macleod", track="vibe ace")[0]
+    assert index.path_for(ref.id) == (library / "Kevin_MacLeod_-_Vibe_Ace.wav").resolve()
+    # A fresh index of the same folder gives the same ids.
+    with LibraryIndex(tmp_path / "other.sqlite") as other:
+        other.scan(library)
+        assert other.search(artist="kevin macleod", track="vibe ace")[0].id == ref.id
+    for bad in ("../../etc/passwd", "/etc/passwd", "0" * 16, "", "x" * 100, ref.id.upper()):
+        with pytest.raises(NotFoundError):
+            index.path_for(bad)
+
+
+def test_symlinks_leaving_the_root_are_never_indexed_or_served(tmp_path, library):
+    outside = write_wav(tmp_path / "private" / "Secret - Outside.wav")
+    os.symlink(outside, library / "Secret - Outside.wav")
+    os.symlink(tmp_path / "private", library / "linked-dir")  # a directory link: not followed
+    os.symlink(library, library / "loop")  # a loop: not followed
+    write_wav(library / "inside" / "Real - Inside.wav")
+    os.symlink(library / "inside" / "Real - Inside.wav", library / "Alias - Inside.wav")
+    with LibraryIndex(tmp_path / "i.sqlite") as idx:
+        summary = idx.scan(library)
+        assert summary.skipped_outside == 1
+        assert not idx.search(artist="secret", track="outside")
+        assert all("private" not in t.path for t in idx.tracks(include_errors=True))
+        # A link inside the root is fine (indexed once, by its target).
+        assert idx.search(artist="real", track="inside")
+        # A file swapped for an outside link after the scan is refused when served.
+        ref = idx.search(artist="real", track="inside")[0]
+        target = library / "inside" / "Real - Inside.wav"
+        target.unlink()
+        os.symlink(outside, target)
+        with pytest.raises(NotFoundError):
+            idx.path_for(ref.id)
+
+
+def test_bad_files_never_stop_a_scan(tmp_path, library):
+    from badinput import make_bad_corpus
+
+    bad_dir = library / "bad"
+    cases = make_bad_corpus(bad_dir)
+    t0 = time.perf_counter()
+    with LibraryIndex(tmp_path / "bad.sqlite") as idx:
+        summary = idx.scan(library)
+        # Every good file is still there; garbage is recorded, not offered.
+        assert idx.search(artist="kevin macleod", track="vibe ace")
+        names = {t.path for t in idx.tracks()}
+        for case in cases:
+            if case.expect == "error" and case.path.is_file() and case.path.stat().st_size == 0:
+                assert str(case.path.resolve()) not in names
+        errors = {t.path for t in idx.tracks(include_errors=True) if t.status == "error"}
+        assert {p for p, _ in summary.failed} >= errors
+    assert time.perf_counter() - t0 < 30
+
+
+def test_scan_errors_and_threads(tmp_path, library):
+    with LibraryIndex(tmp_path / "t.sqlite") as idx:
+        with pytest.raises(DatasetError):
+            idx.scan(tmp_path / "missing")
+        idx.scan(library)
+        results, errors = [], []
+
+        def worker():
+            try:
+                for _ in range(20):
+                    results.append(len(idx.search(artist="beyonce", track="crazy in love")))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and set(results) == {1}
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(DatasetError):
+        LibraryIndex(tmp_path / "junk.sqlite")
+
+
+def test_library_source_fulfils_the_source_contract(index, library):
+    src: Source = LibrarySource(index)
+    assert src.name == "library"
+    hits = src.search(artist="Kevin MacLeod", track="Vibe Ace", limit=3)
+    assert len(hits) == 1
+    assert src.fetch_audio(hits[0]).read_bytes() == (library / "Kevin_MacLeod_-_Vibe_Ace.wav").read_bytes()
+    with pytest.raises(NotFoundError):
+        src.fetch_audio(SongRef(source="library", id="../../etc/passwd", artist="", title=""))
+    with pytest.raises(NotFoundError):
+        src.fetch_audio(SongRef(source="deezer", id=hits[0].id, artist="", title=""))
+
+
+def test_library_scan_command(tmp_path, library, capsys):
+    from genrify.cli import main
+
+    db = tmp_path / "cli.sqlite"
+    assert main(["library", "scan", str(library), "--db", str(db)]) == 0
+    assert "5 added" in capsys.readouterr().out
+    assert main(["library", "scan", str(library), "--db", str(db)]) == 0
+    assert "5 unchanged" in capsys.readouterr().out
+    assert main(["library", "scan", str(tmp_path / "nope"), "--db", str(db)]) == 1
+    assert "not found" in capsys.readouterr().err
