@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-FAULTS = ("500", "429", "malformed", "slow", "trickle", "huge", "huge_chunked", "html",
+FAULTS = ("delay", "quota", "500", "429", "malformed", "slow", "trickle", "huge", "huge_chunked", "html",
           "html_as_audio", "redirect_loop", "drop", "forbidden")
 
 
@@ -49,7 +49,7 @@ class Fault:
     pattern: re.Pattern
     kind: str
     times: int | None = None       # None: every matching request
-    delay: float = 5.0             # for "slow" / "trickle"
+    delay: float = 5.0             # for "delay", "slow" and "trickle"
     size: int = 3 * 1024 * 1024    # for "huge"
     hits: int = 0
 
@@ -199,7 +199,18 @@ class FakeProvider:
 
     def fail(self, pattern: str, kind: str, *, times: int | None = None, delay: float = 5.0,
              size: int = 3 * 1024 * 1024) -> Fault:
-        """Make requests whose path matches ``pattern`` (a regex, searched) misbehave as ``kind``."""
+        """Make requests whose path (with query) matches ``pattern`` misbehave as ``kind``.
+
+        Kinds: ``delay`` (answer normally after ``delay`` s), ``quota`` (Deezer's
+        quota error body, code 4), ``500``, ``429``
+        (``Retry-After: 0``), ``forbidden`` (403), ``malformed`` (cut-off JSON),
+        ``slow`` (no answer for ``delay`` s), ``trickle`` (audio headers, then a
+        few bytes at a time for ``delay`` s), ``huge`` / ``huge_chunked`` (a
+        ``size``-byte body with / without ``Content-Length``), ``html`` (an HTML
+        page), ``html_as_audio`` (an HTML page labelled ``audio/mpeg``),
+        ``redirect_loop`` (302 to itself), ``drop`` (hang up without answering).
+        ``times`` limits how many requests misbehave (``None``: all).
+        """
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}")
         fault = Fault(re.compile(pattern), kind, times, delay, size)
@@ -210,6 +221,14 @@ class FakeProvider:
     def clear_faults(self) -> None:
         with self._lock:
             self.faults.clear()
+
+    def reset(self) -> None:
+        """Back to good behaviour: no faults, URLs that do not expire, an empty request log."""
+        with self._lock:
+            self.faults.clear()
+            self.requests.clear()
+        self.token_single_use = False
+        self.token_ttl = None
 
     def count(self, pattern: str) -> int:
         """How many requests so far had a path (with query) matching ``pattern``."""
@@ -327,7 +346,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is None:
             return False
         kind = fault.kind
-        if kind == "500":
+        if kind == "delay":  # answer normally, only late
+            return not self._sleep(fault.delay)
+        if kind == "quota":
+            self._json({"error": {"type": "Exception", "message": "Quota limit exceeded", "code": 4}})
+        elif kind == "500":
             self._send(500, b"<html>Internal Server Error</html>", "text/html")
         elif kind == "429":
             self._send(429, b'{"error": "rate limited"}', "application/json", headers=[("Retry-After", "0")])

@@ -12,10 +12,10 @@ def register(subparsers) -> None:
         "collect",
         help="download genre-labelled previews into a training folder",
         description=(
-            "Gather 30 s previews for each genre from Deezer (genre playlists) or iTunes (primary genre) "
-            "into OUT/<genre>/<artist> - <title>.<ext>, with OUT/manifest.csv. A track listed under two "
-            "genres is kept under the first genre given and reported in OUT/duplicates.csv. "
-            "Rerunning the same command resumes."
+            "Gather 30 s previews for each genre from Deezer (genre playlists) or iTunes\n"
+            "(primary genre) into OUT/<genre>/<artist> - <title>.<ext>, with OUT/manifest.csv.\n"
+            "A track listed under two genres is kept under the first genre given and\n"
+            "reported in OUT/duplicates.csv. Rerunning the same command resumes."
         ),
         epilog=example_epilog(
             "genrify collect --provider deezer --genres metal,jazz,classical --per-genre 300 data/previews",
@@ -55,7 +55,9 @@ def run(args) -> int:
         if not args.no_progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=max(1, args.per_genre) * len(genres), unit="preview", desc="collect", leave=False)
+            # disable=None: no bar when stderr is not a terminal (logs, pipes, tests).
+            bar = tqdm(total=max(1, args.per_genre) * len(genres), unit="preview", desc="collect", leave=False,
+                       disable=None)
 
         def progress(done: int, total: int, genre: str) -> None:
             if bar is not None:

@@ -155,7 +155,7 @@ class CollectSummary:
                  f" ({self.downloaded} downloaded now, {self.adopted} recovered)"]
         width = max((len(g) for g in self.counts), default=5)
         for genre, n in self.counts.items():
-            note = "" if n >= self.per_genre else f"  (short of {self.per_genre}: the listing ran out)"
+            note = "" if n >= self.per_genre else f"  (fewer than {self.per_genre})"
             lines.append(f"  {genre:<{width}}  {n:>5}{note}")
         if self.duplicates:
             lines.append(f"{len(self.duplicates)} track(s) listed under two genres, kept under the first only"
