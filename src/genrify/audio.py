@@ -72,6 +72,8 @@ def load_audio(
     y = np.ascontiguousarray(y, dtype=np.float32)
     if sr is not None and native_sr != sr:
         y = resample(y, orig_sr=native_sr, target_sr=sr)
+        if y.size == 0:  # a handful of samples can resample to none at all
+            raise InvalidAudioError(f"{label}: too short to resample from {native_sr} Hz to {sr} Hz")
     return y, (sr or native_sr)
 
 

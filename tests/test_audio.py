@@ -1,0 +1,149 @@
+"""Decoding: every bad input fails cleanly or decodes sanely; codecs, downmix and resampling agree."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from badinput import make_bad_corpus
+from genrify.audio import load_audio
+from genrify.errors import AudioDecodeError, GenrifyError, InvalidAudioError
+from genrify.sources.synthetic import generate_clip
+
+SR = 22050
+MAX_DURATION = 600.0
+#: A sanity bound, not a benchmark: no single case may take anywhere near this long.
+CASE_SECONDS = 20.0
+
+CASE_NAMES = [case.name for case in make_bad_corpus("unused", write=False)]
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory):
+    return {case.name: case for case in make_bad_corpus(tmp_path_factory.mktemp("bad"))}
+
+
+def test_bad_corpus_is_broad():
+    assert len(CASE_NAMES) >= 20 and len(set(CASE_NAMES)) == len(CASE_NAMES)
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_bad_input(bad_corpus, name):
+    case = bad_corpus[name]
+    if case.skip:
+        pytest.skip(case.skip)
+    start = time.monotonic()
+    if case.expect == "error":
+        with pytest.raises(GenrifyError) as info:
+            load_audio(case.path, sr=SR, max_duration=MAX_DURATION)
+        assert isinstance(info.value, (AudioDecodeError, InvalidAudioError))
+        message = str(info.value)
+        assert "\n" not in message and str(case.path) in message, message
+    else:
+        y, sr = load_audio(case.path, sr=SR, max_duration=MAX_DURATION)
+        assert sr == SR
+        assert y.dtype == np.float32 and y.ndim == 1 and y.size > 0
+        assert np.isfinite(y).all()
+        assert len(y) <= MAX_DURATION * SR + 1
+    assert time.monotonic() - start < CASE_SECONDS
+
+
+def test_over_an_hour_is_capped_at_max_duration(bad_corpus):
+    y, sr = load_audio(bad_corpus["long_over_an_hour"].path, sr=SR, max_duration=MAX_DURATION)
+    assert abs(len(y) / sr - MAX_DURATION) < 0.01
+
+
+def test_truncated_files_keep_the_audio_before_the_cut(bad_corpus):
+    for name in ("truncated_mp3", "truncated_flac", "truncated_ogg"):
+        y, sr = load_audio(bad_corpus[name].path, sr=SR)
+        assert 1.5 < len(y) / sr < 4.0, name  # 30 % of 10 s, give or take the container overhead
+        assert np.sqrt(np.mean(y**2)) > 0.01, name
+
+
+def test_lying_wav_header_returns_the_data_present(bad_corpus):
+    for name in ("wav_claims_hours", "wav_claims_4gb_8ch_192k"):
+        y, sr = load_audio(bad_corpus[name].path, sr=SR)
+        assert abs(len(y) / sr - 0.5) < 0.01, name
+
+
+def _align(ref: np.ndarray, y: np.ndarray, max_lag: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Shift ``y`` against ``ref`` by the lag (|lag| <= max_lag) that maximises their correlation."""
+    n = min(len(ref), len(y))
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    xc = np.fft.irfft(np.fft.rfft(y[:n], size) * np.conj(np.fft.rfft(ref[:n], size)), size)
+    lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
+    lag = int(lags[np.argmax(np.concatenate([xc[: max_lag + 1], xc[-max_lag:]]))])
+    y, ref = (y[lag:], ref) if lag >= 0 else (y, ref[-lag:])
+    m = min(len(ref), len(y))
+    return ref[:m], y[:m]
+
+
+def _band_db(y: np.ndarray, sr: int = SR) -> np.ndarray:
+    """Energy (dB) in octave bands from 62.5 Hz to 8 kHz."""
+    power = np.abs(np.fft.rfft(y * np.hanning(len(y)))) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / sr)
+    edges = 62.5 * 2.0 ** np.arange(8)
+    return np.array([10 * np.log10(power[(freqs >= lo) & (freqs < 2 * lo)].sum() + 1e-12) for lo in edges])
+
+
+# Lossless formats must match to 16-bit precision. Lossy ones must still follow the
+# waveform (a modest SNR: MP3 and Vorbis drop masked detail) and keep the same
+# octave-band spectrum within 3 dB wherever a band holds at least 1 % of the energy.
+CODECS = {
+    "wav": ({"format": "WAV", "subtype": "PCM_16"}, 60.0),
+    "flac": ({"format": "FLAC", "subtype": "PCM_16"}, 60.0),
+    "ogg": ({"format": "OGG", "subtype": "VORBIS"}, 10.0),
+    "mp3": ({"format": "MP3", "subtype": "MPEG_LAYER_III"}, 10.0),
+}
+
+
+@pytest.mark.parametrize("style", ["classical", "edm"])
+@pytest.mark.parametrize("fmt", list(CODECS))
+def test_same_audio_decodes_alike_from_every_format(tmp_path, fmt, style):
+    y = generate_clip(style, seed=2, duration=4.0) * np.float32(0.8)
+    kwargs, min_snr_db = CODECS[fmt]
+    path = tmp_path / f"clip.{fmt}"
+    sf.write(path, y, SR, **kwargs)
+    z, sr = load_audio(path, sr=None)
+    assert sr == SR and z.dtype == np.float32
+    assert abs(len(z) - len(y)) <= 0.01 * len(y)  # MP3/Vorbis may pad by a frame
+    ref, out = _align(y, z)
+    snr = 10 * np.log10(np.sum(ref**2) / np.sum((ref - out) ** 2))
+    assert snr > min_snr_db, f"{fmt}: SNR {snr:.1f} dB"
+    rms_db = 20 * np.log10(np.sqrt(np.mean(out**2)) / np.sqrt(np.mean(ref**2)))
+    assert abs(rms_db) < 0.5, f"{fmt}: level off by {rms_db:.2f} dB"
+    ref_db, out_db = _band_db(ref), _band_db(out)
+    loud = ref_db > 10 * np.log10(np.sum(10 ** (ref_db / 10))) - 20  # bands holding >= 1 % of the energy
+    bands = np.abs(out_db - ref_db)[loud]
+    assert bands.max() < 3.0, f"{fmt}: octave bands differ by up to {bands.max():.2f} dB"
+
+
+@pytest.mark.parametrize("channels", [2, 3, 8])
+def test_multichannel_downmix_is_channel_average(tmp_path, channels):
+    rng = np.random.default_rng(channels)
+    t = np.arange(SR) / SR
+    y = np.stack([0.3 * np.sin(2 * np.pi * (200 + 150 * c) * t + rng.uniform(0, 6)) for c in range(channels)], axis=1)
+    y = y.astype(np.float32)
+    path = tmp_path / f"multi{channels}.wav"
+    sf.write(path, y, SR, subtype="FLOAT")
+    z, sr = load_audio(path, sr=None)
+    assert sr == SR and z.shape == (SR,)
+    np.testing.assert_allclose(z, y.mean(axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("freq", [110.0, 1000.0, 4321.0, 9000.0])
+def test_resampling_preserves_a_sines_frequency(tmp_path, freq):
+    sr_in = 44100
+    t = np.arange(2 * sr_in) / sr_in
+    path = tmp_path / "sine.wav"
+    sf.write(path, (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr_in, subtype="FLOAT")
+    z, sr = load_audio(path, sr=22050)
+    assert sr == 22050 and abs(len(z) - 2 * 22050) <= 1
+    spectrum = np.abs(np.fft.rfft(z * np.hanning(len(z))))
+    peak = np.fft.rfftfreq(len(z), 1 / sr)[np.argmax(spectrum)]
+    assert abs(peak - freq) <= 1.0  # bins are 0.5 Hz wide for 2 s
+    # The level survives too (soxr's passband is flat well below Nyquist).
+    assert abs(np.sqrt(np.mean(z[1000:-1000] ** 2)) - 0.5 / np.sqrt(2)) < 0.01
