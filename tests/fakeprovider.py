@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-FAULTS = ("delay", "quota", "500", "429", "malformed", "slow", "trickle", "huge", "huge_chunked", "html",
+FAULTS = ("body", "delay", "quota", "500", "429", "malformed", "slow", "trickle", "huge", "huge_chunked", "html",
           "html_as_audio", "redirect_loop", "drop", "forbidden")
 
 
@@ -51,6 +51,7 @@ class Fault:
     times: int | None = None       # None: every matching request
     delay: float = 5.0             # for "delay", "slow" and "trickle"
     size: int = 3 * 1024 * 1024    # for "huge"
+    body: bytes = b""              # for "body"
     hits: int = 0
 
 
@@ -198,10 +199,10 @@ class FakeProvider:
     # -- control ---------------------------------------------------------------------
 
     def fail(self, pattern: str, kind: str, *, times: int | None = None, delay: float = 5.0,
-             size: int = 3 * 1024 * 1024) -> Fault:
+             size: int = 3 * 1024 * 1024, body: bytes = b"") -> Fault:
         """Make requests whose path (with query) matches ``pattern`` misbehave as ``kind``.
 
-        Kinds: ``delay`` (answer normally after ``delay`` s), ``quota`` (Deezer's
+        Kinds: ``body`` (answer ``body`` as ``audio/mpeg``), ``delay`` (answer normally after ``delay`` s), ``quota`` (Deezer's
         quota error body, code 4), ``500``, ``429``
         (``Retry-After: 0``), ``forbidden`` (403), ``malformed`` (cut-off JSON),
         ``slow`` (no answer for ``delay`` s), ``trickle`` (audio headers, then a
@@ -213,7 +214,7 @@ class FakeProvider:
         """
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}")
-        fault = Fault(re.compile(pattern), kind, times, delay, size)
+        fault = Fault(re.compile(pattern), kind, times, delay, size, body)
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -348,7 +349,9 @@ class _Handler(BaseHTTPRequestHandler):
         kind = fault.kind
         if kind == "delay":  # answer normally, only late
             return not self._sleep(fault.delay)
-        if kind == "quota":
+        if kind == "body":
+            self._send(200, fault.body, "audio/mpeg")
+        elif kind == "quota":
             self._json({"error": {"type": "Exception", "message": "Quota limit exceeded", "code": 4}})
         elif kind == "500":
             self._send(500, b"<html>Internal Server Error</html>", "text/html")

@@ -332,3 +332,39 @@ def test_a_dns_failure_reads_as_offline(cache):
         with pytest.raises(ProviderError, match=r"^cannot reach no-such-host\.invalid: offline or DNS failure$"):
             source.search(artist="a", track="b")
         assert time.monotonic() - t0 < 5
+
+
+# -- the bad-input corpus served as previews ---------------------------------------------
+
+#: Cases about the local file system (directories, links, permissions), meaningless over HTTP.
+_FILESYSTEM_CASES = {"directory_named_mp3", "missing_file", "symlink_loop", "no_read_permission"}
+#: One sample is valid audio at its own rate (previews are checked at their native rate).
+_OK_AT_NATIVE_RATE = {"one_sample_48k"}
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory):
+    badinput = pytest.importorskip("badinput")
+    cases = badinput.make_bad_corpus(tmp_path_factory.mktemp("bad"))
+    return [c for c in cases if c.name not in _FILESYSTEM_CASES]
+
+
+def test_bad_previews_are_refused_or_decoded_and_only_good_ones_cached(fp, client, tmp_path, bad_corpus):
+    for i, case in enumerate(bad_corpus):
+        cache = PreviewCache(tmp_path / f"cache{i}")
+        source = DeezerSource(fp.deezer_url, cache=cache, client=client)
+        body = case.path.read_bytes()
+        fp.reset()
+        fp.fail(r"^/media/", "body", body=body)
+        ref = SongRef("deezer", "1010", "Jazz Band 2", "Jazz Song 5")
+        t0 = time.monotonic()
+        if case.expect == "error" and case.name not in _OK_AT_NATIVE_RATE:
+            with pytest.raises(ProviderRequestError) as info:
+                source.fetch_audio(ref)
+            assert info.value.reason == "not_audio", (case.name, str(info.value))
+            assert "\n" not in str(info.value)
+            assert len(cache) == 0 and cached_objects(cache) == [], case.name
+        else:
+            path = source.fetch_audio(ref)
+            assert path.read_bytes() == body, case.name
+        assert time.monotonic() - t0 < 5, case.name

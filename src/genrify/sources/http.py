@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from genrify import __version__
 from genrify.errors import ProviderError
 from genrify.sources.base import SongRef
 
@@ -79,7 +80,7 @@ class HttpConfig:
     max_json_bytes: int = 2 * 1024 * 1024
     max_audio_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
-    user_agent: str = "genrify/0.1 (+https://github.com/genrify)"
+    user_agent: str = f"genrify/{__version__}"
 
 
 @dataclass(frozen=True)
@@ -337,17 +338,35 @@ class RemoteSource:
         raise NotImplementedError
 
     def download(self, ref: SongRef) -> AudioBytes:
-        """Download ``ref``'s preview (no cache), re-resolving its URL when needed."""
+        """Download ``ref``'s preview (no cache), re-resolving its URL when needed.
+
+        The bytes must start like audio and their first 5 s must decode;
+        otherwise :class:`ProviderRequestError` (``reason="not_audio"``).
+        """
         url = self._remembered(ref.id)
+        audio = None
         if url:
             try:
-                return self.client.get_audio(url)
+                audio = self.client.get_audio(url)
             except ProviderRequestError as exc:
                 if not (exc.reason == "status" and exc.status is not None and 400 <= exc.status < 500):
                     raise
                 # A signed preview URL that expired: fall through to a fresh one.
-        _, url = self.lookup(ref.id)
-        return self.client.get_audio(url)
+        if audio is None:
+            _, url = self.lookup(ref.id)
+            audio = self.client.get_audio(url)
+        self._check_decodes(audio, ref)
+        return audio
+
+    def _check_decodes(self, audio: AudioBytes, ref: SongRef) -> None:
+        """Refuse a preview whose first seconds do not decode (a right signature is not enough)."""
+        from genrify.audio import load_audio
+        from genrify.errors import GenrifyError
+
+        try:
+            load_audio(audio.data, sr=None, max_duration=5.0, name=f"{self.name} preview of track {ref.id}")
+        except GenrifyError as exc:
+            raise ProviderRequestError(str(exc), reason="not_audio") from None
 
     def fetch_audio(self, ref: SongRef) -> Path:
         """The cached preview file of ``ref``, downloading it on a cache miss."""
