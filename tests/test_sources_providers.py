@@ -267,7 +267,7 @@ def test_a_slow_server_times_out_within_the_read_timeout(provider, fp):
     t0 = time.monotonic()
     with pytest.raises(ProviderRequestError, match="timeout") as info:
         _search(provider)
-    assert time.monotonic() - t0 < FAST.read_timeout + 0.6
+    assert time.monotonic() - t0 < FAST.read_timeout + 1.5  # margin for a loaded machine
     assert info.value.reason == "timeout"
 
 
@@ -295,7 +295,7 @@ def test_a_bad_preview_is_an_error_for_that_song_and_nothing_is_cached(provider,
         with pytest.raises(ProviderRequestError) as info:
             source.fetch_audio(ref)
         assert info.value.reason == reason, str(info.value)
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 4
         assert "hdnea" not in str(info.value)  # signed tokens never reach messages
         assert len(cache) == 0 and cached_objects(cache) == [] and list(cache.root.rglob("*.part")) == []
         # the server stays up and the same song works once it behaves
@@ -331,7 +331,7 @@ def test_a_dns_failure_reads_as_offline(cache):
         t0 = time.monotonic()
         with pytest.raises(ProviderError, match=r"^cannot reach no-such-host\.invalid: offline or DNS failure$"):
             source.search(artist="a", track="b")
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < 30  # name resolution is bounded by the system resolver, not httpx
 
 
 # -- the bad-input corpus served as previews ---------------------------------------------
