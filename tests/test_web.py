@@ -1,0 +1,466 @@
+"""The web app, served by a real uvicorn on 127.0.0.1 and spoken to over real HTTP.
+
+The server runs the real ``GenreClassifier`` on a small library of synthetic
+clips written into a temporary folder, plus a few hostile entries (a track
+titled ``<script>…``, a link pointing out of the library).
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from genrify.web.app import create_app  # noqa: E402
+from genrify.web.service import NOT_FOUND_MESSAGE  # noqa: E402
+from genrify.web.settings import Settings  # noqa: E402
+
+XSS_TITLE = "<script>alert(1)</script>"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+UPLOAD_LIMIT = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------- helpers shared with the browser test
+
+
+def real_classifier(cache_dir: Path):
+    """The bundled default model; until it is installed, a small MLP trained once by ``genrify demo``."""
+    from genrify.errors import ModelFileError
+    from genrify.predict import GenreClassifier
+
+    try:
+        return GenreClassifier.default()
+    except ModelFileError:
+        model = cache_dir / "mlp.genrify"
+        if not model.exists():
+            subprocess.run([sys.executable, "-m", "genrify", "demo", "--out", str(cache_dir), "--model", "mlp",
+                            "--per-genre", "6"], check=True, capture_output=True)
+        return GenreClassifier.from_file(model)
+
+
+def make_library(root: Path, outside: Path) -> list[dict]:
+    """Synthetic tagged MP3s, a track titled like a script, a link leaving the library."""
+    from mutagen.flac import FLAC
+
+    from genrify.sources.synthetic import generate_clip, write_demo_corpus
+
+    rows = write_demo_corpus(root, per_genre=1, seed=0, duration=6.0, fmt="mp3")
+    xss = root / "odd" / "x.flac"
+    xss.parent.mkdir(parents=True)
+    sf.write(xss, generate_clip("jazz", seed=5, sr=22050, duration=4.0), 22050, format="FLAC")
+    tags = FLAC(xss)
+    tags["artist"], tags["title"] = "Mallory & <b>Co</b>", XSS_TITLE
+    tags.save()
+    outside.mkdir(parents=True, exist_ok=True)
+    secret = outside / "Secret Artist - Secret Song.wav"
+    sf.write(secret, generate_clip("metal", seed=1, sr=22050, duration=3.0), 22050)
+    os.symlink(secret, root / "Secret Artist - Secret Song.wav")
+    return rows
+
+
+class ServerThread:
+    """A real uvicorn server for ``app`` on 127.0.0.1 and a free port, in a background thread."""
+
+    def __init__(self, app):
+        self.app = app
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=5))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+def raw_request(port: int, request: bytes, *, timeout: float = 10.0) -> tuple[int, bytes]:
+    """Send bytes exactly as given (no URL normalisation) and return (status, whole response)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        chunks = []
+        while True:
+            try:
+                data = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not data:
+                break
+            chunks.append(data)
+    response = b"".join(chunks)
+    status = int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/") else 0
+    return status, response
+
+
+def raw_get(port: int, target: str) -> tuple[int, bytes]:
+    return raw_request(port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory, request):
+    cache = Path(request.config.cache.mkdir("genrify-test-model"))
+    clf = real_classifier(cache)
+    base = tmp_path_factory.mktemp("web")
+    library = base / "library"
+    rows = make_library(library, base / "outside")
+    settings = Settings(
+        library=str(library), library_db=str(base / "library.sqlite"), scan="blocking",
+        max_upload_bytes=UPLOAD_LIMIT, max_analyses=1, max_waiting=0, upload_timeout_s=2.0,
+    )
+    app = create_app(settings, classifier=clf)
+    with ServerThread(app) as server:
+        client = httpx.Client(base_url=server.base, timeout=60)
+        server.client, server.rows, server.library, server.base_dir = client, rows, library, base
+        yield server
+        client.close()
+
+
+def _song(web, genre="jazz"):
+    row = next(r for r in web.rows if r["genre"] == genre)
+    return row["artist"], row["title"], web.library / row["path"]
+
+
+# ---------------------------------------------------------------------------- the original endpoint
+
+
+def test_original_endpoint_has_the_exact_json_shape(web):
+    artist, title, path = _song(web)
+    r = web.client.get("/d/music-prediction", params={"artist": artist, "track": title})
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"response", "first", "second", "mfcc", "mp3"}
+    assert body["response"] is True
+    for key in ("first", "second"):
+        genre, p = body[key]
+        assert isinstance(genre, str) and genre
+        assert isinstance(p, float) and 0.0 <= p <= 1.0
+    assert body["first"][1] >= body["second"][1]
+    assert body["first"][0] != body["second"][0]
+    assert base64.b64decode(body["mfcc"]).startswith(PNG_SIGNATURE)
+    audio = web.client.get(body["mp3"])
+    assert audio.status_code == 200
+    assert audio.headers["content-type"] == "audio/mpeg"
+    assert audio.content == path.read_bytes()
+
+
+def test_not_found(web):
+    r = web.client.get("/d/music-prediction", params={"artist": "Nobody", "track": "No Such Song Anywhere"})
+    assert r.status_code == 200 and r.json() == {"response": False}
+    r = web.client.get("/api/predict", params={"artist": "Nobody", "track": "No Such Song Anywhere"})
+    assert r.status_code == 404
+    assert r.json() == {"error": NOT_FOUND_MESSAGE}
+
+
+def test_api_predict_returns_everything(web):
+    artist, title, _ = _song(web, "metal")
+    r = web.client.get("/api/predict", params={"artist": artist.lower(), "track": title, "top_k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["song"]["artist"] == artist and body["song"]["title"] == title
+    assert body["verdict"] in ("genre", "unsure", "not_music") and body["message"]
+    assert len(body["top"]) == 3
+    probs = body["probabilities"]
+    assert set(probs) == set(body["labels"])
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-2)
+    assert body["top"][0]["genre"] == max(probs, key=probs.get)
+    windows = body["timeline"]
+    assert len(windows["window_starts"]) == len(windows["probabilities"]) >= 1
+    assert all(len(row) == len(body["labels"]) for row in windows["probabilities"])
+    assert base64.b64decode(body["images"]["features"]).startswith(PNG_SIGNATURE)
+    assert base64.b64decode(body["images"]["timeline"]).startswith(PNG_SIGNATURE)
+    assert body["audio_url"].endswith(f"/api/audio/library/{body['song']['id']}")
+    lean = web.client.get("/api/predict", params={"artist": artist, "track": title, "images": "false"}).json()
+    assert "images" not in lean and lean["probabilities"] == probs
+
+
+def test_search_and_examples(web):
+    artist, title, _ = _song(web)
+    hits = web.client.get("/api/search", params={"artist": artist.upper(), "track": title.replace(".", "")}).json()
+    assert hits["results"][0]["title"] == title
+    assert hits["results"][0]["audio_url"].startswith(web.base)
+    examples = web.client.get("/api/examples").json()["examples"]
+    assert examples and all({"artist", "title"} <= set(e) for e in examples)
+    health = web.client.get("/healthz").json()
+    assert health["status"] == "ok" and health["sources"] == ["library"] and health["library"]["tracks"] >= 6
+
+
+# ---------------------------------------------------------------------------- uploads
+
+
+def test_upload_gives_the_same_answer_as_search(web):
+    artist, title, path = _song(web, "classical")
+    by_search = web.client.get("/api/predict", params={"artist": artist, "track": title, "images": "false"}).json()
+    data = path.read_bytes()
+    multipart = web.client.post("/api/predict", files={"file": (path.name, data, "audio/mpeg")})
+    assert multipart.status_code == 200, multipart.text
+    body = multipart.json()
+    assert body["upload"] == {"filename": path.name, "bytes": len(data)}
+    assert base64.b64decode(body["images"]["features"]).startswith(PNG_SIGNATURE)
+    for key, p in by_search["probabilities"].items():
+        assert body["probabilities"][key] == pytest.approx(p, abs=1e-3)
+    raw = web.client.post("/api/predict?images=false", content=data, headers={"content-type": "audio/mpeg"})
+    assert raw.status_code == 200 and raw.json()["top"] == body["top"]
+
+
+def test_too_large_upload_is_refused_while_streaming(web):
+    sent = [0]
+
+    def body():
+        chunk = b"\0" * 65536
+        for _ in range(3 * UPLOAD_LIMIT // len(chunk)):
+            sent[0] += len(chunk)
+            yield chunk
+
+    # No Content-Length (chunked): the server must count while reading.
+    r = web.client.post("/api/predict", content=body(), headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 413
+    assert "limit" in r.json()["error"] and "MB" in r.json()["error"]
+    # A declared length over the limit is refused before a single body byte is sent.
+    t0 = time.perf_counter()
+    status, response = raw_request(web.port, (
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/mpeg\r\n"
+        f"Content-Length: {50 * 1024 * 1024 * 1024}\r\nConnection: close\r\n\r\n").encode())
+    assert status == 413 and b'"error"' in response
+    assert time.perf_counter() - t0 < 5
+
+
+def test_slow_upload_times_out(web):
+    t0 = time.perf_counter()
+    status, response = raw_request(web.port, (
+        "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: audio/mpeg\r\n"
+        "Content-Length: 1000\r\nConnection: close\r\n\r\nID3").encode(), timeout=20)
+    assert status == 408 and b"upload took longer" in response
+    assert time.perf_counter() - t0 < 15
+
+
+@pytest.mark.parametrize(
+    "name, data, ctype, statuses",
+    [
+        ("notes.txt", b"this is a text file, not a song\n" * 20, "text/plain", {415}),
+        ("song.mp3", b"just text pretending to be an mp3\n" * 20, "audio/mpeg", {415}),
+        ("empty.mp3", b"", "audio/mpeg", {415, 422}),
+        ("image.png", PNG_SIGNATURE + b"\0" * 200, "image/png", {415}),
+        ("noise.wav", os.urandom(4096), "audio/wav", {415, 422}),
+    ],
+)
+def test_non_audio_uploads_get_a_clear_json_error(web, name, data, ctype, statuses):
+    r = web.client.post("/api/predict", files={"file": (name, data, ctype)})
+    assert r.status_code in statuses, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["error"]
+
+
+def test_bad_input_corpus_through_the_upload(web, tmp_path):
+    from badinput import make_bad_corpus
+
+    for case in make_bad_corpus(tmp_path / "bad"):
+        if case.skip or not case.path.is_file() or not os.access(case.path, os.R_OK):
+            continue  # missing files, folders and unreadable files cannot be uploaded
+        size = case.path.stat().st_size
+        if size > 4 * UPLOAD_LIMIT:
+            continue  # streaming a huge file just to see the 413 again is slow
+        with open(case.path, "rb") as fh:
+            r = web.client.post("/api/predict?images=false", files={"file": (case.path.name, fh, "audio/mpeg")})
+        assert r.status_code in (200, 408, 413, 415, 422), (case.name, r.status_code, r.text)
+        if r.status_code != 200:
+            assert r.json()["error"], case.name
+        elif case.expect == "error":
+            pytest.fail(f"{case.name}: expected an error, got {r.text[:200]}")
+    assert web.client.get("/healthz").status_code == 200
+
+
+# ---------------------------------------------------------------------------- audio route
+
+
+def test_audio_supports_ranges(web):
+    artist, title, path = _song(web)
+    url = web.client.get("/api/search", params={"artist": artist, "track": title}).json()["results"][0]["audio_url"]
+    data = path.read_bytes()
+    size = len(data)
+    full = web.client.get(url)
+    assert full.status_code == 200 and full.headers["accept-ranges"] == "bytes" and full.content == data
+    part = web.client.get(url, headers={"Range": "bytes=100-1099"})
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 100-1099/{size}"
+    assert part.content == data[100:1100]
+    tail = web.client.get(url, headers={"Range": "bytes=-500"})
+    assert tail.status_code == 206 and tail.content == data[-500:]
+    rest = web.client.get(url, headers={"Range": f"bytes={size - 10}-"})
+    assert rest.status_code == 206 and rest.content == data[-10:]
+    for bad in (f"bytes={size}-", f"bytes={size + 1000}-{size + 2000}", "bytes=500-100", "bytes=abc", "items=0-1",
+                "bytes=-0"):
+        r = web.client.get(url, headers={"Range": bad})
+        assert r.status_code == 416, bad
+        assert r.headers["content-range"] == f"bytes */{size}"
+    head = web.client.head(url)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == size
+
+
+def test_audio_route_serves_only_indexed_tracks(web):
+    from genrify.sources.library import track_id
+
+    outside_file = web.base_dir / "outside" / "Secret Artist - Secret Song.wav"
+    link = web.library / "Secret Artist - Secret Song.wav"
+    assert link.is_symlink()
+    # The linked song is not in the library at all.
+    assert web.client.get("/api/search", params={"artist": "Secret Artist", "track": "Secret Song"}).json() == {
+        "results": []}
+    # Guessable ids of the link and of its target resolve to nothing.
+    for tid in (track_id(str(outside_file.resolve())), track_id(str(link)), track_id(str(link.resolve()))):
+        assert web.client.get(f"/api/audio/library/{tid}").status_code == 404
+    secret = outside_file.read_bytes()[:64]
+    attempts = [
+        "/api/audio/library/../../../../etc/passwd",
+        "/api/audio/library/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/api/audio/library/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/api/audio/library/%2e%2e/%2e%2e/etc/passwd",
+        "/api/audio/library/%2fetc%2fpasswd",
+        "/api/audio/library//etc/passwd",
+        "/api/audio/library/" + str(outside_file).replace("/", "%2f"),
+        "/api/audio/%2e%2e/" + "%2e%2e%2fetc%2fpasswd",
+        "/api/audio/deezer/..%2f..%2fetc%2fpasswd",
+        "/api/audio/itunes/123",
+        "/static/../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/static/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/static/" + str(outside_file),
+        "/static//etc/passwd",
+    ]
+    for target in attempts:
+        status, response = raw_get(web.port, target)
+        assert status in (400, 404, 405), (target, status)
+        assert b"root:" not in response and secret not in response, target
+
+
+# ---------------------------------------------------------------------------- limits and hardening
+
+
+def test_busy_server_answers_503_with_retry_after(web):
+    artist, title, _ = _song(web)
+    limiter = web.app.state.genrify.limiter
+    assert limiter.try_acquire()  # every analysis slot taken (max_analyses=1, max_waiting=0)
+    try:
+        r = web.client.get("/api/predict", params={"artist": artist, "track": title})
+        assert r.status_code == 503
+        assert int(r.headers["retry-after"]) >= 1
+        assert "busy" in r.json()["error"]
+        r = web.client.get("/d/music-prediction", params={"artist": artist, "track": title})
+        assert r.status_code == 503 and "retry-after" in r.headers
+    finally:
+        limiter.release()
+    assert web.client.get("/api/predict", params={"artist": artist, "track": title}).status_code == 200
+
+
+def test_concurrent_requests_are_bounded_not_queued(web):
+    artist, title, _ = _song(web)
+
+    def call(_):
+        with httpx.Client(base_url=web.base, timeout=60) as c:
+            return c.get("/api/predict", params={"artist": artist, "track": title, "images": "false"}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(call, range(6)))
+    assert set(statuses) <= {200, 503} and 200 in statuses
+    assert web.client.get("/healthz").json()["analyses"]["running"] == 0
+
+
+def test_text_from_tags_is_never_html(web):
+    r = web.client.get("/api/search", params={"artist": "mallory & <b>co</b>", "track": XSS_TITLE})
+    assert r.status_code == 200
+    assert b"<script>" not in r.content and b"<b>" not in r.content  # written as \u003c...
+    hit = r.json()["results"][0]
+    assert hit["title"] == XSS_TITLE and hit["artist"] == "Mallory & <b>Co</b>"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    p = web.client.get("/api/predict", params={"artist": "", "track": XSS_TITLE, "images": "false"})
+    assert p.status_code == 200 and b"<script>" not in p.content
+    assert p.json()["song"]["title"] == XSS_TITLE
+    e = web.client.post("/api/predict", files={"file": (XSS_TITLE + ".txt", b"plain text here", "text/plain")})
+    assert b"<script>" not in e.content
+
+
+def test_cors_is_closed_and_headers_are_strict(web):
+    r = web.client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert r.status_code == 200
+    assert "access-control-allow-origin" not in r.headers
+    pre = web.client.options("/api/predict", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in pre.headers
+    page = web.client.get("/")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    assert web.client.get("/", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_page_and_docs_work_offline(web):
+    page = web.client.get("/").text
+    for needle in ("Predict!", "Pause song", 'id="artist"', 'id="track"', 'type="file"', "<audio"):
+        assert needle in page
+    assert "http://" not in page and "https://" not in page  # nothing from a CDN
+    for asset in ("/static/app.js", "/static/style.css", "/static/docs.js"):
+        r = web.client.get(asset)
+        assert r.status_code == 200 and "https://" not in r.text
+    assert "innerHTML" not in web.client.get("/static/app.js").text
+    docs = web.client.get("/docs")
+    assert docs.status_code == 200 and "https://" not in docs.text and "/static/docs.js" in docs.text
+    spec = web.client.get("/openapi.json").json()
+    assert {"/d/music-prediction", "/api/predict", "/api/search", "/api/audio/{source}/{track_id}", "/healthz"} <= set(
+        spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+
+
+def test_bad_parameters_are_json_errors(web):
+    r = web.client.get("/api/predict", params={"artist": "x", "track": ""})
+    assert r.status_code == 422 and "track" in r.json()["error"]
+    r = web.client.get("/api/predict", params={"track": "x", "top_k": 0})
+    assert r.status_code == 422 and r.json()["error"]
+    r = web.client.get("/nope")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found"}
+
+
+def test_settings_and_app_creation_do_no_work():
+    settings = Settings.from_env({"GENRIFY_MAX_UPLOAD_MB": "5", "GENRIFY_PROVIDERS": "library, deezer",
+                                  "GENRIFY_MODEL": "/nonexistent.genrify"})
+    assert settings.max_upload_bytes == 5 * 1024 * 1024 and settings.providers == ("library", "deezer")
+    assert settings.host == "127.0.0.1" and settings.cors_origins == ()
+    assert Settings.from_env(settings.to_env()) == settings
+    app = create_app(settings)  # no model is loaded until the server starts
+    assert not hasattr(app.state, "genrify")
+    code = ("import sys, genrify.web.app, genrify.web.routes, genrify.cli.serve; "
+            "print('torch' in sys.modules, 'genrify.predict' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_unknown_or_missing_providers_are_skipped(tmp_path, request):
+    from genrify.web.service import build_sources
+
+    sources = build_sources(Settings(providers=("library", "nosuch", "deezer")), None)
+    assert [s.name for s in sources] in (["deezer"], [])
