@@ -76,7 +76,9 @@ def power_to_db(S: torch.Tensor, *, ref: float = 1.0, amin: float = 1e-10, top_d
     the same result as its items one by one.
     """
     log_spec = 10.0 * torch.log10(torch.clamp(S, min=amin))
-    log_spec = log_spec - 10.0 * math.log10(max(amin, ref))
+    offset = 10.0 * math.log10(max(amin, ref))
+    if offset:  # ref=1 (the default) needs no pass over the data
+        log_spec = log_spec - offset
     if top_db is not None:
         peak = log_spec.amax(dim=(-2, -1), keepdim=True)
         log_spec = torch.maximum(log_spec, peak - top_db)
@@ -87,7 +89,23 @@ def power_to_db(S: torch.Tensor, *, ref: float = 1.0, amin: float = 1e-10, top_d
 
 
 class MelSpectrogram(nn.Module):
-    """Power mel spectrogram: ``(..., samples)`` → ``(..., n_mels, 1 + samples // hop_length)``."""
+    """Power mel spectrogram: ``(..., samples)`` → ``(..., n_mels, 1 + samples // hop_length)``.
+
+    Same result as ``torch.stft`` (``center=True``, zero padding, periodic Hann)
+    followed by ``fb @ |X|²``, computed faster on a CPU:
+
+    * frames are cut with ``unfold`` and windowed in one pass, then ``rfft``;
+    * ``|X|²`` is the square of the interleaved real/imaginary parts, and the
+      sum ``re² + im²`` is folded into the filterbank product (each weight is
+      repeated for the real and the imaginary part);
+    * the filterbank is mostly zeros (each FFT bin feeds at most two triangular
+      filters), so the product runs per group of :attr:`MEL_GROUP` adjacent
+      filters over only the bins that group covers: about 1/8 of the dense
+      product's work for 128 mels.
+    """
+
+    #: Adjacent mel filters that share one matrix product (fewer, larger products vs. fewer zeros).
+    MEL_GROUP = 16
 
     def __init__(self, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
                  fmin: float = 0.0, fmax: float | None = None):
@@ -97,17 +115,30 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
         fb = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
         self.register_buffer("fb", torch.from_numpy(fb), persistent=False)
+        # Banded filterbank: group g covers filters [m0, m1) and interleaved columns [c0, c1).
+        self._bands: list[tuple[int, int]] = []
+        for g, m0 in enumerate(range(0, n_mels, self.MEL_GROUP)):
+            rows = fb[m0 : m0 + self.MEL_GROUP]
+            nz = np.flatnonzero(rows.any(axis=0))
+            b0, b1 = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
+            weights = np.repeat(rows[:, b0:b1], 2, axis=1)  # (filters, 2 * bins): re² and im² weigh alike
+            self.register_buffer(f"band{g}", torch.from_numpy(np.ascontiguousarray(weights)), persistent=False)
+            self._bands.append((2 * b0, 2 * b1))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         shape = y.shape
         y = y.reshape(-1, shape[-1])
         if y.shape[-1] <= self.n_fft // 2:
-            # torch's reflect-free zero padding still needs >= 1 sample per side; pad explicitly.
+            # Same frame count as before for very short inputs (torch.stft needed >= 1 sample per side).
             y = nn.functional.pad(y, (0, self.n_fft // 2 + 1 - y.shape[-1]))
-        spec = torch.stft(y, n_fft=self.n_fft, hop_length=self.hop_length, window=self.window,
-                          center=True, pad_mode="constant", return_complex=True)
-        power = spec.real.square() + spec.imag.square()  # (B, bins, frames)
-        mel = torch.matmul(self.fb, power)
+        half = self.n_fft // 2
+        frames = nn.functional.pad(y, (half, half)).unfold(-1, self.n_fft, self.hop_length)  # (B, T, n_fft) view
+        spec = torch.fft.rfft(frames * self.window, dim=-1)  # (B, T, bins) complex
+        power = torch.view_as_real(spec).square_().flatten(-2)  # (B, T, 2 * bins): re², im² interleaved
+        # (filters, cols) @ (B, cols, T) per group; BLAS reads the transposed slice in place.
+        parts = [torch.matmul(getattr(self, f"band{g}"), power[..., c0:c1].mT)
+                 for g, (c0, c1) in enumerate(self._bands)]
+        mel = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)  # (B, n_mels, T)
         return mel.reshape(*shape[:-1], mel.shape[-2], mel.shape[-1])
 
 
