@@ -128,9 +128,6 @@ class MelSpectrogram(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         shape = y.shape
         y = y.reshape(-1, shape[-1])
-        if y.shape[-1] <= self.n_fft // 2:
-            # Same frame count as before for very short inputs (torch.stft needed >= 1 sample per side).
-            y = nn.functional.pad(y, (0, self.n_fft // 2 + 1 - y.shape[-1]))
         half = self.n_fft // 2
         frames = nn.functional.pad(y, (half, half)).unfold(-1, self.n_fft, self.hop_length)  # (B, T, n_fft) view
         spec = torch.fft.rfft(frames * self.window, dim=-1)  # (B, T, bins) complex
