@@ -1,0 +1,135 @@
+"""Shared fixtures for genrify's tests.
+
+Real data
+    ``shared_data``      Path to ``../shared/data`` beside the checkout (real audio: ``gtzan-mini/<genre>/<genre>.0000N.wav``
+                         15–20 s clips, ``gtzan-excerpts/<genre>/*.wav`` 2–3 s, ``cc-audio/*.ogg``). Tests that use it are
+                         skipped, with the reason, when the folder is absent.
+    ``gtzan_mini``       ``shared_data / "gtzan-mini"`` (skips when absent).
+    ``gtzan_excerpts``   ``shared_data / "gtzan-excerpts"`` (skips when absent).
+
+Synthetic data (session-scoped, built once, READ-ONLY: copy before modifying)
+    ``synthetic_corpus``   folder written by ``write_demo_corpus(per_genre=6, duration=6.0, fmt="wav")``:
+                           ``<style>/<Artist> - <Title>.wav`` for the five styles plus ``manifest.csv``.
+    ``synthetic_dataset``  a dataset folder (``index.sqlite`` + ``features/``) built from ``synthetic_corpus`` with the
+                           default :class:`~genrify.config.FeatureConfig` (10 MFCCs at 44.1 kHz, n_fft 2048, hop 512).
+    ``tiny_cnn_model``     path of a ``.genrify`` CNN model file trained a few epochs on ``synthetic_dataset`` exactly as
+                           ``genrify train`` does (3 s windows, seed 0); its extra holds ``fit_tracks``/``val_tracks``
+                           (sha256 of the tracks trained on / held out) and the history. Reports lie beside it.
+    ``tiny_cnn_metrics``   the held-out validation metrics dict returned when ``tiny_cnn_model`` was trained.
+
+Helpers
+    ``run_genrify``        ``run_genrify(*args, cwd=None, timeout=300, check=False)`` runs ``python -m genrify ARGS`` in a
+                           subprocess with the test interpreter's environment and returns ``CompletedProcess`` (text).
+    ``genrify_env()``      the environment used by ``run_genrify`` (the venv's ``bin`` first on ``PATH``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+#: Small, fast, deterministic corpus settings shared by the session fixtures.
+CORPUS_PER_GENRE = 6
+CORPUS_DURATION = 6.0
+TINY_CNN_EPOCHS = 6
+
+
+def _need(path: Path) -> Path:
+    if not path.is_dir():
+        pytest.skip(f"real audio not available: {path} is missing (expected ../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _need(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def gtzan_mini(shared_data) -> Path:
+    return _need(shared_data / "gtzan-mini")
+
+
+@pytest.fixture(scope="session")
+def gtzan_excerpts(shared_data) -> Path:
+    return _need(shared_data / "gtzan-excerpts")
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory) -> Path:
+    from genrify.sources.synthetic import write_demo_corpus
+
+    root = tmp_path_factory.mktemp("synthetic-corpus")
+    write_demo_corpus(root, per_genre=CORPUS_PER_GENRE, duration=CORPUS_DURATION, fmt="wav")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(synthetic_corpus, tmp_path_factory) -> Path:
+    from genrify.config import FeatureConfig
+    from genrify.dataset.build import build_dataset
+
+    out = tmp_path_factory.mktemp("synthetic-dataset") / "synthetic.gdb"
+    summary = build_dataset(synthetic_corpus, out, features=FeatureConfig(), workers=1)
+    assert summary.statuses == {"ok": 5 * CORPUS_PER_GENRE}, summary.lines()
+    return out
+
+
+@pytest.fixture(scope="session")
+def _tiny_cnn(synthetic_dataset, tmp_path_factory):
+    import argparse
+
+    from genrify.cli.pipeline import _run_config, train_and_report
+    from genrify.dataset import Dataset
+
+    folder = tmp_path_factory.mktemp("tiny-cnn")
+    dataset = Dataset(synthetic_dataset)
+    try:
+        args = argparse.Namespace(model="cnn", hidden="600", dropout=0.5, window=3.0, epochs=TINY_CNN_EPOCHS,
+                                  batch_size=16, lr=1e-3, weight_decay=1e-4, patience=TINY_CNN_EPOCHS, seed=0,
+                                  val_fraction=0.2, threads=None)
+        config = _run_config(args, dataset)
+        out = folder / "tiny-cnn.genrify"
+        metrics = train_and_report(dataset, config, out=out, prefix=folder / "tiny-cnn")
+    finally:
+        dataset.close()
+    return out, metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_model(_tiny_cnn) -> Path:
+    return _tiny_cnn[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_metrics(_tiny_cnn) -> dict:
+    return _tiny_cnn[1]
+
+
+def genrify_env() -> dict:
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def _run_genrify(*args, cwd=None, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "genrify", *map(str, args)], cwd=cwd, env=genrify_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"genrify {' '.join(map(str, args))} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def run_genrify():
+    return _run_genrify
