@@ -60,8 +60,8 @@ def feature_image_png(
     seconds = frames * hop_length / float(sr)
     fig = _figure(width, height)
     # Fixed margins: constrained layout would triple the rendering time.
-    ax = fig.add_axes((0.09, 0.2, 0.82, 0.68 if title else 0.75))
-    cax = fig.add_axes((0.925, 0.2, 0.02, 0.68 if title else 0.75))
+    ax = fig.add_axes((0.1, 0.2, 0.76, 0.68 if title else 0.75))
+    cax = fig.add_axes((0.875, 0.2, 0.02, 0.68 if title else 0.75))
     mesh = ax.imshow(
         image, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
         extent=(0.0, seconds, -0.5, n_features - 0.5),
@@ -80,6 +80,7 @@ def timeline_png(
     labels: list[str],
     *,
     top: int = 5,
+    duration: float | None = None,
     width: float = 6.4,
     height: float = 2.0,
 ) -> bytes:
@@ -91,6 +92,9 @@ def timeline_png(
         labels: the ``n_labels`` genre names.
         top: draw the ``top`` genres with the highest mean probability; the rest
             are summed into "other".
+        duration: the song's length in seconds. When given, each window is drawn
+            as a block from its start to the next start (the last one to ``duration``);
+            otherwise the window starts are joined by straight lines.
         width, height: figure size in inches.
 
     Returns:
@@ -117,13 +121,18 @@ def timeline_png(
         series.append(np.clip(rest, 0.0, 1.0))
         names.append("other")
     x = starts
-    if x.shape[0] == 1:  # one window: draw it as a band
+    step = None
+    if duration is not None and duration > starts[-1]:
+        x = np.append(starts, float(duration))
+        series = [np.append(sr, sr[-1]) for sr in series]
+        step = "post"
+    elif x.shape[0] == 1:  # one window and no length: draw it as a band one second wide
         x = np.array([starts[0], starts[0] + 1.0])
-        series = [np.repeat(s, 2) for s in series]
-    ax.stackplot(x, *series, labels=names, alpha=0.9)
+        series = [np.repeat(sr, 2) for sr in series]
+    ax.stackplot(x, *series, labels=names, alpha=0.9, step=step)
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("window start (s)")
+    ax.set_xlabel("time (s)")
     ax.set_ylabel("probability")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     return _png(fig)

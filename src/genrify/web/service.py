@@ -339,7 +339,7 @@ def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: b
             "features": png_b64(plots.feature_image_png(image, sr=sr, hop_length=hop)),
             "timeline": png_b64(plots.timeline_png(
                 np.asarray(analysis.window_starts), np.asarray(analysis.window_probabilities),
-                list(analysis.labels), top=5)),
+                list(analysis.labels), top=5, duration=float(analysis.duration))),
         }
     out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return out

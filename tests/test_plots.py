@@ -1,0 +1,54 @@
+"""PNG renderings: valid images of the requested size, robust to odd inputs, safe across threads."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+
+import numpy as np
+import pytest
+
+from genrify.plots import DPI, feature_image_png, timeline_png
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _size(png: bytes) -> tuple[int, int]:
+    import matplotlib.image
+
+    h, w = matplotlib.image.imread(io.BytesIO(png)).shape[:2]
+    return w, h
+
+
+def test_feature_image_png():
+    rng = np.random.default_rng(0)
+    png = feature_image_png(rng.normal(size=(10, 2584)), sr=44100, hop_length=512, title="MFCC")
+    assert png.startswith(PNG)
+    assert _size(png) == (int(6.4 * DPI), int(2.4 * DPI))
+    # NaN/inf never break a rendering; a wrong shape is a clear error.
+    odd = np.full((13, 40), np.nan)
+    odd[0, 0] = np.inf
+    assert feature_image_png(odd, sr=22050, hop_length=512).startswith(PNG)
+    with pytest.raises(ValueError):
+        feature_image_png(np.zeros(10), sr=22050, hop_length=512)
+
+
+def test_timeline_png():
+    rng = np.random.default_rng(1)
+    labels = [f"genre{i}" for i in range(10)]
+    probs = rng.dirichlet(np.ones(10), size=9)
+    starts = np.arange(9) * 3.0
+    for kwargs in ({}, {"duration": 30.0}, {"top": 2}):
+        assert timeline_png(starts, probs, labels, **kwargs).startswith(PNG)
+    assert timeline_png(starts[:1], probs[:1], labels).startswith(PNG)  # one window
+    assert timeline_png(np.zeros(0), np.zeros((0, 10)), labels).startswith(PNG)  # none
+    with pytest.raises(ValueError):
+        timeline_png(starts, probs[:, :3], labels)
+
+
+def test_rendering_is_thread_safe():
+    rng = np.random.default_rng(2)
+    images = [rng.normal(size=(10, 200)) for _ in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        pngs = list(pool.map(lambda im: feature_image_png(im, sr=22050, hop_length=512), images))
+    assert pngs == [feature_image_png(im, sr=22050, hop_length=512) for im in images]
