@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import json
 import os
 import socket
 import subprocess
@@ -18,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -37,19 +35,15 @@ UPLOAD_LIMIT = 1024 * 1024
 # ---------------------------------------------------------------------------- helpers shared with the browser test
 
 
-def real_classifier(cache_dir: Path):
-    """The bundled default model; until it is installed, a small MLP trained once by ``genrify demo``."""
+def real_classifier(request):
+    """The bundled default model; where it is not installed, the session's tiny CNN (``tiny_cnn_model``)."""
     from genrify.errors import ModelFileError
     from genrify.predict import GenreClassifier
 
     try:
         return GenreClassifier.default()
     except ModelFileError:
-        model = cache_dir / "mlp.genrify"
-        if not model.exists():
-            subprocess.run([sys.executable, "-m", "genrify", "demo", "--out", str(cache_dir), "--model", "mlp",
-                            "--per-genre", "6"], check=True, capture_output=True)
-        return GenreClassifier.from_file(model)
+        return GenreClassifier.from_file(request.getfixturevalue("tiny_cnn_model"))
 
 
 def make_library(root: Path, outside: Path) -> list[dict]:
@@ -127,8 +121,7 @@ def raw_get(port: int, target: str) -> tuple[int, bytes]:
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory, request):
-    cache = Path(request.config.cache.mkdir("genrify-test-model"))
-    clf = real_classifier(cache)
+    clf = real_classifier(request)
     base = tmp_path_factory.mktemp("web")
     library = base / "library"
     rows = make_library(library, base / "outside")

@@ -34,7 +34,7 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, request):
-    clf = real_classifier(Path(request.config.cache.mkdir("genrify-test-model")))
+    clf = real_classifier(request)
     base = tmp_path_factory.mktemp("browser")
     rows = make_library(base / "library", base / "outside")
     settings = Settings(library=str(base / "library"), library_db=str(base / "library.sqlite"), scan="blocking")
@@ -176,7 +176,7 @@ def test_screenshots(browser, tmp_path, request):
     """Refresh docs/screenshots/ from a server on a clean demo library (30 s clips)."""
     from genrify.sources.synthetic import write_demo_corpus
 
-    clf = real_classifier(Path(request.config.cache.mkdir("genrify-test-model")))
+    clf = real_classifier(request)
     write_demo_corpus(tmp_path / "demo", per_genre=2, seed=0, duration=30.0, fmt="mp3")
     settings = Settings(library=str(tmp_path / "demo"), library_db=str(tmp_path / "demo.sqlite"), scan="blocking")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
