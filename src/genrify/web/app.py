@@ -124,7 +124,11 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None) -> F
         status = int(getattr(exc, "status_code", 400))
         if status >= 500 and status not in (502, 503, 504):
             log.error("%s: %s", type(exc).__name__, exc)
-        return error_response(status, str(exc), headers=headers)
+        extra = {}
+        problems = getattr(exc, "problems", None)
+        if problems:
+            extra = {"retry": True, "problems": list(problems)}
+        return error_response(status, str(exc), headers=headers, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):

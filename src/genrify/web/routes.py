@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from genrify.errors import AudioDecodeError, NotFoundError
+from genrify.errors import AudioDecodeError
 from genrify.web import service
-from genrify.web.service import NOT_FOUND_MESSAGE, AppState
+from genrify.web.service import AppState
 
 API_DESCRIPTION = """\
 Tell the genre of a song from its sound.
@@ -98,11 +98,10 @@ async def music_prediction(request: Request, state: State, artist: ArtistQ = "",
     base64 PNG of the song's MFCC image; `mp3` the URL that plays the song.
     Not found: `{"response": false}`.
     """
-    found = await run_in_threadpool(service.find_song, state, artist=artist, track=track, limit=1)
-    if found is None:
+    found = await run_in_threadpool(service.find_song, state, artist=artist, track=track)
+    if not isinstance(found, service.Found):
         return {"response": False}
-    src, ref = found
-    path = await run_in_threadpool(src.fetch_audio, ref)
+    ref, path = found.ref, found.path
     result = await state.run_analysis(
         lambda: service.analyse_audio(state, path, top_k=2, images=True, name=f"{ref.artist} - {ref.title}"))
     (g1, p1), (g2, p2) = (result["_top2"] + [("", 0.0), ("", 0.0)])[:2]
@@ -143,13 +142,13 @@ async def predict_song(request: Request, state: State, artist: ArtistQ = "", tra
     `top_k` genres, every genre's probability, probabilities per window over
     time, the song and its audio URL, and (with `images=true`) the feature image
     and the timeline as base64 PNGs. 404 `{"error": "The song could not be found ..."}`
-    when no source has it.
+    when no source has it; when a source failed on the way (offline, errors) the
+    404 body also holds `"retry": true` and `"problems": [...]`.
     """
-    found = await run_in_threadpool(service.find_song, state, artist=artist, track=track, limit=1)
-    if found is None:
-        raise NotFoundError(NOT_FOUND_MESSAGE)
-    src, ref = found
-    path = await run_in_threadpool(src.fetch_audio, ref)
+    found = await run_in_threadpool(service.find_song, state, artist=artist, track=track)
+    if not isinstance(found, service.Found):
+        raise service.not_found_error(found)
+    ref, path = found.ref, found.path
     result = await state.run_analysis(
         lambda: service.analyse_audio(state, path, top_k=top_k, images=images, name=f"{ref.artist} - {ref.title}"))
     return _public({

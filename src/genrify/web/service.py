@@ -232,6 +232,7 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
         library=index,
         library_root=root,
     )
+    _warm_up_plots()
     if index is not None and settings.scan != "off":
         if settings.scan == "blocking":
             _scan(state)
@@ -239,6 +240,16 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
             state.scan_thread = threading.Thread(target=_scan, args=(state,), name="genrify-scan", daemon=True)
             state.scan_thread.start()
     return state
+
+
+def _warm_up_plots() -> None:
+    """Render one tiny image so the first request does not pay for matplotlib's start-up (fonts, caches)."""
+    from genrify import plots
+
+    try:
+        plots.feature_image_png(np.zeros((2, 2)), sr=22050, hop_length=512)
+    except Exception as exc:  # only an optimisation
+        log.warning("plot warm-up failed: %s", exc)
 
 
 def _scan(state: AppState) -> None:
@@ -252,17 +263,52 @@ def _scan(state: AppState) -> None:
 # -------------------------------------------------------------------------- finding songs
 
 
-def find_song(state: AppState, *, artist: str, track: str, limit: int = 5) -> tuple[Source, SongRef] | None:
-    """The first match of the first source that has one (blocking; providers use the network)."""
+@dataclass(frozen=True)
+class Found:
+    """A song some source has, with its audio fetched to a local file."""
+
+    source: Source
+    ref: SongRef
+    path: Path
+
+
+@dataclass(frozen=True)
+class NotFound:
+    """No source had a playable match; ``problems`` lists sources that failed (offline, errors)."""
+
+    problems: tuple[str, ...] = ()
+
+
+def find_song(state: AppState, *, artist: str, track: str, candidates: int = 3) -> Found | NotFound:
+    """The first match whose audio can be fetched, trying sources in order (blocking; may use the network).
+
+    A source that fails (offline, timeout, a bad answer, a preview that is not
+    audio) is skipped and named in ``NotFound.problems``; the next one is tried.
+    """
+    problems: list[str] = []
     for src in state.sources:
         try:
-            refs = src.search(artist=artist, track=track, limit=limit)
+            refs = src.search(artist=artist, track=track, limit=candidates)
         except GenrifyError as exc:
             log.warning("search in %s failed: %s", src.name, exc)
+            problems.append(f"{src.name}: {exc}")
             continue
-        if refs:
-            return src, refs[0]
-    return None
+        for ref in refs[:candidates]:
+            try:
+                return Found(src, ref, Path(src.fetch_audio(ref)))
+            except NotFoundError:
+                continue
+            except GenrifyError as exc:
+                log.warning("audio of %s %s failed: %s", src.name, ref.id, exc)
+                problems.append(f"{src.name}: {exc}")
+                break
+    return NotFound(tuple(problems))
+
+
+def not_found_error(result: NotFound) -> NotFoundError:
+    err = NotFoundError(NOT_FOUND_MESSAGE)
+    err.problems = result.problems  # type: ignore[attr-defined]
+    return err
 
 
 def search_all(state: AppState, *, artist: str, track: str, limit: int = 5) -> list[SongRef]:

@@ -101,7 +101,12 @@
     try {
       const params = new URLSearchParams({ artist: artist, track: track, top_k: "2" });
       const response = await fetch("/api/predict?" + params.toString(), { headers: { Accept: "application/json" } });
-      if (response.status === 404) { setStatus(NOT_FOUND, "error"); return; }
+      if (response.status === 404) {
+        let retry = false;
+        try { retry = Boolean((await response.json()).retry); } catch (e) { /* not JSON */ }
+        setStatus(NOT_FOUND + (retry ? " (a music service did not answer; try again later)" : ""), "error");
+        return;
+      }
       if (!response.ok) {
         const retry = response.headers.get("Retry-After");
         setStatus(await errorText(response) + (retry ? " (try again in " + retry + " s)" : ""), "error");
