@@ -63,6 +63,9 @@ def build_dataset(source: str | os.PathLike, out: str | os.PathLike, *,
     out.mkdir(parents=True, exist_ok=True)
     index = TrackIndex(out / "index.sqlite", create=True)
     store = FeatureStore(out / "features")
+    # Half-written feature files left by a killed build (atomic writes end in ".part").
+    for stale in store.root.glob(".*.part"):
+        stale.unlink(missing_ok=True)
     try:
         previous = index.get_meta("features")
         if previous is not None and previous != asdict(features):
