@@ -18,7 +18,10 @@ def group_kfold(labels: list[str], groups: list[str], *, folds: int, seed: int =
     if n_groups < folds:
         raise DatasetError(f"only {n_groups} independent groups (artists/tracks) for {folds} folds")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels_arr)), labels_arr, groups)]
+    try:
+        return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels_arr)), labels_arr, groups)]
+    except ValueError as exc:  # e.g. fewer tracks in every genre than folds
+        raise DatasetError(f"cannot split {len(labels_arr)} tracks into {folds} folds ({exc})") from None
 
 
 def train_val_split(labels: list[str], groups: list[str], *, val_fraction: float = 0.2,
