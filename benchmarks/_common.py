@@ -167,7 +167,7 @@ def synthetic_song(path: Path, *, style: str, seed: int, sr: int = 44100, durati
     return path
 
 
-def train_demo_model(out: Path, *, name: str = "cnn", per_genre: int = 4, epochs: int = 2, sr: int = 44100) -> Path:
+def train_demo_model(out: Path, *, name: str = "cnn", per_genre: int = 6, epochs: int = 2, sr: int = 44100) -> Path:
     """A small model trained on synthetic clips (speed does not depend on accuracy); cached at ``out``."""
     if out.is_file():
         return out
