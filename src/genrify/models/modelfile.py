@@ -3,8 +3,9 @@
 A model file holds the weights, the full :class:`~genrify.config.RunConfig`, the
 label list, the normalisation statistics and any extra JSON (metrics, seed,
 calibration), so it alone rebuilds the pipeline. Loading it cannot execute code:
-safetensors is a flat header + raw buffers. A SHA-256 of the tensor data is kept
-in the header, so a truncated or tampered file is refused.
+safetensors is a flat header + raw buffers. A SHA-256 of the tensor data, the
+config, the labels and the extra JSON is kept in the header, so a truncated or
+tampered file is refused.
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ class ModelFile:
     extra: dict = field(default_factory=dict)
 
 
-def _digest(tensors: dict[str, np.ndarray]) -> str:
+#: Metadata fields covered by the checksum with the tensors (a tampered label list or config is refused too).
+_SIGNED_FIELDS = ("config", "labels", "extra")
+
+
+def _digest(tensors: dict[str, np.ndarray], fields: dict[str, str]) -> str:
     h = hashlib.sha256()
+    for name in _SIGNED_FIELDS:
+        h.update(name.encode())
+        h.update(str(fields.get(name, "")).encode())
     for name in sorted(tensors):
         arr = np.ascontiguousarray(tensors[name])
         h.update(name.encode())
@@ -58,8 +66,8 @@ def save_model_file(path: str | os.PathLike, model: ModelFile) -> None:
         "config": model.config.to_json(),
         "labels": json.dumps(list(model.labels)),
         "extra": json.dumps(model.extra, sort_keys=True),
-        "sha256": _digest(tensors),
     }
+    metadata["sha256"] = _digest(tensors, metadata)
     write_bytes_atomic(path, save(tensors, metadata=metadata))
 
 
@@ -95,7 +103,7 @@ def load_model_file(path: str | os.PathLike) -> ModelFile:
         tensors = load(data)
     except (SafetensorError, ValueError, Exception) as exc:
         raise ModelFileError(f"{path}: damaged model file ({str(exc).splitlines()[0][:120]})") from None
-    if _digest(tensors) != metadata.get("sha256"):
+    if _digest(tensors, metadata) != metadata.get("sha256"):
         raise ModelFileError(f"{path}: model file is damaged or was modified (checksum mismatch)")
     try:
         config = RunConfig.from_json(metadata["config"])
