@@ -19,6 +19,11 @@ class ColumnMLP(nn.Module):
     def __init__(self, *, n_features: int, n_frames: int, n_classes: int, hidden: tuple[int, ...] = (600,),
                  dropout: float = 0.5, column_step: int = 20):
         super().__init__()
+        if not 1 <= column_step <= n_frames:
+            from genrify.errors import ConfigError
+
+            raise ConfigError(f"the MLP needs windows of at least column_step={column_step} frames, got {n_frames} "
+                              "(use a longer window or a smaller column step)")
         self.column_step = column_step
         self.n_columns = n_frames // column_step  # columns available at every offset
         layers: list[nn.Module] = []
