@@ -1,0 +1,238 @@
+"""Models: the registry, output shapes, the MLP's column-offset augmentation, and the
+model file (round trip; refusal of everything that is not an intact genrify model)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genrify.config import ModelConfig, RunConfig
+from genrify.errors import ConfigError, ModelFileError
+from genrify.models import REGISTRY, build_model
+from genrify.models.modelfile import ModelFile, load_model_file, save_model_file
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize(("n_features", "n_frames"), [(10, 259), (128, 259), (10, 2584), (13, 20), (2, 40), (1, 20)])
+def test_registry_builds_models_with_the_right_output_shape(name, n_features, n_frames):
+    assert set(REGISTRY) >= {"mlp", "cnn"}
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, hidden=(32,), dense=16), n_features=n_features, n_frames=n_frames,
+                        n_classes=7)
+    x = torch.randn(3, n_features, n_frames)
+    model.train()
+    out = model(x)
+    assert out.shape == (3, 7) and torch.isfinite(out).all()
+    out.sum().backward()  # trainable end to end
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.shape == (3, 7)
+    # The output depends on the input (not a constant function of an empty view).
+    with torch.no_grad():
+        assert not torch.allclose(model(x), model(torch.randn_like(x) * 3))
+
+
+@pytest.mark.parametrize(("n_features", "n_frames"), [(1, 1), (1, 3), (3, 2), (10, 8)])
+def test_cnn_accepts_tiny_windows(n_features, n_frames):
+    model = build_model(ModelConfig(name="cnn"), n_features=n_features, n_frames=n_frames, n_classes=2).eval()
+    with torch.no_grad():
+        assert model(torch.randn(4, n_features, n_frames)).shape == (4, 2)
+
+
+def test_mlp_window_shorter_than_its_column_step_is_a_config_error():
+    with pytest.raises(ConfigError, match="column_step"):
+        build_model(ModelConfig(name="mlp", column_step=20), n_features=10, n_frames=19, n_classes=3)
+
+
+def test_unknown_model_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model(ModelConfig(name="transformer"), n_features=10, n_frames=259, n_classes=3)
+
+
+def test_mlp_hidden_layers_follow_the_config():
+    model = build_model(ModelConfig(name="mlp", hidden=(600, 400, 100), column_step=20), n_features=10,
+                        n_frames=259, n_classes=5)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(10 * 12, 600), (600, 400), (400, 100), (100, 5)]
+
+
+@settings(max_examples=20, deadline=None)
+@given(step=st.integers(2, 20), cols=st.integers(1, 6), extra=st.integers(0, 19), batch=st.integers(2, 16),
+       seed=st.integers(0, 1000))
+def test_mlp_train_uses_one_offset_per_sample_and_eval_averages_all(step, cols, extra, batch, seed):
+    torch.manual_seed(seed)
+    n_frames = step * cols + extra % step
+    model = build_model(ModelConfig(name="mlp", hidden=(8,), dropout=0.0, column_step=step), n_features=3,
+                        n_frames=n_frames, n_classes=4)
+    x = torch.randn(batch, 3, n_frames)
+    net = model.net
+    with torch.no_grad():
+        # The logits of every view x[..., o::step] (the first cols columns at offset o).
+        views = torch.stack([net(x[..., o: step * cols: step].flatten(1)) for o in range(step)], dim=1)  # (B, step, C)
+        model.train()
+        offsets_seen = set()
+        for _ in range(5):
+            out = model(x)
+            match = (out[:, None, :] - views).abs().amax(-1) < 1e-5  # (B, step)
+            assert (match.sum(1) >= 1).all()  # each sample is exactly one view
+            offsets_seen |= {int(m.nonzero()[0]) for m in match}
+        assert len(offsets_seen) > 1  # offsets are random, not fixed
+        model.eval()
+        a, b = model(x), model(x)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # deterministic
+    torch.testing.assert_close(a, views.mean(1), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def _model_file(name: str = "cnn") -> ModelFile:
+    torch.manual_seed(0)
+    config = RunConfig(model=ModelConfig(name=name, hidden=(16,), dense=16))
+    model = build_model(config.model, n_features=10, n_frames=259, n_classes=3)
+    tensors = {f"model.{k}": v.numpy().copy() for k, v in model.state_dict().items()}
+    tensors["norm.mean"] = np.arange(10, dtype=np.float32)
+    tensors["norm.std"] = np.ones(10, dtype=np.float32)
+    return ModelFile(config=config, labels=["jazz", "metal", "pop"], tensors=tensors, extra={"seed": 0, "note": "ü"})
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_model_file_round_trip(tmp_path, name):
+    mf = _model_file(name)
+    path = tmp_path / "m.genrify"
+    save_model_file(path, mf)
+    back = load_model_file(path)
+    assert back.config == mf.config and back.labels == mf.labels and back.extra == mf.extra
+    assert set(back.tensors) == set(mf.tensors)
+    for k, v in mf.tensors.items():
+        assert back.tensors[k].dtype == v.dtype
+        np.testing.assert_array_equal(back.tensors[k], v)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.genrify"]  # nothing but the file (atomic write)
+    # The weights load strictly into a fresh model of the stored architecture.
+    from genrify.predict import GenreClassifier
+
+    clf = GenreClassifier.from_file(path)
+    assert clf.labels == ["jazz", "metal", "pop"]
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    path = tmp_path / "good.genrify"
+    save_model_file(path, _model_file())
+    return path
+
+
+def _refused(path, *words):
+    with pytest.raises(ModelFileError) as info:
+        load_model_file(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert any(w in message for w in words), message
+    return message
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.99])
+def test_truncated_model_file_is_refused(saved_model, tmp_path, keep):
+    data = saved_model.read_bytes()
+    bad = tmp_path / "truncated.genrify"
+    bad.write_bytes(data[: int(len(data) * keep)])
+    _refused(bad, "damaged", "not a genrify model", "header")
+
+
+def test_tampered_tensor_byte_is_refused(saved_model, tmp_path):
+    data = bytearray(saved_model.read_bytes())
+    data[-10] ^= 0x01  # one bit of one weight
+    bad = tmp_path / "tampered.genrify"
+    bad.write_bytes(bytes(data))
+    _refused(bad, "modified", "damaged")
+
+
+def test_tampered_label_in_the_header_is_refused(saved_model, tmp_path):
+    """Swapping two genre names keeps the header valid JSON and the weights intact, but the
+    model would now name the wrong genres: it must be refused too."""
+    data = saved_model.read_bytes()
+    assert data.count(b"jazz") == 1 and data.count(b"metal") == 1
+    swapped = data.replace(b"jazz", b"JAZZ").replace(b"metal", b"jazz_").replace(b"JAZZ", b"metal")
+    assert len(swapped) == len(data) + 1
+    # Keep the 8-byte header length in step with the one-byte-longer header.
+    n = int.from_bytes(swapped[:8], "little") + 1
+    bad = tmp_path / "labels.genrify"
+    bad.write_bytes(n.to_bytes(8, "little") + swapped[8:])
+    _refused(bad, "modified", "damaged")
+    # A tampered configuration byte, same length.
+    data2 = saved_model.read_bytes().replace(b'\\"dense\\": 16', b'\\"dense\\": 17')
+    assert data2 != saved_model.read_bytes()
+    bad.write_bytes(data2)
+    _refused(bad, "modified", "damaged", "match")
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))  # creating the marker file would prove code ran
+
+
+def test_pickles_are_refused_without_running_them(tmp_path):
+    marker = tmp_path / "pwned"
+    raw = tmp_path / "raw.genrify"
+    raw.write_bytes(pickle.dumps({"weights": _Exploit(marker)}))
+    assert not marker.exists()
+    _refused(raw, "not a genrify model", "pickle")
+    assert not marker.exists()
+
+    torch_file = tmp_path / "torch.genrify"
+    torch.save({"model": {"w": torch.zeros(3)}, "labels": ["a", "b"], "hook": _Exploit(marker)}, torch_file)
+    assert not marker.exists()
+    _refused(torch_file, "not a genrify model", "pickle")
+    assert not marker.exists()
+
+    from genrify.predict import GenreClassifier
+
+    with pytest.raises(ModelFileError):
+        GenreClassifier.from_file(raw)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("size", [0, 3, 8, 64, 4096])
+def test_random_bytes_are_refused(tmp_path, size):
+    bad = tmp_path / "random.genrify"
+    bad.write_bytes(np.random.default_rng(size).bytes(size))
+    _refused(bad, "not a genrify model", "damaged", "too short", "header")
+
+
+def test_safetensors_from_another_tool_is_refused(tmp_path):
+    from safetensors.numpy import save_file
+    from safetensors.torch import save_file as save_torch
+
+    other = tmp_path / "other.safetensors"
+    save_file({"weight": np.zeros((3, 3), np.float32)}, other)
+    assert "another tool" in _refused(other, "another tool")
+    save_torch({"w": torch.ones(2)}, other, metadata={"format": "pt"})
+    _refused(other, "another tool")
+
+
+def test_missing_file_and_directory_are_refused(tmp_path):
+    _refused(tmp_path / "nope.genrify", "no such")
+    _refused(tmp_path, "directory")
+
+
+def test_model_file_whose_weights_do_not_fit_the_architecture_is_refused(tmp_path):
+    from genrify.predict import GenreClassifier
+
+    mf = _model_file("cnn")
+    last = [k for k in mf.tensors if k.startswith("model.")][-1]  # the output layer's bias
+    mf.tensors = {k: v for k, v in mf.tensors.items() if k != last}
+    path = tmp_path / "partial.genrify"
+    save_model_file(path, mf)
+    with pytest.raises(ModelFileError, match="does not match"):
+        GenreClassifier.from_file(path)
