@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from genrify.audio import load_audio
-from genrify.errors import ModelFileError
+from genrify.errors import InvalidAudioError, ModelFileError
 from genrify.features.musicnn import (
     PATCH_FRAMES,
     MusicnnLogMel,
@@ -111,8 +111,8 @@ def test_logmel_module_batch_equals_single(blues):
 def test_network_matches_reference(out, ref):
     n = ref["input_patches"].shape[0]
     assert out["logits"].shape == (n, 50) and out["penultimate"].shape == (n, 200)
-    assert np.abs(out["taggram"] - ref["taggram"]).max() < 1e-4  # measured <= 5.1e-7
-    assert np.abs(out["penultimate"] - ref["penultimate_per_patch"]).max() < 1e-4  # measured <= 4.1e-6
+    assert np.abs(out["taggram"] - ref["taggram"]).max() < 1e-4  # measured <= 7.5e-7
+    assert np.abs(out["penultimate"] - ref["penultimate_per_patch"]).max() < 1e-4  # measured <= 4.7e-6
     # Pooled and front-end features reach ~100 in magnitude: compare relative to that.
     for key in ("mean_pool", "max_pool", "timbral", "temporal"):
         np.testing.assert_allclose(out[key], ref[key], rtol=1e-5, atol=1e-4, err_msg=key)
@@ -131,11 +131,12 @@ def test_batch_equals_stacked_singles(model, blues):
 
 
 def test_pool_first_equals_literal_order(model):
-    # The blocks max-pool before ReLU and batch norm; check against conv → ReLU → BN → max.
+    # The blocks max-pool before ReLU and batch norm (and the timbral ones replace the conv by a
+    # matrix product); check against conv → ReLU → BN → max, up to float32 reassociation.
     x = torch.randn(2, 1, 60, 96, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         for block in [*model.timbral, *model.temporal]:
-            torch.testing.assert_close(block(x), block.reference_forward(x), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(block(x), block.reference_forward(x), rtol=1e-5, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- (c) end to end
@@ -148,7 +149,7 @@ def test_end_to_end_from_wav(model, ref):
     assert out["taggram"].shape == ref["taggram"].shape
     # load_audio decodes and resamples with soxr HQ like librosa 0.11 (bit-identical
     # here); what remains are the one-float16-step input flips of the log-mel test,
-    # which move tag probabilities by <= 8.8e-6 (measured).
+    # which move tag probabilities by <= 5.1e-6 (measured).
     assert np.abs(out["taggram"] - ref["taggram"]).max() < 1e-4
     assert np.abs(out["penultimate"] - ref["penultimate_per_patch"]).max() < 1e-3
 
@@ -163,6 +164,14 @@ def test_short_clip_is_wrap_padded():
     assert patches.shape == (1, PATCH_FRAMES, 96)
     np.testing.assert_array_equal(patches[0, : logmel.shape[0]], logmel)
     np.testing.assert_array_equal(patches[0, logmel.shape[0] :], np.resize(logmel, (PATCH_FRAMES, 96))[logmel.shape[0] :])
+
+
+def test_tiny_and_empty_audio():
+    patches = musicnn_patches(musicnn_logmel(y=np.full(100, 0.1, dtype=np.float32)))  # 1 frame
+    assert patches.shape == (1, PATCH_FRAMES, 96)
+    assert np.all(patches == patches[:, :1])
+    with pytest.raises(InvalidAudioError):
+        musicnn_logmel(y=np.zeros(0, dtype=np.float32))
 
 
 @pytest.mark.parametrize("n_frames", [187, 200, 1876, 20000])

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrify.errors import InvalidAudioError
 from genrify.features.mel import MelSpectrogram
 
 SR = 16000
@@ -74,13 +75,16 @@ def musicnn_logmel(*, y: np.ndarray | None = None, S: np.ndarray | None = None, 
 
     Returns:
         ``(..., frames, n_mels)`` float32 with ``frames = 1 + samples // hop_length``.
+
+    Raises:
+        InvalidAudioError: ``y`` has no samples.
     """
     if S is None:
         if y is None:
             raise ValueError("musicnn_logmel needs y or S")
         y = np.ascontiguousarray(y, dtype=np.float32)
         if y.shape[-1] == 0:
-            raise ValueError("musicnn_logmel: y has no samples")
+            raise InvalidAudioError("no audio samples to analyse")
         module = MusicnnLogMel(sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmax=sr / 2.0)
         with torch.inference_mode():
             return module(torch.from_numpy(y)).numpy()
