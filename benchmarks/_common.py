@@ -40,18 +40,19 @@ def git_commit() -> str:
         return "unknown"
 
 
-def machine_header(title: str, *, extra: dict | None = None) -> None:
+def machine_header(title: str, *, extra: dict | None = None, librosa: bool = True) -> None:
     """Print what the figures below were measured on."""
     import numpy as np
     import torch
 
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    try:
-        import librosa
+    if librosa:  # importing librosa costs memory: benchmarks that measure RSS skip it
+        try:
+            import librosa as lr
 
-        versions["librosa"] = librosa.__version__
-    except ImportError:
-        pass
+            versions["librosa"] = lr.__version__
+        except ImportError:
+            pass
     print(f"== {title}")
     print(f"machine: {os.cpu_count()} cores (nproc), {cpu_model()}; commit {git_commit()}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -94,8 +95,12 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def tree_rss_bytes(pid: int | None = None) -> int:
-    """Resident memory of ``pid`` (default: this process) plus all its descendants, from /proc."""
+def tree_rss_bytes(pid: int | None = None, *, field: str = "Rss") -> int:
+    """Resident memory of ``pid`` (default: this process) plus all its descendants, from /proc.
+
+    ``field="Rss"`` counts shared library pages once per process (an upper bound);
+    ``field="Pss"`` shares them out between the processes that map them.
+    """
     pid = pid or os.getpid()
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -111,8 +116,8 @@ def tree_rss_bytes(pid: int | None = None) -> int:
         p = todo.pop()
         todo.extend(children.get(p, []))
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1]) * 1024
                     break
         except OSError:
@@ -126,13 +131,14 @@ class PeakRSS:
     def __init__(self, interval: float = 0.05):
         import threading
 
-        self.interval, self.peak = interval, 0
+        self.interval, self.peak, self.peak_pss = interval, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
             self.peak = max(self.peak, tree_rss_bytes())
+            self.peak_pss = max(self.peak_pss, tree_rss_bytes(field="Pss"))
             self._stop.wait(self.interval)
 
     def __enter__(self):

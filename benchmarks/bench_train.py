@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     from genrify.train import fit
 
     limiter = C.limit_threads(args.threads)  # noqa: F841
-    C.machine_header(f"training: seconds per epoch, {args.threads} threads")
+    C.machine_header(f"training: seconds per epoch, {args.threads} threads", librosa=False)
     data, n_clips = windows(args.windows)
     print(f"{len(data.y)} windows of {data.x.shape[1]} x {data.x.shape[2]} from {n_clips} cached synthetic clips; "
           f"batch 64, AdamW; {args.epochs} epochs per fit, {args.rounds} fits per variant")

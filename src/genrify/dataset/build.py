@@ -12,8 +12,9 @@ import hashlib
 import multiprocessing
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from genrify.config import AudioConfig, FeatureConfig
@@ -117,7 +118,8 @@ def _compute_all(pending, *, index, store, features, audio, workers, progress):
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(pending)))
     bar = tqdm(total=len(pending), desc="features", unit="track", disable=not progress, leave=False)
-    jobs = [(t.path, asdict(features), asdict(audio), str(store.root)) for t in pending]
+    feature_args, audio_args = asdict(features), asdict(audio)
+    jobs = ((t.path, feature_args, audio_args, str(store.root)) for t in pending)
     try:
         if workers == 1:
             results = (compute_track(*job) for job in jobs)
@@ -128,10 +130,14 @@ def _compute_all(pending, *, index, store, features, audio, workers, progress):
             # spawn: forking a process that already runs torch's thread pool can deadlock.
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-                futures = [pool.submit(compute_track, *job) for job in jobs]
-                for fut in as_completed(futures):
-                    _record(index, fut.result())
-                    bar.update()
+                # A bounded number of tracks in flight: memory stays flat whatever the collection's size.
+                in_flight = {pool.submit(compute_track, *job) for job in islice(jobs, 4 * workers)}
+                while in_flight:
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        _record(index, fut.result())
+                        bar.update()
+                    in_flight |= {pool.submit(compute_track, *job) for job in islice(jobs, len(done))}
     finally:
         index.commit()
         bar.close()

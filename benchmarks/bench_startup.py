@@ -1,0 +1,75 @@
+"""Start-up: ``genrify --help`` wall time and a cold ``genrify predict`` on one 30 s MP3.
+
+    .venv/bin/python benchmarks/bench_startup.py             # 10 runs each
+    .venv/bin/python benchmarks/bench_startup.py --smoke     # 2 runs each
+
+Each run is a fresh process (``genrify`` console script of this environment).
+``--help`` must not import any heavy library: the script lists which of them
+the CLI's help path loads. ``predict`` uses the bundled default model when the
+installation has one, else a small CNN trained on synthetic clips (cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+HEAVY = ("torch", "numpy", "librosa", "scipy", "sklearn", "soundfile", "soxr", "av", "matplotlib", "fastapi",
+         "uvicorn", "httpx", "safetensors", "tqdm")
+
+
+def wall(cmd: list[str]) -> float:
+    t = C.clock()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = C.clock() - t
+    if proc.returncode not in (0,):
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+    return elapsed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--model", type=Path, help="model file for predict (default: bundled, else a small CNN)")
+    ap.add_argument("--smoke", action="store_true", help="2 runs each")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.runs = 2
+    C.machine_header("start-up: fresh processes", librosa=False)
+    exe = Path(sys.executable).with_name("genrify")
+    if not exe.exists():
+        raise SystemExit(f"{exe}: console script missing (pip install -e .)")
+
+    probe = ("import sys; from genrify.cli import build_parser; build_parser().format_help(); "
+             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    heavy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    print(f"heavy modules imported by 'genrify --help': {', '.join(heavy) or 'none'}")
+
+    help_t = [wall([str(exe), "--help"]) for _ in range(args.runs)]
+    print(f"genrify --help: {C.summary_ms(help_t)}  (target <= 300 ms)")
+
+    from genrify.predict import default_model_path
+
+    model = args.model
+    if model is None and not default_model_path().is_file():
+        model = C.train_demo_model(C.CACHE / "models" / "cnn.genrify", name="cnn")
+    song = C.synthetic_song(C.CACHE / "predict" / "song.mp3", style="jazz", seed=7)
+    cmd = [str(exe), "predict", str(song)] + (["--model", str(model)] if model else [])
+    print(f"model: {model or default_model_path()} ; command: genrify predict {song.name}"
+          + (f" --model {model.name}" if model else ""))
+    pred_t = [wall(cmd) for _ in range(args.runs)]
+    print(f"cold genrify predict: {C.summary_ms(pred_t)}  (target <= 3000 ms)")
+    py_t = [wall([sys.executable, "-c", "pass"]) for _ in range(args.runs)]
+    torch_t = [wall([sys.executable, "-c", "import torch"]) for _ in range(args.runs)]
+    print(f"for reference: bare python {C.summary_ms(py_t)}; python -c 'import torch' {C.summary_ms(torch_t)}")
+    return 0 if not heavy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
