@@ -1,0 +1,167 @@
+"""Training: reproducible with a seed, early stopping keeps the best epoch, balanced class
+weights, normalisation from the training split only, and the models really learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from genrify.config import ModelConfig, RunConfig, TrainConfig, WindowConfig
+
+from genrify.dataset import Dataset
+from genrify.dataset.splits import group_kfold, train_val_split
+from genrify.evaluate import song_probabilities
+from genrify.train import (
+    WindowSet,
+    class_weights,
+    evaluate_windows,
+    fit,
+    load_dataset_images,
+    normalisation_stats,
+    predict_windows,
+    train_tracks,
+    window_frames,
+)
+
+# Small synthetic sets give sklearn's stratified splitter genres with few artists.
+pytestmark = pytest.mark.filterwarnings("ignore:The least populated class")
+
+
+def _windows(n: int, *, seed: int, n_classes: int = 3, f: int = 6, t: int = 40, signal: float = 1.0) -> WindowSet:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    x = rng.normal(size=(n, f, t)).astype(np.float32)
+    x[:, 0, :] += signal * y[:, None]  # learnable from the first feature row
+    return WindowSet(x=x, y=y.astype(np.int64), track=np.arange(n))
+
+
+def _config(name: str, **train) -> RunConfig:
+    return RunConfig(model=ModelConfig(name=name, hidden=(32,), channels=(4, 8, 8), dense=16, column_step=4),
+                     train=TrainConfig(**{"epochs": 4, "batch_size": 16, "patience": 10, **train}))
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_same_seed_gives_identical_weights_and_history(name):
+    train, val = _windows(64, seed=1), _windows(24, seed=2)
+    runs = [fit(train, val, config=_config(name, seed=s), n_classes=3) for s in (7, 7, 8)]
+    (m1, h1), (m2, h2), (m3, h3) = runs
+    assert h1.to_dict() == h2.to_dict()
+    s1, s2, s3 = m1.state_dict(), m2.state_dict(), m3.state_dict()
+    for k in s1:
+        torch.testing.assert_close(s1[k], s2[k], rtol=0, atol=0)
+    assert any(not torch.equal(s1[k], s3[k]) for k in s1 if s1[k].is_floating_point())
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    """Random labels: the model can only overfit, so validation loss turns up early."""
+    rng = np.random.default_rng(0)
+    train = WindowSet(x=rng.normal(size=(48, 6, 40)).astype(np.float32), y=rng.integers(0, 3, 48), track=np.arange(48))
+    val = WindowSet(x=rng.normal(size=(30, 6, 40)).astype(np.float32), y=rng.integers(0, 3, 30), track=np.arange(30))
+    config = _config("mlp", epochs=60, patience=3, lr=1e-2, weight_decay=0.0)
+    model, h = fit(train, val, config=config, n_classes=3)
+    best = h.best_epoch
+    assert len(h.val_loss) < 60  # it stopped early ...
+    assert len(h.val_loss) == best + 1 + 3  # ... exactly `patience` epochs after the best one
+    assert h.val_loss[best] == min(h.val_loss)
+    assert all(v >= h.val_loss[best] - 1e-4 for v in h.val_loss[best + 1:])
+    # The returned weights are the best epoch's, not the last epoch's.
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights(train.y, 3))
+    loss, acc = evaluate_windows(model, val, loss_fn=loss_fn, batch_size=64)
+    assert loss == pytest.approx(h.val_loss[best], rel=1e-5)
+    assert acc == pytest.approx(h.val_acc[best])
+    assert not model.training
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=200), st.integers(6, 9))
+def test_class_weights_are_total_over_k_times_count(labels, k):
+    y = np.array(labels)
+    w = class_weights(y, k).numpy()
+    assert w.shape == (k,)
+    counts = np.bincount(y, minlength=k)
+    for c in range(k):
+        if counts[c]:
+            assert w[c] == pytest.approx(len(y) / (k * counts[c]), rel=1e-6)
+        else:
+            assert w[c] == 0
+    # Every present class carries the same total weight.
+    present = counts > 0
+    np.testing.assert_allclose((w * counts)[present], len(y) / k, rtol=1e-5)
+
+
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=6), st.integers(0, 1000))
+def test_normalisation_stats_are_per_feature_over_all_frames(lengths, seed):
+    rng = np.random.default_rng(seed)
+    images = [(rng.normal(size=(4, n)) * np.array([[1], [10], [100], [0]]) + np.array([[0], [-5], [50], [3]])).astype(np.float32) for n in lengths]
+    mean, std = normalisation_stats(images)
+    allframes = np.concatenate(images, axis=1).astype(np.float64)
+    np.testing.assert_allclose(mean, allframes.mean(1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(std, np.maximum(allframes.std(1), 1e-3), rtol=1e-3, atol=1e-3)
+    assert (std > 0).all()  # a constant feature does not divide by zero
+
+
+def test_normalisation_statistics_come_from_the_training_split_only():
+    rng = np.random.default_rng(0)
+    labels = ["a", "b"]
+    y = np.array([i % 2 for i in range(20)])
+    groups = [f"track:{i}" for i in range(20)]
+    config = RunConfig(window=WindowConfig(seconds=0.5, hop_seconds=0.5, train_hop_seconds=0.25),
+                       model=ModelConfig(name="mlp", hidden=(8,), column_step=4),
+                       train=TrainConfig(epochs=1, seed=3))
+    # The split depends only on labels, groups and seed: make held-out tracks wildly different.
+    _, va_expected = train_val_split([labels[i] for i in y], groups, val_fraction=0.2, seed=3)
+    images = []
+    for i in range(20):
+        im = rng.normal(size=(10, 60)).astype(np.float32)
+        images.append(im + 1000.0 if i in set(va_expected.tolist()) else im)
+    mf, _, va = train_tracks(images, y, groups, config=config, labels=labels)
+    np.testing.assert_array_equal(np.sort(va), np.sort(va_expected))
+    train_frames = np.concatenate([images[i] for i in range(20) if i not in set(va.tolist())], axis=1)
+    np.testing.assert_allclose(mf.tensors["norm.mean"], train_frames.mean(1), atol=1e-3)
+    np.testing.assert_allclose(mf.tensors["norm.std"], train_frames.std(1), rtol=1e-3)
+    assert np.abs(mf.tensors["norm.mean"]).max() < 1.0  # the +1000 of the held-out tracks is not in it
+    assert mf.extra["seed"] == 3 and len(mf.extra["history"]["train_loss"]) == 1
+
+
+def test_training_needs_two_genres():
+    from genrify.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="two genres"):
+        train_tracks([np.zeros((10, 300), np.float32)] * 4, np.zeros(4, np.int64), ["a", "b", "c", "d"],
+                     config=RunConfig(), labels=["rock"])
+
+
+@pytest.fixture(scope="module")
+def synthetic_tracks(synthetic_dataset):
+    ds = Dataset(synthetic_dataset)
+    try:
+        tracks, images, y, groups, labels = load_dataset_images(ds)
+        images = [np.asarray(im) for im in images]
+    finally:
+        ds.close()
+    return tracks, images, y, groups, labels
+
+
+@pytest.mark.parametrize(("name", "epochs"), [("mlp", 20), ("cnn", 10)])
+def test_models_learn_the_synthetic_corpus(synthetic_tracks, name, epochs):
+    """Train on two thirds of the artists, test on the other third (never seen, not even
+    for early stopping): accuracy must be well above chance (20 %)."""
+    tracks, images, y, groups, labels = synthetic_tracks
+    tr, te = group_kfold([labels[i] for i in y], groups, folds=3, seed=0)[0]
+    assert {groups[i] for i in tr}.isdisjoint({groups[i] for i in te})
+    config = RunConfig(model=ModelConfig(name=name, hidden=(128,), dense=64),
+                       train=TrainConfig(epochs=epochs, patience=epochs, batch_size=16, seed=0))
+    mf, history, _ = train_tracks([images[i] for i in tr], y[tr], [groups[i] for i in tr], config=config,
+                                  labels=labels)
+    assert history.train_loss[-1] < history.train_loss[0]
+    from genrify.predict import GenreClassifier
+
+    net = GenreClassifier(mf).backend.net
+    size, _, hop = window_frames(config)
+    probs = song_probabilities(lambda w: predict_windows(net, w), [images[i] for i in te],
+                               mean=mf.tensors["norm.mean"], std=mf.tensors["norm.std"], size=size, hop=hop)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    accuracy = float((probs.argmax(1) == y[te]).mean())
+    assert accuracy >= 0.6, (name, accuracy, len(te))
