@@ -29,12 +29,14 @@ exact (ReLU and a per-channel affine map are monotonic, so they commute with the
 max once the sign of the BN scale is taken into account) and avoids three
 passes over the largest tensors; it runs one patch and a few dozen frames at a
 time so the conv outputs stay in the CPU caches, and the timbral convs are
-matrix products of the unfolded input. ``load_musicnn(fast=True)`` computes
-the timbral convs in bfloat16 for the fast mode.
+matrix products of the unfolded input. ``load_musicnn(fast=True)`` (or
+:func:`quantize_musicnn`) computes those products in bfloat16 for the fast
+mode, usually paired with ``FAST_PATCHES`` spread patches per song.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -249,6 +251,15 @@ class MusiCNN(nn.Module):
         return self.timbral[0].matmul_dtype == torch.bfloat16
 
 
+def quantize_musicnn(model: MusiCNN) -> MusiCNN:
+    """The fast-mode variant of ``model``: a copy whose timbral convs run in bfloat16.
+
+    The argument is left unchanged; the copy keeps its ``tags``. On CPUs without
+    native bfloat16 the copy computes in float32 (see :meth:`MusiCNN.use_bfloat16`).
+    """
+    return copy.deepcopy(model).use_bfloat16()
+
+
 def bfloat16_is_fast() -> bool:
     """Whether this CPU computes bfloat16 matrix products natively (oneDNN's check)."""
     try:
@@ -289,4 +300,4 @@ def load_musicnn(*, weights: str | Path | None = None, fast: bool = False) -> Mu
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit the musicnn architecture ({exc})") from None
     model = model.eval().requires_grad_(False)
-    return model.use_bfloat16() if fast else model
+    return model.use_bfloat16() if fast else model  # in place: same as quantize_musicnn, without the copy
