@@ -1,0 +1,161 @@
+"""GenreClassifier: one object, any input form, any length; windows averaged; clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genrify.errors import AudioDecodeError, AudioTooShortError, InvalidAudioError
+from genrify.predict import Analysis, GenreClassifier
+from genrify.sources.synthetic import generate_clip
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_cnn_model) -> GenreClassifier:
+    return GenreClassifier.from_file(tiny_cnn_model)
+
+
+@pytest.fixture(scope="module")
+def metal_wav(tmp_path_factory) -> tuple:
+    y = generate_clip("metal", seed=4242, sr=22050, duration=5.0)
+    path = tmp_path_factory.mktemp("predict") / "metal.wav"
+    sf.write(path, y, 22050)
+    return path, y
+
+
+def test_model_file_rebuilds_the_pipeline(clf):
+    assert clf.labels == ["classical", "edm", "hiphop", "jazz", "metal"]
+    assert clf.sr == 44100 and clf.config.features.n_mfcc == 10
+    assert clf.config.model.name == "cnn" and clf.config.train.seed == 0
+    assert clf.model_file.extra["fit_tracks"] and clf.model_file.extra["val_tracks"]
+
+
+def test_path_bytes_and_array_give_the_same_answer(clf, metal_wav):
+    path, y = metal_wav
+    from_path = clf.predict_proba(path)
+    from_str = clf.predict_proba(str(path))
+    from_bytes = clf.predict_proba(path.read_bytes())
+    from_array = clf.predict_proba(y, sr=22050)
+    for p in (from_path, from_str, from_bytes, from_array):
+        assert p.shape == (5,) and p.dtype.kind == "f"
+        assert p.sum() == pytest.approx(1.0, abs=1e-5) and (p >= 0).all()
+    np.testing.assert_allclose(from_path, from_str, atol=0)
+    np.testing.assert_allclose(from_path, from_bytes, atol=1e-6)
+    # The WAV is 16-bit: the float array differs by quantisation only.
+    np.testing.assert_allclose(from_path, from_array, atol=2e-3)
+    top = clf.predict(path, top_k=3)
+    assert len(top) == 3 and [g for g, _ in top][0] == clf.labels[int(np.argmax(from_path))]
+    assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
+    assert top[0][1] == pytest.approx(float(from_path.max()))
+    assert len(clf.predict(path)) == 2  # default top-2, like the original widget
+
+
+def test_stereo_array_is_downmixed(clf, metal_wav):
+    _, y = metal_wav
+    stereo = np.stack([y, y])
+    np.testing.assert_allclose(clf.predict_proba(stereo, sr=22050), clf.predict_proba(y, sr=22050), atol=1e-6)
+
+
+def test_array_without_sample_rate_is_refused(clf, metal_wav):
+    from genrify.errors import GenrifyError
+
+    with pytest.raises(GenrifyError, match="sample rate"):
+        clf.predict(metal_wav[1])
+
+
+def test_long_input_is_cut_into_windows_that_are_averaged(clf):
+    y = np.concatenate([generate_clip(s, seed=1, sr=22050, duration=10.0) for s in ("jazz", "metal", "edm", "classical")])
+    a = clf.analyse(y, sr=22050)
+    assert a.duration == pytest.approx(40.0, abs=0.01)
+    window = clf.config.window.seconds
+    assert len(a.window_starts) >= int(40 // window)  # not truncated to the first window
+    assert a.window_probabilities.shape == (len(a.window_starts), 5)
+    np.testing.assert_allclose(a.probabilities, a.window_probabilities.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(a.window_probabilities.sum(1), 1.0, rtol=1e-5)
+    assert a.window_starts[0] == 0 and (np.diff(a.window_starts) > 0).all()
+    assert a.window_starts[-1] + window == pytest.approx(40.0, abs=0.1)  # the tail is covered
+    # Different parts of the song get different window answers.
+    assert np.ptp(a.window_probabilities, axis=0).max() > 0.05
+
+
+def test_short_input_above_minimum_is_wrapped(clf):
+    min_d, window = clf.config.audio.min_duration, clf.config.window.seconds
+    assert min_d < window
+    y = generate_clip("edm", seed=3, sr=22050, duration=(min_d + window) / 2)
+    a = clf.analyse(y, sr=22050)
+    assert len(a.window_starts) == 1 and a.window_starts[0] == 0
+    assert a.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    exactly_min = generate_clip("edm", seed=3, sr=44100, duration=min_d)
+    assert clf.analyse(exactly_min, sr=44100).probabilities.shape == (5,)
+
+
+def test_below_minimum_duration_is_audio_too_short(clf, tmp_path):
+    min_d = clf.config.audio.min_duration
+    y = generate_clip("jazz", seed=5, sr=22050, duration=min_d * 0.5)
+    with pytest.raises(AudioTooShortError, match="too short"):
+        clf.analyse(y, sr=22050)
+    path = tmp_path / "short.wav"
+    sf.write(path, y, 22050)
+    with pytest.raises(AudioTooShortError) as info:
+        clf.predict(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(AudioTooShortError):
+        clf.predict(np.zeros(1, np.float32), sr=22050)
+
+
+def test_silence_is_not_music(clf):
+    a = clf.analyse(np.zeros(22050 * 4, np.float32), sr=22050)
+    assert a.verdict == "not_music" and "silence" in a.message
+    quiet = (np.random.default_rng(0).normal(size=22050 * 4) * 1e-5).astype(np.float32)
+    assert clf.analyse(quiet, sr=22050).verdict == "not_music"
+    loud = generate_clip("metal", seed=9, sr=22050, duration=4.0)
+    assert clf.analyse(loud, sr=22050).verdict in ("genre", "unsure")
+
+
+def test_bad_inputs_raise_the_projects_errors(clf, tmp_path):
+    with pytest.raises(AudioDecodeError, match="no such file"):
+        clf.predict(tmp_path / "missing.mp3")
+    text = tmp_path / "notes.mp3"
+    text.write_text("not audio at all\n" * 50)
+    with pytest.raises(AudioDecodeError) as info:
+        clf.predict(text)
+    assert str(text) in str(info.value)
+    with pytest.raises(AudioDecodeError, match="empty"):
+        clf.predict(b"")
+    bad = np.ones(44100 * 2, np.float32)
+    bad[100] = np.nan
+    with pytest.raises(InvalidAudioError, match="NaN"):
+        clf.predict(bad, sr=44100)
+
+
+def test_analysis_to_dict_is_json_serialisable(clf, metal_wav):
+    a = clf.analyse(metal_wav[0], top_k=3)
+    assert isinstance(a, Analysis)
+    d = json.loads(json.dumps(a.to_dict()))
+    assert d["verdict"] in ("genre", "unsure", "not_music")
+    assert [g for g, _ in d["top"]] == [g for g, _ in a.top] and len(d["top"]) == 3
+    assert set(d["probabilities"]) == set(clf.labels)
+    assert sum(d["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert d["windows"]["labels"] == clf.labels
+    assert len(d["windows"]["starts"]) == len(d["windows"]["probabilities"]) == len(a.window_starts)
+    assert d["duration"] == pytest.approx(5.0, abs=0.01)
+
+
+def test_trained_model_recognises_held_out_synthetic_clips(clf):
+    """Fresh clips (seeds never used by the corpus) of each style."""
+    hits = 0
+    for style in clf.labels:
+        y = generate_clip(style, seed=900_001, sr=22050, duration=6.0)
+        hits += clf.predict(y, sr=22050, top_k=1)[0][0] == style
+    assert hits >= 3  # chance is 1 in 5
+
+
+def test_in_memory_flac_bytes(clf, metal_wav):
+    _, y = metal_wav
+    buf = io.BytesIO()
+    sf.write(buf, y, 22050, format="FLAC")
+    np.testing.assert_allclose(clf.predict_proba(buf.getvalue()), clf.predict_proba(metal_wav[0]), atol=1e-6)
