@@ -70,7 +70,10 @@ def _predict(page, artist, track):
 
 
 def _wait_for_result(page):
-    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    try:
+        page.wait_for_selector("#result:not([hidden])", timeout=30_000)
+    except sync_api.TimeoutError:
+        pytest.fail(f"no result; the page says: {page.locator('#status').inner_text()!r}")
 
 
 def test_search_predict_listen_pause(page, server):

@@ -17,6 +17,7 @@
   const player = $("player");
   let objectUrl = null;
   let busy = false;
+  let touched = false; // the user typed: never replace their text with an example
 
   function setStatus(text, kind) {
     statusEl.textContent = text || "";
@@ -92,6 +93,7 @@
   async function predictSong(event) {
     event.preventDefault();
     if (busy) return;
+    touched = true;
     const artist = artistInput.value.trim();
     const track = trackInput.value.trim();
     if (!track) { setStatus("Type a song title first.", "error"); trackInput.focus(); return; }
@@ -157,7 +159,7 @@
       const known = list.some(function (ex) {
         return ex.artist === artistInput.value && ex.title === trackInput.value;
       });
-      if (!known && artistInput.defaultValue === artistInput.value && trackInput.defaultValue === trackInput.value) {
+      if (!known && !touched) {
         artistInput.value = list[0].artist;
         trackInput.value = list[0].title;
       }
@@ -186,6 +188,9 @@
     } catch (e) { /* optional */ }
   }
 
+  [artistInput, trackInput].forEach(function (input) {
+    input.addEventListener("input", function () { touched = true; });
+  });
   form.addEventListener("submit", predictSong);
   pauseBtn.addEventListener("click", function () { player.pause(); });
   player.addEventListener("play", function () { pauseBtn.disabled = false; });
