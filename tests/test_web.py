@@ -524,3 +524,45 @@ def test_a_failing_provider_is_skipped(web_providers):
     r = srv.client.get("/api/predict", params={"artist": "Silent Band", "track": "No Preview Here"})
     assert r.status_code == 404
     assert srv.client.get("/healthz").status_code == 200
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def test_serve_command(tmp_path, request):
+    """``genrify serve`` starts, scans its library, binds 127.0.0.1 by default and answers."""
+    from genrify.predict import default_model_path
+
+    model = default_model_path() if default_model_path().is_file() else request.getfixturevalue("tiny_cnn_model")
+    library = tmp_path / "library"
+    rows = make_library(library, tmp_path / "outside")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GENRIFY_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genrify", "serve", "--model", str(model), "--library", str(library),
+         "--port", str(port), "--scan", "blocking", "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "genrify serve did not start"
+                time.sleep(0.2)
+        assert health["library"]["tracks"] == len(rows) + 1
+        row = rows[0]
+        r = httpx.get(f"http://127.0.0.1:{port}/d/music-prediction",
+                      params={"artist": row["artist"], "track": row["title"]}, timeout=60)
+        assert r.json()["response"] is True
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert f"http://127.0.0.1:{port}" in out
+    bad = subprocess.run([sys.executable, "-m", "genrify", "serve", "--model", str(tmp_path / "missing.genrify")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "no such model file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -110,6 +110,11 @@ def run_serve(args) -> int:
         raise ConfigError("--workers must be at least 1")
     if settings.model and not os.path.isfile(settings.model):
         raise ModelFileError(f"{settings.model}: no such model file")
+    if not settings.model:
+        from genrify.predict import default_model_path
+
+        if not default_model_path().is_file():
+            raise ModelFileError(f"{default_model_path()}: the bundled default model is missing; pass --model PATH")
     if settings.library and not os.path.isdir(os.path.expanduser(settings.library)):
         raise ConfigError(f"{settings.library}: no such folder")
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
