@@ -72,16 +72,25 @@ class WindowConfig:
     Songs longer than ``seconds`` are cut into windows whose probabilities are
     averaged; shorter clips are repeated (wrapped) to fill one window. Training
     takes windows every ``train_hop_seconds``; prediction every ``hop_seconds``.
+    ``max_windows`` (musicnn models) caps the windows per song: that many are
+    spread evenly over a longer song, so its cost does not grow with its length.
     """
 
     seconds: float = 3.0
     hop_seconds: float = 3.0
     train_hop_seconds: float = 1.5
+    max_windows: int | None = None
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture choice and hyper-parameters; the registry maps ``name`` to a builder."""
+    """Architecture choice and hyper-parameters; the registry maps ``name`` to a builder.
+
+    ``mlp``/``cnn``: the 2017 networks (``hidden``, ``dropout``, ``column_step``,
+    ``channels``, ``dense``). ``musicnn-probe``: a class-balanced logistic
+    regression (inverse L2 strength ``C``) over the ``backbone``'s embeddings;
+    ``fast`` runs the backbone's timbral convolutions in bfloat16.
+    """
 
     name: str = "cnn"
     hidden: tuple[int, ...] = (600,)
@@ -90,6 +99,8 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32, 32)
     dense: int = 250
     backbone: str | None = None
+    C: float = 0.005
+    fast: bool = False
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ class Analysis:
 
     ``probabilities`` are song-level (mean of the windows), ``window_probabilities``
     ``(n_windows, n_labels)`` start at ``window_starts`` seconds. ``verdict`` is
-    ``"genre"``, ``"unsure"`` (top probability below the threshold) or ``"not_music"``.
+    ``"genre"``, ``"unsure"`` (top probability below the threshold), ``"not_music"``,
+    or ``"tags"`` for musicnn's multi-label tagger.
     """
 
     labels: list[str]
@@ -77,32 +78,50 @@ class GenreClassifier:
     [('metal', 0.93), ('rock', 0.05)]
     """
 
-    def __init__(self, model: ModelFile, *, source: str = "<memory>"):
+    def __init__(self, model: ModelFile, *, source: str = "<memory>", fast: bool | None = None, backend=None):
         from genrify.models.backends import build_backend
 
         self.model_file = model
         self.config = model.config
         self.labels: list[str] = list(model.labels)
         self.source = source
-        self.backend = build_backend(model)
+        self.backend = backend or build_backend(model, fast=fast)
+        self.multi_label = bool(getattr(self.backend, "tags", None))
         self.unsure_below = float(model.extra.get("unsure_below", DEFAULT_UNSURE_BELOW))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "GenreClassifier":
-        """Load a ``.genrify`` model file (never executes code from it)."""
+    def from_file(cls, path: str | os.PathLike, *, fast: bool | None = None) -> "GenreClassifier":
+        """Load a ``.genrify`` model file (never executes code from it).
+
+        ``"musicnn"`` names musicnn's own 50-tag tagger (no file needed).
+        ``fast`` overrides a musicnn model's mode (3 spread windows, bfloat16).
+        """
+        if str(path) == "musicnn":
+            return cls.musicnn_tagger(fast=fast)
         model = load_model_file(path)
         try:
-            return cls(model, source=str(path))
-        except (KeyError, RuntimeError, ValueError) as exc:
+            return cls(model, source=str(path), fast=fast)
+        except (KeyError, RuntimeError, ValueError, IndexError) as exc:
             raise ModelFileError(f"{path}: model file does not match its architecture ({str(exc)[:160]})") from None
 
     @classmethod
-    def default(cls) -> "GenreClassifier":
-        """The bundled default model."""
+    def default(cls, *, fast: bool | None = None) -> "GenreClassifier":
+        """The bundled default model: a genre probe over musicnn (see docs/results.md)."""
         path = default_model_path()
         if not path.is_file():
             raise ModelFileError(f"{path}: the bundled default model is missing from this installation")
-        return cls.from_file(path)
+        return cls.from_file(path, fast=fast)
+
+    @classmethod
+    def musicnn_tagger(cls, *, fast: bool | None = None) -> "GenreClassifier":
+        """musicnn's Million Song Dataset tagger as a classifier over its 50 tags."""
+        from genrify.config import AudioConfig, ModelConfig, RunConfig
+        from genrify.models.backends import MusicnnTaggerBackend
+
+        backend = MusicnnTaggerBackend(fast=fast)
+        config = RunConfig(audio=AudioConfig(sr=16000), model=ModelConfig(name="musicnn", backbone="msd_musicnn"))
+        mf = ModelFile(config=config, labels=backend.tags, tensors={}, extra={"unsure_below": 0.0})
+        return cls(mf, source="musicnn", backend=backend)
 
     # ------------------------------------------------------------------ public
     @property
@@ -137,6 +156,8 @@ class GenreClassifier:
             raise AudioTooShortError(f"{label}: too short ({duration:.2f} s; at least {min_d:g} s needed)")
         window_probs, starts, details = self.backend.window_probabilities(y)
         probs = window_probs.mean(axis=0)
+        if self.multi_label:
+            details = {**details, "multi_label": True}
         order = np.argsort(-probs)[: max(1, top_k)]
         top = [(self.labels[i], float(probs[i])) for i in order]
         verdict, message = self._verdict(y, probs, details)
@@ -153,14 +174,18 @@ class GenreClassifier:
         return self.analyse(audio, sr=sr, top_k=top_k).top
 
     def feature_image(self, audio, *, sr: int | None = None) -> tuple[np.ndarray, int, int]:
-        """The MFCC image of ``audio`` for display: ``(image (n_features, frames), sr, hop_length)``."""
+        """The MFCC image of ``audio`` for display: ``(image (n_features, frames), sr, hop_length)``.
+
+        Window models show their own input; musicnn models show 10 MFCCs of the 16 kHz audio.
+        """
         from genrify.config import FeatureConfig
         from genrify.features import FeatureExtractor
 
-        fc = self.config.features if self.backend.kind == "window" else FeatureConfig(sr=self.sr)
-        y = self.load(audio, sr=sr) if not (isinstance(audio, np.ndarray) and sr == fc.sr) else audio
-        if fc.sr != self.sr:
-            y = resample(y, orig_sr=self.sr, target_sr=fc.sr)
+        if self.backend.kind == "window":
+            fc = self.config.features
+        else:
+            fc = FeatureConfig(sr=self.sr, n_fft=1024, hop_length=256, n_mels=96, n_mfcc=10)
+        y = self.load(audio, sr=sr)
         return FeatureExtractor(fc).transform(y), fc.sr, fc.hop_length
 
     # ------------------------------------------------------------------ verdict
@@ -170,6 +195,8 @@ class GenreClassifier:
             return "not_music", f"This sounds like silence ({rms_db:.0f} dBFS), not music."
         if details.get("not_music"):
             return "not_music", details.get("not_music_reason", "This does not sound like music.")
+        if self.multi_label:
+            return "tags", "musicnn tags (independent probabilities)"
         top = float(probs.max())
         if top < self.unsure_below:
             return "unsure", (f"Not sure: the most likely genre has only {top:.0%} certainty "

@@ -104,3 +104,24 @@ def write_report(metrics: dict, out_prefix: str | Path, *, title: str, context: 
     write_text_atomic(js, json.dumps({"title": title, "context": list(context), **slim}, indent=2))
     write_bytes_atomic(png, confusion_png(metrics, title=title))
     return [md, js, png]
+
+
+def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, n_bins: int = 10,
+                    title: str = "Reliability diagram") -> bytes:
+    """Accuracy against confidence per bin, one line per ``name: (probabilities, y_true)``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect")
+    edges = np.linspace(0, 1, n_bins + 1)
+    for name, (probs, y) in curves.items():
+        conf, correct = probs.max(axis=1), probs.argmax(axis=1) == y
+        xs, ys = [], []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            m = (conf > lo) & (conf <= hi)
+            if m.sum() >= 3:
+                xs.append(conf[m].mean())
+                ys.append(correct[m].mean())
+        ax.plot(xs, ys, "o-", label=name)
+    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -202,3 +202,108 @@ def load_dataset_images(dataset, *, progress: bool = False):
     images = [dataset.features(t) for t in tracks]
     y = np.array([labels.index(t.genre) for t in tracks], dtype=np.int64)
     return tracks, images, y, [t.group for t in tracks], labels
+
+
+# --------------------------------------------------------------------------- linear probes over embeddings
+
+
+def fit_probe(windows: list[np.ndarray], y: np.ndarray, *, C: float, seed: int = 0, prefix: str = "probe",
+              n_classes: int | None = None) -> dict[str, np.ndarray]:
+    """Class-balanced logistic regression over per-window embeddings.
+
+    ``windows[i]`` is ``(n_windows_i, dim)`` for track ``i`` with label ``y[i]``;
+    every window is a training sample carrying its track's label. Returns the
+    tensors ``<prefix>.mean``, ``.scale`` (standardisation) and ``.coef (L, dim)``,
+    ``.intercept (L,)``; a binary problem gives one row. With ``n_classes``, classes
+    absent from ``y`` (a small cross-validation fold) get a row that never wins.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.concatenate(windows).astype(np.float64)
+    Y = np.concatenate([np.full(len(w), lab) for w, lab in zip(windows, y)])
+    if len(np.unique(Y)) < 2:
+        raise DatasetError("need at least two classes to train a probe")
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit((X - mean) / scale, Y)
+    coef, intercept = clf.coef_, clf.intercept_
+    if n_classes is not None and len(clf.classes_) != 2 or (n_classes or 0) > len(clf.classes_):
+        L = n_classes or int(clf.classes_.max()) + 1
+        full_coef = np.zeros((L, X.shape[1]))
+        full_int = np.full(L, -1e4)
+        if len(clf.classes_) == 2:  # binary: sklearn keeps one row for classes_[1]
+            coef = np.vstack([-coef, coef]) / 2
+            intercept = np.array([-intercept[0], intercept[0]]) / 2
+        full_coef[clf.classes_] = coef
+        full_int[clf.classes_] = intercept
+        coef, intercept = full_coef, full_int
+    return {f"{prefix}.mean": mean.astype(np.float32), f"{prefix}.scale": scale.astype(np.float32),
+            f"{prefix}.coef": coef.astype(np.float32), f"{prefix}.intercept": intercept.astype(np.float32)}
+
+
+def probe_logits(tensors: dict[str, np.ndarray], x: np.ndarray, *, prefix: str = "probe") -> np.ndarray:
+    """Logits ``(n, L)`` of a fitted probe for embeddings ``x (n, dim)``."""
+    z = (x - tensors[f"{prefix}.mean"]) / tensors[f"{prefix}.scale"]
+    return z @ tensors[f"{prefix}.coef"].T + tensors[f"{prefix}.intercept"]
+
+
+def song_softmax(window_logits: list[np.ndarray], temperature: float = 1.0) -> np.ndarray:
+    """Song probabilities: the mean over each song's windows of ``softmax(logits / T)``."""
+    out = []
+    for z in window_logits:
+        z = z / temperature
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        out.append((e / e.sum(axis=1, keepdims=True)).mean(axis=0))
+    return np.stack(out)
+
+
+def fit_temperature(window_logits: list[np.ndarray], y: np.ndarray) -> float:
+    """Temperature scaling: the T > 0 minimising the song-level negative log-likelihood
+    of held-out predictions (Guo et al. 2017, applied to window-averaged probabilities)."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t):
+        p = song_softmax(window_logits, float(np.exp(log_t)))
+        return -np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)))
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def probe_oof_logits(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, labels: list[str], folds: int,
+                     C: float, seed: int = 0) -> list[np.ndarray]:
+    """Out-of-fold per-window logits: every track scored by a probe that never saw its group."""
+    from genrify.dataset.splits import group_kfold
+
+    out: list = [None] * len(y)
+    for tr, te in group_kfold([labels[i] for i in y], groups, folds=folds, seed=seed):
+        t = fit_probe([E[i] for i in tr], y[tr], C=C, seed=seed, n_classes=len(labels))
+        for i in te:
+            out[i] = probe_logits(t, E[i])
+    return out
+
+
+def train_probe(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, config: RunConfig,
+                labels: list[str]) -> ModelFile:
+    """Fit the musicnn genre probe on all tracks; calibrate its temperature on out-of-fold
+    predictions when every genre has at least 3 independent groups (else T = 1)."""
+    if len(set(y.tolist())) < 2:
+        raise DatasetError("need at least two genres to train a classifier")
+    C, seed = config.model.C, config.train.seed
+    tensors = fit_probe(E, y, C=C, seed=seed, n_classes=len(labels))
+    per_class_groups = min(len({g for g, lab in zip(groups, y) if lab == k}) for k in set(y.tolist()))
+    folds = min(5, per_class_groups)
+    temperature = 1.0
+    if folds >= 3:
+        oof = probe_oof_logits(E, y, groups, labels=labels, folds=folds, C=C, seed=seed)
+        temperature = fit_temperature(oof, y)
+    tensors["calibration.temperature"] = np.array([temperature], np.float32)
+    extra = {"seed": seed, "temperature_folds": folds if folds >= 3 else 0}
+    return ModelFile(config=config, labels=list(labels), tensors=tensors, extra=extra)

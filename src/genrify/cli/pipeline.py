@@ -9,7 +9,7 @@ from pathlib import Path
 
 from genrify.cli import example_epilog
 
-MODEL_CHOICES = ("cnn", "mlp")
+MODEL_CHOICES = ("cnn", "mlp", "musicnn-probe")
 
 
 def register(sub) -> None:
@@ -55,9 +55,12 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a model on a dataset", formatter_class=fmt,
                        epilog=example_epilog("genrify train my.gdb --model cnn --out cnn.genrify",
                                              "genrify train my.gdb --model mlp --hidden 600,400,100 --out mlp.genrify",
-                                             "genrify train my.gdb --model cnn --folds 5 --report cv/cnn"))
+                                             "genrify train my.gdb --model cnn --folds 5 --report cv/cnn",
+                                             "genrify train my.gdb --model musicnn-probe --folds 5 --out mine.genrify"))
     p.add_argument("dataset")
-    p.add_argument("--model", default="cnn", help="cnn | mlp (default cnn)")
+    p.add_argument("--model", default="cnn",
+                   help="cnn | mlp (the 2017 networks) | musicnn-probe (few-shot head over pretrained musicnn; default cnn)")
+    p.add_argument("--C", type=float, default=0.005, help="musicnn-probe: inverse L2 strength (default 0.005)")
     p.add_argument("--out", help="model file to write (default: <model>.genrify)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=64)
@@ -91,7 +94,18 @@ def register(sub) -> None:
     p.add_argument("--model", default=None, help="model file (default: the bundled model)")
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument("--fast", action="store_true", help="musicnn models: 3 spread windows per song, bfloat16")
+    p.add_argument("--timeline", metavar="PNG", help="also plot genre over time (one file: PNG; several: a folder)")
     p.set_defaults(handler=cmd_predict)
+
+    p = sub.add_parser("embed", help="musicnn embeddings of a dataset's tracks (per window and per track)",
+                       formatter_class=fmt, epilog=example_epilog("genrify embed my.gdb",
+                                                                  "genrify embed my.gdb --export embeddings.npz",
+                                                                  "genrify embed my.gdb --export embeddings.csv"))
+    p.add_argument("dataset")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--export", metavar="FILE", help="also write per-track embeddings to .npy, .npz, .csv or .parquet")
+    p.set_defaults(handler=cmd_embed)
 
     p = sub.add_parser("explore", help="2-D PCA scatter of a dataset's standardised feature images",
                        formatter_class=fmt, epilog=example_epilog("genrify explore my.gdb --out pca.png"))
@@ -134,7 +148,8 @@ def _run_config(args, dataset):
                           min_duration=dataset.audio_config.min_duration),
         features=dataset.feature_config,
         window=WindowConfig(seconds=args.window, hop_seconds=args.window, train_hop_seconds=args.window / 2),
-        model=ModelConfig(name=args.model, hidden=hidden, dropout=args.dropout),
+        model=ModelConfig(name=args.model, hidden=hidden, dropout=args.dropout, C=getattr(args, "C", 0.005),
+                          backbone="msd_musicnn" if args.model == "musicnn-probe" else None),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                           patience=args.patience, seed=args.seed, val_fraction=args.val_fraction, threads=args.threads),
     )
@@ -150,6 +165,9 @@ def cmd_train(args) -> int:
     config = _run_config(args, dataset)
     out = Path(args.out or f"{args.model}.genrify")
     prefix = Path(args.report) if args.report else out.with_suffix("")
+    if args.model == "musicnn-probe":
+        train_probe_and_report(dataset, config, out=out, prefix=prefix, folds=args.folds, progress=sys.stderr.isatty())
+        return 0
     train_and_report(dataset, config, out=out, prefix=prefix, folds=args.folds, progress=sys.stderr.isatty())
     return 0
 
@@ -196,6 +214,72 @@ def train_and_report(dataset, config, *, out: Path, prefix: Path, folds: int = 0
     print(f"held-out validation ({len(y_val)} songs; {', '.join(str(p) for p in paths)}):")
     print(report.text_summary(metrics))
     return metrics
+
+
+def probe_config(config):
+    """A musicnn-probe run config: 16 kHz audio, 3 s windows, at most 10 per song."""
+    from dataclasses import replace
+
+    from genrify.config import AudioConfig, FeatureConfig, WindowConfig
+
+    return replace(config, audio=AudioConfig(sr=16000, max_duration=config.audio.max_duration,
+                                             min_duration=config.audio.min_duration),
+                   features=FeatureConfig(kind="logmel", sr=16000, n_fft=512, hop_length=256, n_mels=96, top_db=None),
+                   window=WindowConfig(seconds=2.992, hop_seconds=2.992, train_hop_seconds=2.992, max_windows=10))
+
+
+def train_probe_and_report(dataset, config, *, out: Path, prefix: Path, folds: int = 0, progress: bool = False) -> dict:
+    """Embed (if needed), optionally cross-validate, fit the probe on everything and save it."""
+    import numpy as np
+
+    from genrify import report
+    from genrify.dataset.embed import embed_dataset, load_embeddings
+    from genrify.evaluate import evaluate
+    from genrify.models.modelfile import save_model_file
+    from genrify.train import probe_oof_logits, song_softmax, train_probe
+
+    config = probe_config(config)
+    summary = embed_dataset(dataset, progress=progress)
+    for path, reason in summary["failed"]:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    tracks = dataset.tracks()
+    E = [e[: config.window.max_windows] for e in load_embeddings(dataset, tracks)]
+    labels = sorted({t.genre for t in tracks})
+    y = np.array([labels.index(t.genre) for t in tracks])
+    groups = [t.group for t in tracks]
+    context = [f"dataset: {dataset.root} ({len(tracks)} tracks, {len(labels)} genres)",
+               f"model: musicnn-probe (C={config.model.C}), seed {config.train.seed}"]
+    metrics = {}
+    if folds:
+        oof = probe_oof_logits(E, y, groups, labels=labels, folds=folds, C=config.model.C, seed=config.train.seed)
+        probs = song_softmax(oof)
+        metrics = evaluate(y, probs.argmax(1), labels=labels, probabilities=probs)
+        metrics["folds"] = folds
+        paths = report.write_report(metrics, Path(f"{prefix}-cv{folds}"), title=f"musicnn-probe: {folds}-fold cross-validation",
+                                    context=context + ["every song predicted by a probe that never saw it (uncalibrated)"])
+        print(f"{folds}-fold cross-validation ({', '.join(str(p) for p in paths)}):")
+        print(report.text_summary(metrics))
+    mf = train_probe(E, y, groups, config=config, labels=labels)
+    mf.extra["fit_tracks"] = [t.sha256 for t in tracks]
+    save_model_file(out, mf)
+    T = float(mf.tensors["calibration.temperature"][0])
+    print(f"saved {out} ({len(tracks)} tracks, {len(labels)} genres, temperature {T:.2f})")
+    return metrics
+
+
+def cmd_embed(args) -> int:
+    from genrify.dataset import Dataset
+    from genrify.dataset.embed import embed_dataset, export_embeddings
+
+    dataset = Dataset(args.dataset)
+    summary = embed_dataset(dataset, workers=args.workers, progress=sys.stderr.isatty())
+    print(f"{summary['tracks']} tracks: {summary['embedded']} embedded, {summary['reused']} already done, "
+          f"{len(summary['failed'])} failed")
+    for path, reason in summary["failed"]:
+        print(f"  skipped {path}: {reason}")
+    if args.export:
+        print(f"wrote {export_embeddings(dataset, args.export)}")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -255,7 +339,8 @@ def cmd_predict(args) -> int:
     from genrify.errors import GenrifyError
     from genrify.predict import GenreClassifier
 
-    clf = GenreClassifier.from_file(args.model) if args.model else GenreClassifier.default()
+    fast = True if args.fast else None
+    clf = GenreClassifier.from_file(args.model, fast=fast) if args.model else GenreClassifier.default(fast=fast)
     results, failed = [], 0
     for path in args.files:
         try:
@@ -267,6 +352,8 @@ def cmd_predict(args) -> int:
                 print(f"genrify: error: {exc}", file=sys.stderr)
             continue
         results.append({"path": path, **a.to_dict()})
+        if args.timeline:
+            write_timeline(a, path, args.timeline, several=len(args.files) > 1)
         if not args.json:
             print(f"{path}: {format_top(a)}")
     if args.json:
@@ -274,8 +361,19 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def write_timeline(a, path: str, target: str, *, several: bool) -> None:
+    """Plot ``a``'s genre-over-time to ``target`` (a folder when several files are predicted)."""
+    from genrify.fileio import write_bytes_atomic
+    from genrify.plots import timeline_png
+
+    out = Path(target) / f"{Path(path).stem}-timeline.png" if several else Path(target)
+    write_bytes_atomic(out, timeline_png(a.window_starts, a.window_probabilities, a.labels, duration=a.duration))
+
+
 def format_top(a) -> str:
     """``1. metal, certainty 93%  2. rock, certainty 5%`` (or the unsure / not-music message)."""
+    if a.verdict == "tags":
+        return "tags: " + ", ".join(f"{g} {p:.0%}" for g, p in a.top)
     ranked = "  ".join(f"{i}. {g}, certainty {p:.0%}" for i, (g, p) in enumerate(a.top, 1))
     if a.verdict == "genre":
         return ranked

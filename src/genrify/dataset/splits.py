@@ -17,6 +17,11 @@ def group_kfold(labels: list[str], groups: list[str], *, folds: int, seed: int =
         raise DatasetError("need at least 2 folds")
     if n_groups < folds:
         raise DatasetError(f"only {n_groups} independent groups (artists/tracks) for {folds} folds")
+    for lab in sorted(set(labels)):
+        n = len({g for g, l in zip(groups, labels) if l == lab})
+        if n < 2:
+            raise DatasetError(f"genre {lab!r} has a single artist/track group: a split that keeps each artist on one "
+                               "side cannot both train and test it (add another artist, or fewer genres)")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     try:
         return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels_arr)), labels_arr, groups)]

@@ -50,12 +50,114 @@ class WindowNetBackend:
         return probs, seconds, {}
 
 
-BACKENDS = {"mlp": WindowNetBackend, "cnn": WindowNetBackend}
+class MusicnnProbeBackend:
+    """A linear genre probe over musicnn embeddings (``musicnn-probe``), with an optional
+    music / not-music probe over the same embeddings and a calibration temperature."""
+
+    kind = "musicnn"
+
+    def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
+        from genrify.features.embeddings import MusicnnEmbedder
+        from genrify.models.musicnn import FAST_PATCHES
+
+        cfg = model_file.config
+        self.config = cfg
+        self.sr = cfg.audio.sr
+        fast = cfg.model.fast if fast is None else fast
+        self.fast = fast
+        max_windows = FAST_PATCHES if fast else cfg.window.max_windows
+        self.embedder = MusicnnEmbedder(max_patches=max_windows, fast=fast)
+        self.tensors = model_file.tensors
+        self.temperature = float(self.tensors["calibration.temperature"][0]) if "calibration.temperature" in self.tensors else 1.0
+        self.music_threshold = float(model_file.extra.get("music_threshold", 0.5))
+        self.has_music_probe = "music.coef" in self.tensors
+
+    def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        from genrify.train import probe_logits
+
+        emb = self.embedder.embed(y)
+        z = probe_logits(self.tensors, emb.embeddings) / self.temperature
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        probs = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        details: dict = {"mode": "fast" if self.fast else "full"}
+        if self.has_music_probe:
+            p_music = _sigmoid(probe_logits(self.tensors, emb.embeddings, prefix="music")[:, 0])
+            details["music_probability"] = round(float(p_music.mean()), 4)
+            if p_music.mean() < self.music_threshold:
+                details["not_music"] = True
+                details["not_music_reason"] = (f"This does not sound like music (music probability "
+                                               f"{p_music.mean():.0%}); no genre given.")
+        signal = signal_checks(y, sr=self.sr)
+        if signal:
+            details["not_music"] = True
+            details["not_music_reason"] = signal
+        return probs, emb.starts, details
 
 
-def build_backend(model_file: ModelFile):
-    """The backend for ``model_file``'s architecture."""
+class MusicnnTaggerBackend:
+    """musicnn's own 50 Million-Song-Dataset tags, no training (``--model musicnn``).
+
+    Tags are independent (sigmoid), so probabilities do not sum to one.
+    """
+
+    kind = "musicnn"
+
+    def __init__(self, model_file: ModelFile | None = None, *, fast: bool | None = None):
+        from genrify.features.embeddings import MusicnnEmbedder
+        from genrify.models.musicnn import FAST_PATCHES
+
+        self.sr = 16000
+        self.fast = bool(fast)
+        self.embedder = MusicnnEmbedder(max_patches=FAST_PATCHES if fast else 10, fast=self.fast)
+        self.tags = self.embedder.tags
+
+    def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        emb = self.embedder.embed(y)
+        return emb.taggram, emb.starts, {"multi_label": True, "mode": "fast" if self.fast else "full"}
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+#: Spectral flatness above this (0 = pure tones, 1 = white noise) is noise, not music.
+NOISE_FLATNESS = 0.35
+#: A spectrum whose single strongest band holds this share of the energy is a tone.
+TONE_PEAK_SHARE = 0.6
+
+
+def signal_checks(y: np.ndarray, *, sr: int) -> str | None:
+    """Non-music a pretrained music embedding cannot see: steady noise and a lone steady tone.
+
+    Works on the average power spectrum (1024-point frames). Returns the reason,
+    or ``None`` when the signal looks like it could be music.
+    """
+    n = 1024
+    if len(y) < n:
+        return None
+    frames = np.lib.stride_tricks.sliding_window_view(y, n)[:: n // 2][:2000]
+    spec = np.abs(np.fft.rfft(frames * np.hanning(n), axis=1)) ** 2
+    power = spec.mean(axis=0)[1:] + 1e-20
+    flatness = float(np.exp(np.mean(np.log(power))) / np.mean(power))
+    # per-frame flatness catches noise that is steady; music has few flat frames
+    frame_flat = np.exp(np.mean(np.log(spec[:, 1:] + 1e-20), axis=1)) / (spec[:, 1:].mean(axis=1) + 1e-20)
+    if flatness > NOISE_FLATNESS and np.median(frame_flat) > NOISE_FLATNESS:
+        return f"This sounds like noise (spectral flatness {flatness:.2f}), not music; no genre given."
+    band = np.convolve(power, np.ones(5), mode="same")
+    if band.max() / power.sum() > TONE_PEAK_SHARE:
+        peak_hz = (np.argmax(band) + 1) * sr / n
+        return f"This sounds like a steady tone (~{peak_hz:.0f} Hz), not music; no genre given."
+    return None
+
+
+BACKENDS = {"mlp": WindowNetBackend, "cnn": WindowNetBackend, "musicnn-probe": MusicnnProbeBackend}
+
+
+def build_backend(model_file: ModelFile, *, fast: bool | None = None):
+    """The backend for ``model_file``'s architecture (``fast`` only affects musicnn models)."""
     name = model_file.config.model.name
     if name not in BACKENDS:
         raise ModelFileError(f"model file uses an unknown architecture {name!r}")
-    return BACKENDS[name](model_file)
+    if BACKENDS[name] is WindowNetBackend:
+        return WindowNetBackend(model_file)
+    return BACKENDS[name](model_file, fast=fast)

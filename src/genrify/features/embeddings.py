@@ -1,0 +1,60 @@
+"""Embeddings from the pretrained musicnn backbone: audio → per-window vectors.
+
+One window is one 3 s musicnn patch; all patches of a song go through the
+network as one batch. The embedding is the mid-end's max- and mean-pooled
+features (2 × 753 = 1506 values per window): on GTZAN cross-validation they
+beat the 200-unit penultimate layer as input to a linear genre probe (see
+docs/results.md).
+
+Modes: full fidelity embeds every non-overlapping patch (up to ``max_patches``
+spread patches for long songs); the fast mode embeds ``FAST_PATCHES`` spread
+patches with the timbral convolutions in bfloat16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genrify.features.musicnn import HOP_LENGTH, PATCH_FRAMES, SR, MusicnnLogMel, musicnn_patches, patch_starts
+
+#: Width of one window's embedding: max- and mean-pooled mid-end features.
+EMBEDDING_DIM = 1506
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Per-window outputs for one song: ``embeddings (n, 1506)``, ``taggram (n, 50)``, ``starts (n,)`` seconds."""
+
+    embeddings: np.ndarray
+    taggram: np.ndarray
+    starts: np.ndarray
+
+
+class MusicnnEmbedder:
+    """Holds the backbone and its input transform; ``embed(y)`` takes 16 kHz mono audio.
+
+    ``max_patches``: at most this many patches per song, spread evenly (``None``: all).
+    ``fast``: bfloat16 timbral convolutions (where the CPU runs bfloat16 natively).
+    """
+
+    def __init__(self, *, max_patches: int | None = None, fast: bool = False):
+        from genrify.models.musicnn import load_musicnn
+
+        self.max_patches = max_patches
+        self.model = load_musicnn(fast=fast)
+        self.tags = list(self.model.tags)
+        self.logmel = MusicnnLogMel()
+
+    @torch.inference_mode()
+    def embed(self, y: np.ndarray) -> Embedded:
+        """``y``: ``(samples,)`` float32 at 16 kHz → per-patch embeddings, tags and start times."""
+        mel = self.logmel(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)))  # (frames, 96)
+        patches = musicnn_patches(mel, max_patches=self.max_patches)
+        out = self.model.forward_features(patches)
+        emb = torch.cat([out["max_pool"], out["mean_pool"]], dim=1)
+        starts = patch_starts(mel.shape[0], patch_frames=PATCH_FRAMES, max_patches=self.max_patches) * HOP_LENGTH / SR
+        return Embedded(embeddings=emb.numpy().astype(np.float32), taggram=out["taggram"].numpy().astype(np.float32),
+                        starts=starts.astype(np.float64))
