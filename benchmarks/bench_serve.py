@@ -1,0 +1,300 @@
+"""Serving load test: a real ``genrify serve`` on 127.0.0.1, hit by N concurrent async clients.
+
+    python benchmarks/bench_serve.py                        # 16 clients, 60 s
+    python benchmarks/bench_serve.py --clients 8 --seconds 30
+    python benchmarks/bench_serve.py --smoke                # ~5 s, 4 clients (CI)
+
+The server is started as a subprocess (``python -m genrify serve``) with its own
+cache folder, so it generates and scans the demo library (synthetic tagged 30 s
+MP3s) exactly as a user's first start does. The model is the bundled default
+(``src/genrify/assets/default.genrify``) when it exists, else a small CNN
+trained on synthetic clips (speed does not depend on accuracy); the script says
+which.
+
+Each client loops until the time is up, drawing (seeded) one of:
+
+* 50 %  ``POST /api/predict`` with a 30 s MP3 (an upload, analysed);
+* 35 %  ``GET /api/predict?artist=..&track=..`` for a demo-library song (found, analysed);
+* 15 %  ``GET /api/search?artist=..&track=..`` (no analysis).
+
+Analyses ask for ``images=false`` unless ``--images`` is given (the PNGs are
+rendering, not prediction). A 503 is the server's back-pressure: the client
+honours its ``Retry-After`` and the answer is counted apart from errors. An
+error is anything else that is not a 200: a 4xx/5xx, a timeout, a dropped
+connection. Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import CACHE, REPO, machine_header, synthetic_song, train_demo_model  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- the server under test
+
+
+def pick_model(explicit: str | None = None) -> tuple[Path, str]:
+    """The model to serve and a line saying which it is."""
+    if explicit:
+        return Path(explicit), f"{explicit} (given with --model)"
+    bundled = REPO / "src" / "genrify" / "assets" / "default.genrify"
+    if bundled.is_file():
+        return bundled, f"{bundled.relative_to(REPO)} (the bundled default model)"
+    out = train_demo_model(CACHE / "serve-cnn.genrify")
+    return out, f"{out} (bundled default missing: a CNN trained 2 epochs on synthetic clips)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def proc_rss_bytes(pid: int) -> int:
+    """Resident memory (VmRSS) of one process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class ServeProcess:
+    """``python -m genrify serve`` on 127.0.0.1 and a free port, with a private cache folder."""
+
+    def __init__(self, model: Path, *, extra_args: tuple[str, ...] = (), cache_dir: Path | None = None):
+        self.model = model
+        self.port = free_port()
+        self.base = f"http://{HOST}:{self.port}"
+        self.extra_args = extra_args
+        self._own_cache = cache_dir is None
+        self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="genrify-serve-"))
+        self.proc: subprocess.Popen | None = None
+        self.log = self.cache_dir / "server.log"
+
+    def __enter__(self) -> ServeProcess:
+        import httpx
+
+        env = {**os.environ, "GENRIFY_CACHE_DIR": str(self.cache_dir), "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "genrify", "serve", "--model", str(self.model), "--host", HOST,
+               "--port", str(self.port), "--scan", "blocking", "--log-level", "warning", *self.extra_args]
+        self.command = " ".join(cmd[1:])
+        self._logfh = open(self.log, "w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._logfh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300  # the first start writes the demo library (10 x 30 s MP3s)
+        while True:
+            try:
+                health = httpx.get(f"{self.base}/healthz", timeout=2).json()
+                if health.get("library", {}).get("tracks", 0) > 0:
+                    self.health = health
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"genrify serve exited {self.proc.returncode}:\n{self.log.read_text()}")
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError("genrify serve did not become ready within 300 s")
+            time.sleep(0.3)
+
+    def rss(self) -> int:
+        return proc_rss_bytes(self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._logfh.close()
+        if self._own_cache:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the clients
+
+
+class Tally:
+    """Latencies and outcomes per request kind."""
+
+    def __init__(self):
+        self.latency: dict[str, list[float]] = {}
+        self.ok: dict[str, int] = {}
+        self.busy = 0  # 503 with Retry-After
+        self.busy_without_retry_after = 0
+        self.errors: list[str] = []
+
+    def record(self, kind: str, seconds: float) -> None:
+        self.latency.setdefault(kind, []).append(seconds)
+        self.ok[kind] = self.ok.get(kind, 0) + 1
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+async def examples(base: str) -> list[dict]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+        r = await c.get("/api/examples", params={"n": 20})
+        r.raise_for_status()
+        return r.json()["examples"]
+
+
+async def client_loop(c, *, seed: int, deadline: float, songs: list[dict], upload: bytes, images: bool,
+                      tally: Tally, mix=(0.50, 0.35, 0.15)) -> None:
+    rng = random.Random(seed)
+    img = "true" if images else "false"
+    while time.monotonic() < deadline:
+        song = rng.choice(songs)
+        draw = rng.random()
+        t0 = time.perf_counter()
+        try:
+            if draw < mix[0]:
+                kind = "upload"
+                r = await c.post(f"/api/predict?images={img}", files={"file": ("song.mp3", upload, "audio/mpeg")})
+            elif draw < mix[0] + mix[1]:
+                kind = "predict"
+                r = await c.get("/api/predict", params={"artist": song["artist"], "track": song["title"],
+                                                        "images": img})
+            else:
+                kind = "search"
+                r = await c.get("/api/search", params={"artist": song["artist"], "track": song["title"]})
+        except Exception as exc:  # a timeout or a dropped connection is an error, never a crash of the test
+            tally.errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        dt = time.perf_counter() - t0
+        if r.status_code == 200:
+            tally.record(kind, dt)
+        elif r.status_code == 503:
+            retry = r.headers.get("retry-after")
+            if retry is None:
+                tally.busy_without_retry_after += 1
+                tally.errors.append(f"{kind}: 503 without Retry-After")
+            tally.busy += 1
+            await asyncio.sleep(min(float(retry or 1), max(0.0, deadline - time.monotonic())))
+        else:
+            tally.errors.append(f"{kind}: HTTP {r.status_code} {r.text[:120]}")
+
+
+async def run_load(base: str, *, clients: int, seconds: float, upload: bytes, images: bool = False,
+                   seed: int = 0) -> tuple[Tally, float]:
+    """Drive ``clients`` concurrent loops against ``base`` for ``seconds``; returns the tally and the wall time."""
+    import httpx
+
+    songs = await examples(base)
+    if not songs:
+        raise RuntimeError("the server's library is empty")
+    tally = Tally()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60.0), limits=limits) as c:
+        t0 = time.monotonic()
+        deadline = t0 + seconds
+        await asyncio.gather(*(client_loop(c, seed=seed * 1000 + i, deadline=deadline, songs=songs, upload=upload,
+                                           images=images, tally=tally) for i in range(clients)))
+        wall = time.monotonic() - t0
+    return tally, wall
+
+
+def report(tally: Tally, wall: float) -> dict:
+    analysed = tally.latency.get("upload", []) + tally.latency.get("predict", [])
+    every = [x for xs in tally.latency.values() for x in xs]
+    figures = {
+        "wall_s": wall,
+        "predictions": len(analysed),
+        "predictions_per_s": len(analysed) / wall,
+        "requests_ok": len(every),
+        "busy_503": tally.busy,
+        "errors": len(tally.errors),
+    }
+    print(f"{'kind':8} {'ok':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for kind, xs in [("upload", tally.latency.get("upload", [])), ("predict", tally.latency.get("predict", [])),
+                     ("search", tally.latency.get("search", [])), ("analyses", analysed), ("all", every)]:
+        if xs:
+            print(f"{kind:8} {len(xs):6d} {1e3 * statistics.median(xs):8.0f} {1e3 * _percentile(xs, 95):8.0f} "
+                  f"{1e3 * _percentile(xs, 99):8.0f} {1e3 * max(xs):8.0f}")
+    figures.update(p50_s=statistics.median(analysed) if analysed else float("nan"),
+                   p95_s=_percentile(analysed, 95), p99_s=_percentile(analysed, 99))
+    print(f"throughput: {figures['predictions_per_s']:.1f} predictions/s ({len(analysed)} in {wall:.1f} s), "
+          f"{len(every) / wall:.1f} requests/s in all")
+    print(f"analyses latency: p50 {1e3 * figures['p50_s']:.0f} ms, p95 {1e3 * figures['p95_s']:.0f} ms, "
+          f"p99 {1e3 * figures['p99_s']:.0f} ms")
+    print(f"503 (busy, Retry-After honoured): {tally.busy}; errors: {len(tally.errors)}")
+    for e in sorted(set(tally.errors))[:10]:
+        print(f"  error: {e} (x{tally.errors.count(e)})")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--smoke", action="store_true", help="about 5 s with 4 clients (CI)")
+    ap.add_argument("--model", help="model file (default: the bundled model, else a synthetic-trained CNN)")
+    ap.add_argument("--images", action="store_true", help="ask for the feature and timeline PNGs too")
+    ap.add_argument("--max-analyses", type=int, default=None, help="passed to genrify serve (its default: 2)")
+    ap.add_argument("--max-waiting", type=int, default=None, help="passed to genrify serve (its default: 8)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.clients, args.seconds = min(args.clients, 4), 5.0
+
+    model, which = pick_model(args.model)
+    extra = []
+    if args.max_analyses is not None:
+        extra += ["--max-analyses", str(args.max_analyses)]
+    if args.max_waiting is not None:
+        extra += ["--max-waiting", str(args.max_waiting)]
+    mp3 = synthetic_song(CACHE / "serve-upload-30s.mp3", style="metal", seed=7, duration=30.0)
+    upload = mp3.read_bytes()
+    machine_header("serving load test (genrify serve on 127.0.0.1)", librosa=False, extra={
+        "model": which, "clients": args.clients, "seconds": args.seconds,
+        "upload": f"30 s synthetic MP3, {len(upload) / 1024:.0f} KiB; images={'yes' if args.images else 'no'}",
+        "load": f"{os.getloadavg()[0]:.2f} (1-min load average before the run; other work on the machine shows here)",
+    })
+    with ServeProcess(model, extra_args=tuple(extra)) as server:
+        print(f"server: {server.command} (pid {server.proc.pid}); library: {server.health['library']['tracks']} tracks")
+        rss0 = server.rss()
+        tally, wall = asyncio.run(run_load(server.base, clients=args.clients, seconds=args.seconds, upload=upload,
+                                           images=args.images, seed=args.seed))
+        rss1 = server.rss()
+        import httpx
+
+        healthy = httpx.get(f"{server.base}/healthz", timeout=10).status_code == 200 and server.alive()
+    figures = report(tally, wall)
+    print(f"server RSS {rss0 / 2**20:.0f} MiB before, {rss1 / 2**20:.0f} MiB after; healthy after the run: {healthy}")
+    p95_ok = figures["p95_s"] <= 1.0
+    verdict = (f"target >= 20 predictions/s: {'met' if figures['predictions_per_s'] >= 20 else 'NOT met'}; "
+               f"p95 <= 1 s: {'met' if p95_ok else 'NOT met'}; zero errors: {'met' if not figures['errors'] else 'NOT met'}")
+    print(verdict)
+    return 0 if healthy and not figures["errors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
