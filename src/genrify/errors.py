@@ -43,6 +43,12 @@ class ConfigError(GenrifyError):
     """A configuration value is invalid."""
 
 
+class WriteError(GenrifyError):
+    """An output file could not be written (no such folder, not writable, a folder in the way, disk full)."""
+
+    status_code = 500
+
+
 class ProviderError(GenrifyError):
     """A remote preview provider failed (offline, timeout, bad answer)."""
 

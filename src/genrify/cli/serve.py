@@ -117,15 +117,21 @@ def run_serve(args) -> int:
             raise ModelFileError(f"{default_model_path()}: the bundled default model is missing; pass --model PATH")
     if settings.library and not os.path.isdir(os.path.expanduser(settings.library)):
         raise ConfigError(f"{settings.library}: no such folder")
+    # Load (and so verify) the model before serving: a damaged or tampered file is one line, not a
+    # traceback from the app's start-up. One process uses this classifier; workers each load their own.
+    from genrify.web.service import load_classifier
+
+    classifier = load_classifier(settings.model)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"genrify: serving on http://{shown_host}:{settings.port}  (API docs: /docs; Ctrl-C stops)", flush=True)
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level, timeout_keep_alive=5,
                   limit_concurrency=200, server_header=False)
     if args.workers == 1:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(create_app(settings, classifier=classifier), **common)
     else:
         # Worker processes rebuild the same settings from the environment.
+        del classifier
         os.environ.update(settings.to_env())
         uvicorn.run("genrify.web.app:create_app", factory=True, workers=args.workers, **common)
     return 0
