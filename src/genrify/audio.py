@@ -9,8 +9,11 @@ Every failure becomes :class:`~genrify.errors.AudioDecodeError` or
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +61,9 @@ def load_audio(
             raise AudioDecodeError(f"{label}: permission denied")
     elif len(source) == 0:
         raise AudioDecodeError(f"{label}: empty file (0 bytes)")
+    kind = _not_audio_kind(source)
+    if kind:
+        raise AudioDecodeError(f"{label}: not an audio file (looks like {kind})")
 
     try:
         y, native_sr = _decode_soundfile(source, offset=offset, max_duration=max_duration)
@@ -90,12 +96,69 @@ class _Unsupported(Exception):
     pass
 
 
+#: Signatures of common non-audio files, refused before any decoder sees them.
+_NOT_AUDIO = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+              (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"), (b"<!DOCTYPE", "an HTML page"),
+              (b"<html", "an HTML page"), (b"<?xml", "an XML document"), (b"{", "JSON text"), (b"[", "JSON text"))
+
+
+def _not_audio_kind(source) -> str | None:
+    if isinstance(source, bytes):
+        head = source[:64]
+    else:
+        try:
+            with open(source, "rb") as f:
+                head = f.read(64)
+        except OSError:
+            return None
+    stripped = head.lstrip()
+    for magic, kind in _NOT_AUDIO:
+        if stripped[: len(magic)].lower() == magic.lower():
+            return kind
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(head) >= 16 and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "plain text"
+    return None
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Silence C-level writes to fd 2 while a decoder runs.
+
+    libsndfile's MP3 decoder (mpg123) prints notes about damaged streams
+    ("Illegal Audio-MPEG-Header", "Xing stream size off") straight to fd 2,
+    which would break the one-line error promise of the CLI. Redirecting fd 2
+    is process-wide, so it is done only while the process runs a single thread
+    (the CLI, dataset build workers); a multi-threaded server keeps its stderr.
+    """
+    if threading.active_count() > 1:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):
+        yield
+        return
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _decode_soundfile(source, *, offset, max_duration):
     import soundfile as sf
 
     handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     try:
-        with sf.SoundFile(handle) as f:
+        with _native_stderr_silenced(), sf.SoundFile(handle) as f:
             native_sr = f.samplerate
             if offset:
                 f.seek(min(int(offset * native_sr), max(f.frames, 0)))

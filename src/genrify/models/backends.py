@@ -120,33 +120,38 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-#: Spectral flatness above this (0 = pure tones, 1 = white noise) is noise, not music.
-NOISE_FLATNESS = 0.35
-#: A spectrum whose single strongest band holds this share of the energy is a tone.
-TONE_PEAK_SHARE = 0.6
+#: Spectral flatness (0 = pure tones, 1 = white noise) above which a steady signal is noise.
+NOISE_FLATNESS = 0.5
+#: A frame is "one tone" when this share of its energy lies within ±2 bins of its peak.
+TONE_PEAK_SHARE = 0.8
 
 
 def signal_checks(y: np.ndarray, *, sr: int) -> str | None:
-    """Non-music a pretrained music embedding cannot see: steady noise and a lone steady tone.
+    """A safety net under the learned music probe, for signals it may never have seen:
+    steady broadband noise and one steady tone. Conservative by design: music with
+    a strong bass or a solo instrument changes pitch and timbre over time and passes.
 
-    Works on the average power spectrum (1024-point frames). Returns the reason,
-    or ``None`` when the signal looks like it could be music.
+    Works on 1024-point frames; returns the reason, or ``None``.
     """
     n = 1024
-    if len(y) < n:
+    if len(y) < 4 * n:
         return None
     frames = np.lib.stride_tricks.sliding_window_view(y, n)[:: n // 2][:2000]
-    spec = np.abs(np.fft.rfft(frames * np.hanning(n), axis=1)) ** 2
-    power = spec.mean(axis=0)[1:] + 1e-20
-    flatness = float(np.exp(np.mean(np.log(power))) / np.mean(power))
-    # per-frame flatness catches noise that is steady; music has few flat frames
-    frame_flat = np.exp(np.mean(np.log(spec[:, 1:] + 1e-20), axis=1)) / (spec[:, 1:].mean(axis=1) + 1e-20)
-    if flatness > NOISE_FLATNESS and np.median(frame_flat) > NOISE_FLATNESS:
-        return f"This sounds like noise (spectral flatness {flatness:.2f}), not music; no genre given."
-    band = np.convolve(power, np.ones(5), mode="same")
-    if band.max() / power.sum() > TONE_PEAK_SHARE:
-        peak_hz = (np.argmax(band) + 1) * sr / n
-        return f"This sounds like a steady tone (~{peak_hz:.0f} Hz), not music; no genre given."
+    spec = np.abs(np.fft.rfft(frames * np.hanning(n), axis=1))[:, 1:] ** 2 + 1e-20
+    loud = spec.sum(axis=1) > 1e-6 * spec.sum(axis=1).max()
+    spec = spec[loud]
+    if len(spec) < 4:
+        return None
+    frame_flat = np.exp(np.mean(np.log(spec), axis=1)) / spec.mean(axis=1)
+    if np.quantile(frame_flat, 0.1) > NOISE_FLATNESS:
+        return f"This sounds like noise (spectral flatness {np.median(frame_flat):.2f}), not music; no genre given."
+    peaks = spec.argmax(axis=1)
+    window = np.stack([np.take_along_axis(spec, np.clip(peaks[:, None] + d, 0, spec.shape[1] - 1), 1)[:, 0]
+                       for d in range(-2, 3)], axis=1).sum(axis=1)
+    tonal = window / spec.sum(axis=1) > TONE_PEAK_SHARE
+    steady = np.abs(peaks - np.median(peaks)) <= 2
+    if np.mean(tonal & steady) > 0.9:
+        return f"This sounds like a steady tone (~{(np.median(peaks) + 1) * sr / n:.0f} Hz), not music; no genre given."
     return None
 
 
