@@ -65,9 +65,10 @@ def cross_validate(images: list[np.ndarray], y: np.ndarray, groups: list[str], *
                    labels: list[str], folds: int, progress: bool = False) -> OrderedDict:
     """K-fold cross-validation grouped by artist/track: every song is predicted by a model
     that never saw it (early stopping uses a split of the training folds only)."""
-    from genrify.dataset.splits import group_kfold
+    from genrify.dataset.splits import check_cross_validation, group_kfold
     from genrify.train import predict_windows, train_tracks, window_frames
 
+    check_cross_validation([labels[i] for i in y], groups)
     size, _, hop = window_frames(config)
     oof = np.zeros((len(y), len(labels)), dtype=np.float32)
     fold_acc = []

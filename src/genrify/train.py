@@ -280,8 +280,9 @@ def fit_temperature(window_logits: list[np.ndarray], y: np.ndarray) -> float:
 def probe_oof_logits(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, labels: list[str], folds: int,
                      C: float, seed: int = 0) -> list[np.ndarray]:
     """Out-of-fold per-window logits: every track scored by a probe that never saw its group."""
-    from genrify.dataset.splits import group_kfold
+    from genrify.dataset.splits import check_cross_validation, group_kfold
 
+    check_cross_validation([labels[i] for i in y], groups)
     out: list = [None] * len(y)
     for tr, te in group_kfold([labels[i] for i in y], groups, folds=folds, seed=seed):
         t = fit_probe([E[i] for i in tr], y[tr], C=C, seed=seed, n_classes=len(labels))

@@ -199,6 +199,10 @@ def train_and_report(dataset, config, *, out: Path, prefix: Path, folds: int = 0
     save_model_file(out, mf)
     curves = prefix.parent / f"{prefix.name}-curves.png"
     write_bytes_atomic(curves, report.learning_curves_png(history.to_dict(), title=f"{config.model.name} learning curves"))
+    print(f"saved {out} (best epoch {history.best_epoch + 1}); learning curves: {curves}")
+    if not val_set:
+        print("no validation split: every genre has a single artist, so nothing was held out")
+        return {}
     clf = GenreClassifier(mf)
     from genrify.evaluate import song_probabilities
     from genrify.train import predict_windows, window_frames
@@ -210,7 +214,6 @@ def train_and_report(dataset, config, *, out: Path, prefix: Path, folds: int = 0
     metrics = evaluate(y_val, probs.argmax(1), labels=labels, probabilities=probs)
     paths = report.write_report(metrics, Path(f"{prefix}-validation"), title=f"{config.model.name}: held-out validation split",
                                 context=context + ["validation split (also used for early stopping), never trained on"])
-    print(f"saved {out} (best epoch {history.best_epoch + 1}); learning curves: {curves}")
     print(f"held-out validation ({len(y_val)} songs; {', '.join(str(p) for p in paths)}):")
     print(report.text_summary(metrics))
     return metrics

@@ -17,11 +17,6 @@ def group_kfold(labels: list[str], groups: list[str], *, folds: int, seed: int =
         raise DatasetError("need at least 2 folds")
     if n_groups < folds:
         raise DatasetError(f"only {n_groups} independent groups (artists/tracks) for {folds} folds")
-    for lab in sorted(set(labels)):
-        n = len({g for g, l in zip(groups, labels) if l == lab})
-        if n < 2:
-            raise DatasetError(f"genre {lab!r} has a single artist/track group: a split that keeps each artist on one "
-                               "side cannot both train and test it (add another artist, or fewer genres)")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     try:
         return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels_arr)), labels_arr, groups)]
@@ -29,11 +24,27 @@ def group_kfold(labels: list[str], groups: list[str], *, folds: int, seed: int =
         raise DatasetError(f"cannot split {len(labels_arr)} tracks into {folds} folds ({exc})") from None
 
 
+def check_cross_validation(labels: list[str], groups: list[str]) -> None:
+    """Refuse a cross-validation that cannot test a genre: one with a single artist/track group."""
+    for lab in sorted(set(labels)):
+        if len({g for g, l in zip(groups, labels) if l == lab}) < 2:
+            raise DatasetError(f"genre {lab!r} has a single artist/track group: a split that keeps each artist on one "
+                               "side cannot both train and test it (add another artist, or fewer genres)")
+
+
 def train_val_split(labels: list[str], groups: list[str], *, val_fraction: float = 0.2,
                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One stratified, grouped split with about ``val_fraction`` of the tracks held out."""
     if not 0 < val_fraction < 1:
         raise DatasetError("val_fraction must be between 0 and 1")
+    labels_arr, groups_arr = np.asarray(labels), np.asarray(groups)
+    # A genre whose tracks all share one group cannot be validated; it trains whole.
+    single = {lab for lab in set(labels) if len(set(groups_arr[labels_arr == lab])) < 2}
+    rest = np.flatnonzero(~np.isin(labels_arr, list(single)))
+    always = np.flatnonzero(np.isin(labels_arr, list(single)))
     folds = max(2, int(round(1 / val_fraction)))
-    folds = min(folds, len(set(groups)))
-    return group_kfold(labels, groups, folds=folds, seed=seed)[0]
+    folds = min(folds, len(set(groups_arr[rest])))
+    if folds < 2:
+        return np.arange(len(labels)), np.zeros(0, dtype=np.int64)
+    tr, va = group_kfold(list(labels_arr[rest]), list(groups_arr[rest]), folds=folds, seed=seed)[0]
+    return np.sort(np.concatenate([rest[tr], always])), rest[va]
