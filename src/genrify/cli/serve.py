@@ -26,6 +26,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", metavar="PATH", help="model file (default: the bundled model)")
+    p.add_argument("--fast", action="store_true",
+                   help="musicnn models: 3 spread windows per song in bfloat16 (about 4x the throughput)")
     p.add_argument("--library", metavar="DIR", help="music folder to search (default: the generated demo library)")
     p.add_argument("--db", metavar="PATH", help="the library's index file (default: in the cache folder)")
     p.add_argument("--providers", default="library", metavar="LIST",
@@ -80,6 +82,7 @@ def _settings(args):
 
     return Settings(
         model=args.model,
+        fast=args.fast,
         library=args.library,
         library_db=args.db,
         providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
@@ -121,7 +124,7 @@ def run_serve(args) -> int:
     # traceback from the app's start-up. One process uses this classifier; workers each load their own.
     from genrify.web.service import load_classifier
 
-    classifier = load_classifier(settings.model)
+    classifier = load_classifier(settings.model, fast=settings.fast)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"genrify: serving on http://{shown_host}:{settings.port}  (API docs: /docs; Ctrl-C stops)", flush=True)

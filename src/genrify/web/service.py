@@ -173,11 +173,12 @@ class AppState:
 # -------------------------------------------------------------------------- building
 
 
-def load_classifier(model: str | None):
-    """The classifier from ``model`` (a path), or the bundled default."""
+def load_classifier(model: str | None, *, fast: bool = False):
+    """The classifier from ``model`` (a path), or the bundled default; ``fast``: musicnn fast mode."""
     from genrify.predict import GenreClassifier
 
-    return GenreClassifier.default() if model is None else GenreClassifier.from_file(model)
+    mode = True if fast else None
+    return GenreClassifier.default(fast=mode) if model is None else GenreClassifier.from_file(model, fast=mode)
 
 
 def build_sources(settings: Settings, library_source: Source | None) -> list[Source]:
@@ -208,7 +209,7 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
     """Load the model, open (and maybe generate) the library, connect the sources. Blocking."""
     from genrify.sources.library import LibraryIndex, LibrarySource, default_db_path, ensure_demo_library
 
-    clf = classifier if classifier is not None else load_classifier(settings.model)
+    clf = classifier if classifier is not None else load_classifier(settings.model, fast=settings.fast)
     index = root = None
     if "library" in settings.providers:
         if settings.library:

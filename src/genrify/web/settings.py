@@ -8,6 +8,7 @@ started another way (``uvicorn --factory genrify.web.app:create_app``) reads
 variable                       meaning                                           default
 =============================  ================================================  =============
 ``GENRIFY_MODEL``              model file                                        bundled model
+``GENRIFY_FAST``               musicnn fast mode (3 windows, bfloat16): 1 or 0   0
 ``GENRIFY_LIBRARY``            music folder to index and search                  demo library
 ``GENRIFY_LIBRARY_DB``         the library's SQLite index                        in the cache
 ``GENRIFY_PROVIDERS``          sources tried in order, comma separated           ``library``
@@ -42,6 +43,7 @@ class Settings:
     """Everything the web app needs to start. See the module docstring for the environment names."""
 
     model: str | None = None
+    fast: bool = False
     library: str | None = None
     library_db: str | None = None
     providers: tuple[str, ...] = ("library",)
@@ -104,6 +106,7 @@ class Settings:
 
         values = {
             "model": get("MODEL"),
+            "fast": None if get("FAST") is None else get("FAST") not in ("0", "false", "no", ""),
             "library": get("LIBRARY"),
             "library_db": get("LIBRARY_DB"),
             "providers": names("PROVIDERS"),
@@ -140,6 +143,7 @@ class Settings:
             "GENRIFY_ANALYSIS_TIMEOUT": repr(self.analysis_timeout_s),
             "GENRIFY_UPLOAD_TIMEOUT": repr(self.upload_timeout_s),
             "GENRIFY_SCAN": self.scan,
+            "GENRIFY_FAST": "1" if self.fast else "0",
         }
         for key, value in (("MODEL", self.model), ("LIBRARY", self.library), ("LIBRARY_DB", self.library_db),
                            ("DEEZER_URL", self.deezer_url), ("ITUNES_URL", self.itunes_url)):
