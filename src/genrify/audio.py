@@ -186,6 +186,8 @@ def _decode_av(source, *, label, offset, max_duration):
         if not streams:
             raise AudioDecodeError(f"{label}: no audio stream in file")
         stream = streams[0]
+        if stream.codec_context is None:  # a damaged header can name no codec FFmpeg can open
+            raise AudioDecodeError(f"{label}: the audio stream's codec cannot be decoded")
         native_sr = stream.codec_context.sample_rate or stream.rate
         if not native_sr:
             raise AudioDecodeError(f"{label}: audio stream has no sample rate")
