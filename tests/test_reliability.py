@@ -401,3 +401,26 @@ def test_fuzz_regression_replays_cleanly(path, tiny_cnn_model, request):
         client, _ = request.getfixturevalue("served")
         r = client.post("/api/predict?images=false", content=data, headers={"content-type": "application/octet-stream"})
         _assert_json_answer(r, path.name)
+
+
+def test_a_pickled_feature_file_is_refused_without_running_it(synthetic_dataset, tmp_path):
+    """The feature store is plain .npy read with allow_pickle=False: a planted pickle is an error, not code."""
+    import shutil
+
+    from genrify.dataset import Dataset
+    from genrify.errors import GenrifyError
+
+    copy = tmp_path / "copy.gdb"
+    shutil.copytree(synthetic_dataset, copy)
+    marker = tmp_path / "pwned"
+    ds = Dataset(copy)
+    try:
+        track = ds.tracks()[0]
+        victim = next(p for p in (copy / "features").glob("*.npy") if track.sha256[:16] in p.name)
+        np.save(victim, np.array([_Exploit(marker)], dtype=object), allow_pickle=True)
+        with pytest.raises(GenrifyError) as info:
+            ds.features(track)
+        assert "\n" not in str(info.value)
+    finally:
+        ds.close()
+    assert not marker.exists()
