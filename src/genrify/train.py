@@ -234,13 +234,14 @@ def fit_probe(windows: list[np.ndarray], y: np.ndarray, *, C: float, seed: int =
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit((X - mean) / scale, Y)
     coef, intercept = clf.coef_, clf.intercept_
-    if n_classes is not None and len(clf.classes_) != 2 or (n_classes or 0) > len(clf.classes_):
-        L = n_classes or int(clf.classes_.max()) + 1
-        full_coef = np.zeros((L, X.shape[1]))
-        full_int = np.full(L, -1e4)
-        if len(clf.classes_) == 2:  # binary: sklearn keeps one row for classes_[1]
+    if n_classes is not None:
+        # One row per class, in label order: a binary fit's single row becomes two
+        # (softmax of ±z/2 is the sigmoid of z); classes absent from this fit never win.
+        if len(clf.classes_) == 2:
             coef = np.vstack([-coef, coef]) / 2
             intercept = np.array([-intercept[0], intercept[0]]) / 2
+        full_coef = np.zeros((n_classes, X.shape[1]))
+        full_int = np.full(n_classes, -1e4)
         full_coef[clf.classes_] = coef
         full_int[clf.classes_] = intercept
         coef, intercept = full_coef, full_int
