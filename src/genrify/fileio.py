@@ -44,6 +44,12 @@ def _write_error(path: Path, exc: OSError) -> WriteError:
     return WriteError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
