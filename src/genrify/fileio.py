@@ -44,10 +44,14 @@ def _write_error(path: Path, exc: OSError) -> WriteError:
     return WriteError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    # Read once at import: os.umask is process-wide, so changing it later could race other threads.
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
