@@ -26,6 +26,8 @@ def atomic_path(path: str | os.PathLike):
     except OSError as exc:
         raise _write_error(path, exc) from None
     os.close(fd)
+    # mkstemp creates the file 0600; give the result the permissions a plain open() would.
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield Path(tmp)
         try:
