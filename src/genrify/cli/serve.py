@@ -103,6 +103,10 @@ def run_serve(args) -> int:
     import logging
     import os
 
+    # Before torch loads OpenMP: idle worker threads sleep instead of spinning, so
+    # concurrent analyses and the event loop do not steal each other's cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
     import uvicorn
 
     from genrify.errors import ConfigError, ModelFileError

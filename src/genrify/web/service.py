@@ -205,11 +205,26 @@ def build_sources(settings: Settings, library_source: Source | None) -> list[Sou
     return out
 
 
+def _share_cores(max_analyses: int) -> None:
+    """Give each concurrent analysis its share of the cores.
+
+    torch's intra-op pool is process-wide; with ``max_analyses`` analyses each
+    asking for every core, the OpenMP threads oversubscribe the machine and
+    spin-wait on each other, which collapses throughput on a busy server.
+    """
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, max_analyses)))
+
+
 def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
     """Load the model, open (and maybe generate) the library, connect the sources. Blocking."""
     from genrify.sources.library import LibraryIndex, LibrarySource, default_db_path, ensure_demo_library
 
     clf = classifier if classifier is not None else load_classifier(settings.model, fast=settings.fast)
+    _share_cores(settings.max_analyses)
     index = root = None
     if "library" in settings.providers:
         if settings.library:
