@@ -131,10 +131,10 @@ def _native_stderr_silenced():
     libsndfile's MP3 decoder (mpg123) prints notes about damaged streams
     ("Illegal Audio-MPEG-Header", "Xing stream size off") straight to fd 2,
     which would break the one-line error promise of the CLI. Redirecting fd 2
-    is process-wide, so it is done only while the process runs a single thread
-    (the CLI, dataset build workers); a multi-threaded server keeps its stderr.
+    is process-wide, so it is done only on the main thread (the CLI, dataset
+    build workers); a server decodes on worker threads and keeps its stderr.
     """
-    if threading.active_count() > 1:
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     try:
