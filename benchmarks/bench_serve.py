@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="about 5 s with 4 clients (CI)")
     ap.add_argument("--model", help="model file (default: the bundled model, else a synthetic-trained CNN)")
     ap.add_argument("--images", action="store_true", help="ask for the feature and timeline PNGs too")
+    ap.add_argument("--fast", action="store_true", help="serve musicnn models in the fast mode (genrify serve --fast)")
     ap.add_argument("--max-analyses", type=int, default=None, help="passed to genrify serve (its default: 2)")
     ap.add_argument("--max-waiting", type=int, default=None, help="passed to genrify serve (its default: 8)")
     ap.add_argument("--seed", type=int, default=0)
@@ -269,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = []
     if args.max_analyses is not None:
         extra += ["--max-analyses", str(args.max_analyses)]
+    if args.fast:
+        extra += ["--fast"]
     if args.max_waiting is not None:
         extra += ["--max-waiting", str(args.max_waiting)]
     mp3 = synthetic_song(CACHE / "serve-upload-30s.mp3", style="metal", seed=7, duration=30.0)
