@@ -8,12 +8,23 @@ PY=${PYTHON:-python3}
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
+SUDO=""
+[ "$(id -u)" != 0 ] && command -v sudo >/dev/null && SUDO="sudo"
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv 2>/dev/null; then
+    # Debian ships venv/ensurepip separately from python3.
+    rm -rf .venv
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    "$PY" -m venv .venv
+  fi
 fi
 extras=""
-[ $want_test = 1 ] && extras="[test]"
-stamp=".venv/.genrify-installed$( [ $want_test = 1 ] && echo -test)"
+stamp=".venv/.genrify-installed"
+if [ $want_test = 1 ]; then
+  extras="[test]"
+  stamp=".venv/.genrify-installed-test"
+fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # torch is pinned to 2.13.0 (CPU build); the rest follows pyproject.toml.
@@ -22,8 +33,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  SUDO=""
-  [ "$(id -u)" != 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
