@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -172,13 +171,10 @@ def track_name(style: str, index: int) -> tuple[str, str]:
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` for a temporary name next to ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.stem[:60]}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
+    from genrify.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _encode(path: Path, y: np.ndarray, *, sr: int, fmt: str, artist: str, title: str, genre: str) -> None:
