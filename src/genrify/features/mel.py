@@ -94,7 +94,8 @@ class MelSpectrogram(nn.Module):
     Same result as ``torch.stft`` (``center=True``, zero padding, periodic Hann)
     followed by ``fb @ |X|²``, computed faster on a CPU:
 
-    * frames are cut with ``unfold`` and windowed in one pass, then ``rfft``;
+    * frames are cut with ``unfold`` (a view) and processed in cache-sized
+      blocks: windowed in one pass, then ``rfft``;
     * ``|X|²`` is the square of the interleaved real/imaginary parts, and the
       sum ``re² + im²`` is folded into the filterbank product (each weight is
       repeated for the real and the imaginary part);
@@ -106,6 +107,8 @@ class MelSpectrogram(nn.Module):
 
     #: Adjacent mel filters that share one matrix product (fewer, larger products vs. fewer zeros).
     MEL_GROUP = 16
+    #: Bytes of windowed frames processed per block (about a core's L2 cache).
+    BLOCK_BYTES = 1 << 20
 
     def __init__(self, *, sr: int, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
                  fmin: float = 0.0, fmax: float | None = None):
@@ -130,12 +133,22 @@ class MelSpectrogram(nn.Module):
         y = y.reshape(-1, shape[-1])
         half = self.n_fft // 2
         frames = nn.functional.pad(y, (half, half)).unfold(-1, self.n_fft, self.hop_length)  # (B, T, n_fft) view
-        spec = torch.fft.rfft(frames * self.window, dim=-1)  # (B, T, bins) complex
-        power = torch.view_as_real(spec).square_().flatten(-2)  # (B, T, 2 * bins): re², im² interleaved
-        # (filters, cols) @ (B, cols, T) per group; BLAS reads the transposed slice in place.
-        parts = [torch.matmul(getattr(self, f"band{g}"), power[..., c0:c1].mT)
-                 for g, (c0, c1) in enumerate(self._bands)]
-        mel = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)  # (B, n_mels, T)
+        batch, n_frames = frames.shape[0], frames.shape[1]
+        mel = torch.empty(batch, self.fb.shape[0], n_frames, dtype=y.dtype, device=y.device)
+        # Blocks of frames small enough that the windowed frames, their spectrum and its
+        # square stay in the CPU cache between passes: on a 30 s clip at 44.1 kHz the
+        # unblocked passes stream ~50 MB through memory and run several times slower.
+        step = max(1, self.BLOCK_BYTES // (4 * self.n_fft * batch))
+        for t0 in range(0, n_frames, step):
+            block = frames[:, t0 : t0 + step]
+            spec = torch.fft.rfft(block * self.window, dim=-1)  # (B, t, bins) complex
+            power = torch.view_as_real(spec).square_().flatten(-2)  # (B, t, 2 * bins): re², im² interleaved
+            m0 = 0
+            for g, (c0, c1) in enumerate(self._bands):
+                band = getattr(self, f"band{g}")
+                # (filters, cols) @ (B, cols, t); BLAS reads the transposed slice in place.
+                mel[:, m0 : m0 + band.shape[0], t0 : t0 + step] = torch.matmul(band, power[..., c0:c1].mT)
+                m0 += band.shape[0]
         return mel.reshape(*shape[:-1], mel.shape[-2], mel.shape[-1])
 
 
