@@ -7,6 +7,9 @@ Real data
     ``gtzan_mini``       ``shared_data / "gtzan-mini"`` (skips when absent).
     ``gtzan_excerpts``   ``shared_data / "gtzan-excerpts"`` (skips when absent).
 
+    ``real_embedded``    a dataset folder of ``REAL_EMBEDDED_GENRES`` × 7 gtzan-mini clips (symlinked sources, features at
+                         22.05 kHz) with musicnn embeddings of every window (session-scoped, READ-ONLY: copy it first).
+
 Synthetic data (session-scoped, built once, READ-ONLY: copy before modifying)
     ``synthetic_corpus``   folder written by ``write_demo_corpus(per_genre=6, duration=6.0, fmt="wav")``:
                            ``<style>/<Artist> - <Title>.wav`` for the five styles plus ``manifest.csv``.
@@ -59,6 +62,37 @@ def gtzan_mini(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def gtzan_excerpts(shared_data) -> Path:
     return _need(shared_data / "gtzan-excerpts")
+
+
+#: Four GTZAN genres that a few-shot head over musicnn should tell apart.
+REAL_EMBEDDED_GENRES = ("classical", "hiphop", "metal", "reggae")
+
+
+@pytest.fixture(scope="session")
+def real_embedded(gtzan_mini, tmp_path_factory) -> Path:
+    from genrify.config import FeatureConfig
+    from genrify.dataset import Dataset
+    from genrify.dataset.build import build_dataset
+    from genrify.dataset.embed import embed_dataset
+
+    work = tmp_path_factory.mktemp("real-embedded")
+    for genre in REAL_EMBEDDED_GENRES:
+        clips = sorted((gtzan_mini / genre).glob("*.wav"))[:7]
+        if len(clips) < 7:
+            pytest.skip(f"{gtzan_mini / genre}: fewer than 7 clips")
+        (work / "src" / genre).mkdir(parents=True)
+        for clip in clips:
+            (work / "src" / genre / clip.name).symlink_to(clip)
+    out = work / "real.gdb"
+    summary = build_dataset(work / "src", out, features=FeatureConfig(sr=22050), workers=2)
+    assert summary.statuses == {"ok": 7 * len(REAL_EMBEDDED_GENRES)}, summary.lines()
+    dataset = Dataset(out)
+    try:
+        done = embed_dataset(dataset, workers=2)
+    finally:
+        dataset.close()
+    assert done["embedded"] == 7 * len(REAL_EMBEDDED_GENRES) and not done["failed"], done
+    return out
 
 
 @pytest.fixture(scope="session")

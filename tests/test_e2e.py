@@ -103,3 +103,38 @@ def test_real_music_build_train_evaluate_predict(run_genrify, gtzan_mini, gtzan_
     assert set(result["probabilities"]) == set(REAL_GENRES)
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
     assert result["duration"] > 1.0
+
+
+@pytest.mark.parametrize("model", ["musicnn-probe", "musicnn-finetune"])
+def test_few_shot_heads_on_real_music(run_genrify, real_embedded, gtzan_mini, tmp_path, model):
+    """embed → train a head over musicnn (with a cross-validated report) → evaluate → predict,
+    through the command line, on 4 genres × 7 real GTZAN clips."""
+    import shutil
+
+    ds = tmp_path / "real.gdb"
+    shutil.copytree(real_embedded, ds, symlinks=True)
+    emb = run_genrify("embed", ds, "--export", tmp_path / "emb.npz", check=True)
+    assert "28 tracks: 0 embedded, 28 already done, 0 failed" in emb.stdout
+    model_file = tmp_path / f"{model}.genrify"
+    proc = run_genrify("train", ds, "--model", model, "--folds", "3", "--out", model_file, check=True)
+    assert "3-fold cross-validation" in proc.stdout and f"saved {model_file}" in proc.stdout
+    cv = json.loads((tmp_path / f"{model}-cv3.json").read_text())
+    assert cv["n"] == 28 and cv["accuracy"] >= 0.75, cv["accuracy"]  # chance 0.25
+
+    from genrify.models.modelfile import load_model_file
+
+    mf = load_model_file(model_file)
+    assert mf.config.model.name == model and mf.config.audio.sr == 16000
+    ev = run_genrify("evaluate", ds, "--model", model_file, "--out", tmp_path / "eval")
+    if model == "musicnn-probe":  # fitted on every track: nothing is left to score honestly
+        assert ev.returncode != 0 and "every track was used to train" in ev.stderr
+    else:  # the validation split was never trained on
+        assert ev.returncode == 0, ev.stderr
+        assert json.loads((tmp_path / "eval.json").read_text())["n"] == len(mf.extra["val_tracks"])
+        assert (tmp_path / f"{model}-curves.png").read_bytes().startswith(PNG_MAGIC)
+
+    clip = sorted((gtzan_mini / "metal").glob("*.wav"))[-1]
+    pr = run_genrify("predict", clip, "--model", model_file, "--json", check=True)
+    (result,) = json.loads(pr.stdout)
+    assert set(result["probabilities"]) == {"classical", "hiphop", "metal", "reggae"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)

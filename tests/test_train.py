@@ -165,3 +165,105 @@ def test_models_learn_the_synthetic_corpus(synthetic_tracks, name, epochs):
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     accuracy = float((probs.argmax(1) == y[te]).mean())
     assert accuracy >= 0.6, (name, accuracy, len(te))
+
+
+# --------------------------------------------------------------------------- heads over musicnn embeddings
+
+
+@pytest.fixture(scope="module")
+def real_embeddings(real_embedded):
+    """(per-window embeddings, label ids, groups, labels) of the real embedded dataset."""
+    from genrify.dataset.embed import load_embeddings
+
+    ds = Dataset(real_embedded)
+    try:
+        tracks = ds.tracks()
+        E = load_embeddings(ds, tracks)
+    finally:
+        ds.close()
+    labels = sorted({t.genre for t in tracks})
+    y = np.array([labels.index(t.genre) for t in tracks])
+    return E, y, [t.group for t in tracks], labels
+
+
+def _few_shot_split(y: np.ndarray, *, shots: int = 5):
+    """The first ``shots`` songs of each genre train; the rest are held out."""
+    train = np.concatenate([np.flatnonzero(y == k)[:shots] for k in np.unique(y)])
+    return np.sort(train), np.setdiff1d(np.arange(len(y)), train)
+
+
+def _finetune_config(**train) -> RunConfig:
+    return RunConfig(model=ModelConfig(name="musicnn-finetune", backbone="msd_musicnn"),
+                     train=TrainConfig(**{"epochs": 40, "patience": 8, **train}))
+
+
+def test_probe_learns_genres_from_five_real_songs_each(real_embeddings):
+    from genrify.train import fit_probe, probe_logits, song_softmax
+
+    E, y, _, labels = real_embeddings
+    tr, te = _few_shot_split(y)
+    tensors = fit_probe([E[i] for i in tr], y[tr], C=0.005, n_classes=len(labels))
+    probs = song_softmax([probe_logits(tensors, E[i]) for i in te])
+    accuracy = float(np.mean(probs.argmax(1) == y[te]))
+    assert accuracy >= 0.75, accuracy  # 4 genres, chance 0.25
+
+
+def test_finetune_head_starts_as_musicnn_back_end(real_embedded, gtzan_mini):
+    """Before any training, the head's hidden layer is musicnn's own penultimate layer."""
+    from genrify.audio import load_audio
+    from genrify.features.musicnn import MusicnnLogMel, musicnn_patches
+    from genrify.models.musicnn import MusicnnBackEnd, load_musicnn
+
+    backbone = load_musicnn()
+    head = MusicnnBackEnd(n_classes=4).eval()
+    y, _ = load_audio(sorted((gtzan_mini / "jazz").glob("*.wav"))[0], sr=16000)
+    with torch.inference_mode():
+        out = backbone.forward_features(musicnn_patches(MusicnnLogMel()(torch.from_numpy(y))))
+        emb = torch.cat([out["max_pool"], out["mean_pool"]], dim=1)
+        hidden = head.dense_bn(torch.relu(head.dense(head.pool_bn(emb))))
+    torch.testing.assert_close(hidden, out["penultimate"], rtol=1e-5, atol=1e-5)
+    assert head(emb).shape == (len(emb), 4)
+    trainable = {n for n, p in head.named_parameters() if p.requires_grad}
+    assert trainable == {"dense.weight", "dense.bias", "classifier.weight", "classifier.bias"}
+
+
+def test_finetune_learns_genres_from_five_real_songs_each(real_embeddings):
+    from genrify.models.musicnn import MusicnnBackEnd
+    from genrify.train import head_logits, load_head, song_softmax, train_finetune
+
+    E, y, groups, labels = real_embeddings
+    tr, te = _few_shot_split(y)
+    mf, history, val = train_finetune([E[i] for i in tr], y[tr], [groups[i] for i in tr], config=_finetune_config(),
+                                      labels=labels)
+    assert 0 < len(val) < len(tr) and 0 <= history.best_epoch < len(history.train_loss)
+    head = load_head(mf)
+    probs = song_softmax(head_logits(head, [E[i] for i in te]))
+    accuracy = float(np.mean(probs.argmax(1) == y[te]))
+    assert accuracy >= 0.75, accuracy
+    # Only the dense layer and the new classifier moved; musicnn's batch norms kept their statistics.
+    pretrained = MusicnnBackEnd(n_classes=len(labels))
+    for name in ("pool_bn.running_mean", "pool_bn.weight", "dense_bn.running_var", "dense_bn.bias"):
+        np.testing.assert_array_equal(mf.tensors[f"model.{name}"], pretrained.state_dict()[name].numpy())
+    assert not np.array_equal(mf.tensors["model.dense.weight"], pretrained.dense.weight.detach().numpy())
+    assert float(mf.tensors["calibration.temperature"][0]) == 1.0  # fewer than 10 validation songs: not calibrated
+
+
+def test_finetune_is_reproducible(real_embeddings):
+    from genrify.train import train_finetune
+
+    E, y, groups, labels = real_embeddings
+    runs = [train_finetune(E, y, groups, config=_finetune_config(epochs=3, seed=s), labels=labels) for s in (3, 3, 4)]
+    (a, ha, _), (b, hb, _), (c, _, _) = runs
+    assert ha.to_dict() == hb.to_dict()
+    for k in a.tensors:
+        np.testing.assert_array_equal(a.tensors[k], b.tensors[k])
+    assert not np.array_equal(a.tensors["model.classifier.weight"], c.tensors["model.classifier.weight"])
+
+
+def test_finetune_cross_validation_scores_every_song_out_of_fold(real_embeddings):
+    from genrify.train import finetune_oof_logits, song_softmax
+
+    E, y, groups, labels = real_embeddings
+    oof = finetune_oof_logits(E, y, groups, config=_finetune_config(epochs=15), labels=labels, folds=3)
+    assert len(oof) == len(y) and all(z.shape == (len(e), len(labels)) for z, e in zip(oof, E))
+    assert float(np.mean(song_softmax(oof).argmax(1) == y)) >= 0.75

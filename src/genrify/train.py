@@ -62,16 +62,19 @@ def class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 def fit(train: WindowSet, val: WindowSet | None, *, config: RunConfig, n_classes: int,
         progress: bool = False) -> tuple[nn.Module, History]:
-    """Train ``config.model`` on normalised windows; early-stop on ``val`` loss, keep the best weights."""
+    """Train ``config.model`` on normalised windows (or embeddings ``(n, dim)``); early-stop on
+    ``val`` loss, keep the best weights."""
     from tqdm import tqdm
 
     tc: TrainConfig = config.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
     gen = seed_everything(tc.seed)
-    n_features, size = train.x.shape[1], train.x.shape[2]
+    n_features, size = train.x.shape[1], (train.x.shape[2] if train.x.ndim == 3 else 1)
     model = build_model(config.model, n_features=n_features, n_frames=size, n_classes=n_classes)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    # A model with pretrained parts says how fast each part may move.
+    params = model.optimiser_groups(tc.lr) if hasattr(model, "optimiser_groups") else model.parameters()
+    optimiser = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
     weight = class_weights(train.y, n_classes) if tc.class_weighting == "balanced" else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
 
@@ -309,3 +312,76 @@ def train_probe(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, config
     tensors["calibration.temperature"] = np.array([temperature], np.float32)
     extra = {"seed": seed, "temperature_folds": folds if folds >= 3 else 0}
     return ModelFile(config=config, labels=list(labels), tensors=tensors, extra=extra)
+
+
+# --------------------------------------------------------------------------- fine-tuning musicnn's back end
+
+
+def embedding_set(E: list[np.ndarray], y: np.ndarray, idx) -> WindowSet:
+    """The windows of tracks ``idx`` as training samples: ``x (n, dim)``, each with its track's label."""
+    idx = list(idx)
+    if not idx:
+        return WindowSet(np.zeros((0, E[0].shape[1]), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return WindowSet(np.concatenate([E[i] for i in idx]).astype(np.float32),
+                     np.concatenate([np.full(len(E[i]), y[i], dtype=np.int64) for i in idx]),
+                     np.concatenate([np.full(len(E[i]), i, dtype=np.int64) for i in idx]))
+
+
+@torch.inference_mode()
+def head_logits(model: nn.Module, windows: list[np.ndarray]) -> list[np.ndarray]:
+    """Per-window logits of a trained embedding head, one array per track."""
+    model.eval()
+    return [model(torch.from_numpy(np.array(w, dtype=np.float32))).numpy() for w in windows]  # copy: stores are read-only maps
+
+
+def train_finetune(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, config: RunConfig, labels: list[str],
+                   progress: bool = False) -> tuple[ModelFile, History, np.ndarray]:
+    """Fine-tune musicnn's back end (``musicnn-finetune``) on per-window embeddings.
+
+    A grouped validation split (``config.train.val_fraction``) drives early stopping
+    and then the calibration temperature (when it holds at least 10 songs; else
+    T = 1). Returns the model file, the history and the validation indices.
+    """
+    if len(set(y.tolist())) < 2:
+        raise DatasetError("need at least two genres to train a classifier")
+    tr, va = train_val_split([labels[i] for i in y], groups, val_fraction=config.train.val_fraction,
+                             seed=config.train.seed)
+    model, history = fit(embedding_set(E, y, tr), embedding_set(E, y, va) if len(va) else None, config=config,
+                         n_classes=len(labels), progress=progress)
+    temperature = fit_temperature(head_logits(model, [E[i] for i in va]), y[va]) if len(va) >= 10 else 1.0
+    tensors = {f"model.{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    tensors["calibration.temperature"] = np.array([temperature], np.float32)
+    extra = {"history": history.to_dict(), "seed": config.train.seed, "temperature_songs": int(len(va))}
+    return ModelFile(config=config, labels=list(labels), tensors=tensors, extra=extra), history, va
+
+
+def finetune_oof_logits(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, config: RunConfig,
+                        labels: list[str], folds: int) -> list[np.ndarray]:
+    """Out-of-fold per-window logits of :func:`train_finetune`: every track scored by a
+    model that never saw its group (each fold early-stops on its own validation split)."""
+    from genrify.dataset.splits import check_cross_validation, group_kfold
+
+    check_cross_validation([labels[i] for i in y], groups)
+    out: list = [None] * len(y)
+    for tr, te in group_kfold([labels[i] for i in y], groups, folds=folds, seed=config.train.seed):
+        mf, _, _ = train_finetune([E[i] for i in tr], y[tr], [groups[i] for i in tr], config=config, labels=labels)
+        head = load_head(mf)
+        for i, z in zip(te, head_logits(head, [E[i] for i in te])):
+            out[i] = z
+    return out
+
+
+def load_head(model_file: ModelFile) -> nn.Module:
+    """The trained ``musicnn-finetune`` head of ``model_file``, in eval mode (no pretrained load)."""
+    from genrify.models.musicnn import MusicnnBackEnd
+
+    head = MusicnnBackEnd(n_classes=len(model_file.labels), dropout=model_file.config.model.dropout, pretrained=False)
+    state = {k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in model_file.tensors.items()
+             if k.startswith("model.")}
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        from genrify.errors import ModelFileError
+
+        raise ModelFileError(f"model weights do not fit musicnn-finetune ({exc})") from None
+    return head.eval()

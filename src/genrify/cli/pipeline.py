@@ -9,7 +9,9 @@ from pathlib import Path
 
 from genrify.cli import example_epilog
 
-MODEL_CHOICES = ("cnn", "mlp", "musicnn-probe")
+MODEL_CHOICES = ("cnn", "mlp", "musicnn-probe", "musicnn-finetune")
+#: Heads over pretrained musicnn embeddings.
+MUSICNN_HEADS = ("musicnn-probe", "musicnn-finetune")
 
 
 def register(sub) -> None:
@@ -56,10 +58,13 @@ def register(sub) -> None:
                        epilog=example_epilog("genrify train my.gdb --model cnn --out cnn.genrify",
                                              "genrify train my.gdb --model mlp --hidden 600,400,100 --out mlp.genrify",
                                              "genrify train my.gdb --model cnn --folds 5 --report cv/cnn",
-                                             "genrify train my.gdb --model musicnn-probe --folds 5 --out mine.genrify"))
+                                             "genrify train my.gdb --model musicnn-probe --folds 5 --out mine.genrify",
+                                             "genrify train my.gdb --model musicnn-finetune --folds 5 --out tuned.genrify"))
     p.add_argument("dataset")
     p.add_argument("--model", default="cnn",
-                   help="cnn | mlp (the 2017 networks) | musicnn-probe (few-shot head over pretrained musicnn; default cnn)")
+                   help="cnn | mlp (the 2017 networks) | musicnn-probe (few-shot linear head over pretrained "
+                        "musicnn) | musicnn-finetune (fine-tunes musicnn's last dense layer with a new genre layer; "
+                        "for a few dozen songs per genre and more); default cnn")
     p.add_argument("--C", type=float, default=0.005, help="musicnn-probe: inverse L2 strength (default 0.005)")
     p.add_argument("--out", help="model file to write (default: <model>.genrify)")
     p.add_argument("--epochs", type=int, default=60)
@@ -149,7 +154,7 @@ def _run_config(args, dataset):
         features=dataset.feature_config,
         window=WindowConfig(seconds=args.window, hop_seconds=args.window, train_hop_seconds=args.window / 2),
         model=ModelConfig(name=args.model, hidden=hidden, dropout=args.dropout, C=getattr(args, "C", 0.005),
-                          backbone="msd_musicnn" if args.model == "musicnn-probe" else None),
+                          backbone="msd_musicnn" if args.model in MUSICNN_HEADS else None),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                           patience=args.patience, seed=args.seed, val_fraction=args.val_fraction, threads=args.threads),
     )
@@ -165,8 +170,8 @@ def cmd_train(args) -> int:
     config = _run_config(args, dataset)
     out = Path(args.out or f"{args.model}.genrify")
     prefix = Path(args.report) if args.report else out.with_suffix("")
-    if args.model == "musicnn-probe":
-        train_probe_and_report(dataset, config, out=out, prefix=prefix, folds=args.folds, progress=sys.stderr.isatty())
+    if args.model in MUSICNN_HEADS:
+        train_head_and_report(dataset, config, out=out, prefix=prefix, folds=args.folds, progress=sys.stderr.isatty())
         return 0
     train_and_report(dataset, config, out=out, prefix=prefix, folds=args.folds, progress=sys.stderr.isatty())
     return 0
@@ -231,17 +236,20 @@ def probe_config(config):
                    window=WindowConfig(seconds=2.992, hop_seconds=2.992, train_hop_seconds=2.992, max_windows=10))
 
 
-def train_probe_and_report(dataset, config, *, out: Path, prefix: Path, folds: int = 0, progress: bool = False) -> dict:
-    """Embed (if needed), optionally cross-validate, fit the probe on everything and save it."""
+def train_head_and_report(dataset, config, *, out: Path, prefix: Path, folds: int = 0, progress: bool = False) -> dict:
+    """Embed (if needed), optionally cross-validate, train a head over musicnn embeddings
+    (``musicnn-probe`` on every track, ``musicnn-finetune`` with a validation split) and save it."""
     import numpy as np
 
     from genrify import report
     from genrify.dataset.embed import embed_dataset, load_embeddings
     from genrify.evaluate import evaluate
+    from genrify.fileio import write_bytes_atomic
     from genrify.models.modelfile import save_model_file
-    from genrify.train import probe_oof_logits, song_softmax, train_probe
+    from genrify.train import finetune_oof_logits, probe_oof_logits, song_softmax, train_finetune, train_probe
 
     config = probe_config(config)
+    name = config.model.name
     summary = embed_dataset(dataset, progress=progress)
     for path, reason in summary["failed"]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -250,23 +258,38 @@ def train_probe_and_report(dataset, config, *, out: Path, prefix: Path, folds: i
     labels = sorted({t.genre for t in tracks})
     y = np.array([labels.index(t.genre) for t in tracks])
     groups = [t.group for t in tracks]
+    hyper = f"C={config.model.C}" if name == "musicnn-probe" else f"lr {config.train.lr:g}, dropout {config.model.dropout:g}"
     context = [f"dataset: {dataset.root} ({len(tracks)} tracks, {len(labels)} genres)",
-               f"model: musicnn-probe (C={config.model.C}), seed {config.train.seed}"]
+               f"model: {name} ({hyper}), seed {config.train.seed}"]
     metrics = {}
     if folds:
-        oof = probe_oof_logits(E, y, groups, labels=labels, folds=folds, C=config.model.C, seed=config.train.seed)
+        if name == "musicnn-probe":
+            oof = probe_oof_logits(E, y, groups, labels=labels, folds=folds, C=config.model.C, seed=config.train.seed)
+        else:
+            oof = finetune_oof_logits(E, y, groups, config=config, labels=labels, folds=folds)
         probs = song_softmax(oof)
         metrics = evaluate(y, probs.argmax(1), labels=labels, probabilities=probs)
         metrics["folds"] = folds
-        paths = report.write_report(metrics, Path(f"{prefix}-cv{folds}"), title=f"musicnn-probe: {folds}-fold cross-validation",
-                                    context=context + ["every song predicted by a probe that never saw it (uncalibrated)"])
+        paths = report.write_report(metrics, Path(f"{prefix}-cv{folds}"), title=f"{name}: {folds}-fold cross-validation",
+                                    context=context + ["every song predicted by a model that never saw it (uncalibrated)"])
         print(f"{folds}-fold cross-validation ({', '.join(str(p) for p in paths)}):")
         print(report.text_summary(metrics))
-    mf = train_probe(E, y, groups, config=config, labels=labels)
-    mf.extra["fit_tracks"] = [t.sha256 for t in tracks]
+    if name == "musicnn-probe":
+        mf = train_probe(E, y, groups, config=config, labels=labels)
+        mf.extra["fit_tracks"] = [t.sha256 for t in tracks]
+        done = f"{len(tracks)} tracks"
+    else:
+        mf, history, val_idx = train_finetune(E, y, groups, config=config, labels=labels, progress=progress)
+        val = set(val_idx.tolist())
+        mf.extra["fit_tracks"] = [t.sha256 for i, t in enumerate(tracks) if i not in val]
+        mf.extra["val_tracks"] = [tracks[i].sha256 for i in sorted(val)]
+        curves = prefix.parent / f"{prefix.name}-curves.png"
+        write_bytes_atomic(curves, report.learning_curves_png(history.to_dict(), title=f"{name} learning curves"))
+        done = (f"{len(tracks) - len(val)} training + {len(val)} validation tracks, best epoch "
+                f"{history.best_epoch + 1}; learning curves: {curves}")
     save_model_file(out, mf)
     T = float(mf.tensors["calibration.temperature"][0])
-    print(f"saved {out} ({len(tracks)} tracks, {len(labels)} genres, temperature {T:.2f})")
+    print(f"saved {out} ({done}; {len(labels)} genres, temperature {T:.2f})")
     return metrics
 
 
@@ -437,7 +460,8 @@ def cmd_demo(args) -> int:
                             lr=1e-3, weight_decay=1e-4, patience=6, seed=0, val_fraction=0.2, threads=None)
     config = _run_config(ns, dataset)
     model_path = out / f"{args.model}.genrify"
-    train_and_report(dataset, config, out=model_path, prefix=out / args.model, progress=sys.stderr.isatty())
+    trainer = train_head_and_report if args.model in MUSICNN_HEADS else train_and_report
+    trainer(dataset, config, out=model_path, prefix=out / args.model, progress=sys.stderr.isatty())
     clf = GenreClassifier.from_file(model_path)
     example = sorted(data.glob("*/*.wav"))[0]
     print(f"predict {example}: {format_top(clf.analyse(example))}")

@@ -109,8 +109,8 @@ def load_embeddings(dataset: Dataset, tracks) -> list[np.ndarray]:
 def export_embeddings(dataset: Dataset, out: str | os.PathLike) -> Path:
     """Write the per-track embeddings with their labels to ``.npy`` (array only), ``.npz`` or ``.csv``.
 
-    ``.npz`` holds ``embeddings``, ``sha256``, ``path``, ``genre``; ``.csv`` one row per track.
-    Parquet is written when pyarrow is installed (it is not a genrify dependency).
+    ``.npz`` holds ``embeddings``, ``sha256``, ``path``, ``genre``; ``.csv`` and ``.parquet`` one
+    row per track (Parquet: ``path``, ``genre``, ``sha256`` and an ``embedding`` list column).
     """
     from genrify.fileio import atomic_path
 
@@ -138,11 +138,9 @@ def export_embeddings(dataset: Dataset, out: str | os.PathLike) -> Path:
                 for m, row in zip(meta, table):
                     w.writerow([m["path"], m["genre"], m["sha256"]] + [f"{v:.6g}" for v in row])
         elif suffix == ".parquet":
-            try:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise DatasetError("Parquet export needs pyarrow (pip install pyarrow); or use .npz / .csv") from None
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
             cols = {"path": [m["path"] for m in meta], "genre": [m["genre"] for m in meta],
                     "sha256": [m["sha256"] for m in meta], "embedding": list(table)}
             pq.write_table(pa.table(cols), tmp)

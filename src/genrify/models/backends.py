@@ -51,8 +51,9 @@ class WindowNetBackend:
 
 
 class MusicnnProbeBackend:
-    """A linear genre probe over musicnn embeddings (``musicnn-probe``), with an optional
-    music / not-music probe over the same embeddings and a calibration temperature."""
+    """A genre head over musicnn embeddings, with an optional music / not-music probe over
+    the same embeddings and a calibration temperature. The head is a linear probe
+    (``musicnn-probe``) or musicnn's fine-tuned back end (``musicnn-finetune``)."""
 
     kind = "musicnn"
 
@@ -71,12 +72,21 @@ class MusicnnProbeBackend:
         self.temperature = float(self.tensors["calibration.temperature"][0]) if "calibration.temperature" in self.tensors else 1.0
         self.music_threshold = float(model_file.extra.get("music_threshold", 0.5))
         self.has_music_probe = "music.coef" in self.tensors
+        if cfg.model.name == "musicnn-finetune":
+            from genrify.train import head_logits, load_head
+
+            head = load_head(model_file)
+            self._genre_logits = lambda e: head_logits(head, [e])[0]
+        else:
+            from genrify.train import probe_logits
+
+            self._genre_logits = lambda e: probe_logits(self.tensors, e)
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         from genrify.train import probe_logits
 
         emb = self.embedder.embed(y)
-        z = probe_logits(self.tensors, emb.embeddings) / self.temperature
+        z = self._genre_logits(emb.embeddings) / self.temperature
         e = np.exp(z - z.max(axis=1, keepdims=True))
         probs = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
         details: dict = {"mode": "fast" if self.fast else "full"}
@@ -155,7 +165,8 @@ def signal_checks(y: np.ndarray, *, sr: int) -> str | None:
     return None
 
 
-BACKENDS = {"mlp": WindowNetBackend, "cnn": WindowNetBackend, "musicnn-probe": MusicnnProbeBackend}
+BACKENDS = {"mlp": WindowNetBackend, "cnn": WindowNetBackend, "musicnn-probe": MusicnnProbeBackend,
+            "musicnn-finetune": MusicnnProbeBackend}
 
 
 def build_backend(model_file: ModelFile, *, fast: bool | None = None):

@@ -301,3 +301,39 @@ def load_musicnn(*, weights: str | Path | None = None, fast: bool = False) -> Mu
         raise ModelFileError(f"{path}: weights do not fit the musicnn architecture ({exc})") from None
     model = model.eval().requires_grad_(False)
     return model.use_bfloat16() if fast else model  # in place: same as quantize_musicnn, without the copy
+
+
+class MusicnnBackEnd(nn.Module):
+    """musicnn's back end with a new genre layer, for fine-tuning (``musicnn-finetune``).
+
+    Input: the backbone's per-window embedding ``(batch, 1506)`` (mid-end features
+    max- and mean-pooled over time, see :mod:`genrify.features.embeddings`).
+    ``pool_bn → dense 1506→200 → ReLU → dense_bn`` are musicnn's own last layers,
+    initialised from the pretrained weights; ``dense`` is trainable, the batch
+    norms keep the pretrained statistics (a fixed affine map, so a batch of a few
+    songs cannot disturb them). Then dropout and a new ``classifier`` (200 →
+    ``n_classes``). Everything before the pooled embedding stays frozen, which is
+    what makes fine-tuning cheap: the embeddings are computed once and stored.
+    """
+
+    #: Learning-rate factor for the pretrained dense layer relative to the new classifier.
+    BACKBONE_LR_FACTOR = 0.1
+
+    def __init__(self, *, n_classes: int, dropout: float = 0.5, pretrained: bool = True):
+        super().__init__()
+        source = load_musicnn() if pretrained else MusiCNN()
+        self.pool_bn = copy.deepcopy(source.pool_bn)
+        self.dense = copy.deepcopy(source.dense).requires_grad_(True)
+        self.dense_bn = copy.deepcopy(source.dense_bn)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.dense.out_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Genre logits ``(batch, n_classes)`` for embeddings ``x (batch, 1506)``."""
+        h = self.dense_bn(torch.relu(self.dense(self.pool_bn(x))))
+        return self.classifier(self.dropout(h))
+
+    def optimiser_groups(self, lr: float) -> list[dict]:
+        """Parameter groups: the pretrained layer moves more slowly than the new one."""
+        return [{"params": self.dense.parameters(), "lr": lr * self.BACKBONE_LR_FACTOR},
+                {"params": self.classifier.parameters(), "lr": lr}]
