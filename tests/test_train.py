@@ -236,6 +236,7 @@ def test_finetune_learns_genres_from_five_real_songs_each(real_embeddings):
     mf, history, val = train_finetune([E[i] for i in tr], y[tr], [groups[i] for i in tr], config=_finetune_config(),
                                       labels=labels)
     assert 0 < len(val) < len(tr) and 0 <= history.best_epoch < len(history.train_loss)
+    assert mf.extra["epochs"] == history.best_epoch + 1  # then retrained on all 20 songs for that many
     head = load_head(mf)
     probs = song_softmax(head_logits(head, [E[i] for i in te]))
     accuracy = float(np.mean(probs.argmax(1) == y[te]))

@@ -72,9 +72,7 @@ def fit(train: WindowSet, val: WindowSet | None, *, config: RunConfig, n_classes
     gen = seed_everything(tc.seed)
     n_features, size = train.x.shape[1], (train.x.shape[2] if train.x.ndim == 3 else 1)
     model = build_model(config.model, n_features=n_features, n_frames=size, n_classes=n_classes)
-    # A model with pretrained parts says how fast each part may move.
-    params = model.optimiser_groups(tc.lr) if hasattr(model, "optimiser_groups") else model.parameters()
-    optimiser = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     weight = class_weights(train.y, n_classes) if tc.class_weighting == "balanced" else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
 
@@ -338,10 +336,14 @@ def train_finetune(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, con
                    progress: bool = False) -> tuple[ModelFile, History, np.ndarray]:
     """Fine-tune musicnn's back end (``musicnn-finetune``) on per-window embeddings.
 
-    A grouped validation split (``config.train.val_fraction``) drives early stopping
-    and then the calibration temperature (when it holds at least 10 songs; else
-    T = 1). Returns the model file, the history and the validation indices.
+    A grouped validation split (``config.train.val_fraction``) chooses the number of
+    epochs by early stopping and gives the calibration temperature (when it holds at
+    least 10 songs; else T = 1); the head is then retrained from the pretrained
+    weights on every track for that many epochs, so no song is left unused. Returns
+    the model file, the validation run's history and the validation indices.
     """
+    from dataclasses import replace
+
     if len(set(y.tolist())) < 2:
         raise DatasetError("need at least two genres to train a classifier")
     tr, va = train_val_split([labels[i] for i in y], groups, val_fraction=config.train.val_fraction,
@@ -349,16 +351,20 @@ def train_finetune(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, con
     model, history = fit(embedding_set(E, y, tr), embedding_set(E, y, va) if len(va) else None, config=config,
                          n_classes=len(labels), progress=progress)
     temperature = fit_temperature(head_logits(model, [E[i] for i in va]), y[va]) if len(va) >= 10 else 1.0
+    if len(va):
+        refit = replace(config, train=replace(config.train, epochs=history.best_epoch + 1))
+        model, _ = fit(embedding_set(E, y, range(len(y))), None, config=refit, n_classes=len(labels), progress=progress)
     tensors = {f"model.{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     tensors["calibration.temperature"] = np.array([temperature], np.float32)
-    extra = {"history": history.to_dict(), "seed": config.train.seed, "temperature_songs": int(len(va))}
+    extra = {"history": history.to_dict(), "seed": config.train.seed, "epochs": history.best_epoch + 1,
+             "temperature_songs": int(len(va))}
     return ModelFile(config=config, labels=list(labels), tensors=tensors, extra=extra), history, va
 
 
 def finetune_oof_logits(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, config: RunConfig,
                         labels: list[str], folds: int) -> list[np.ndarray]:
     """Out-of-fold per-window logits of :func:`train_finetune`: every track scored by a
-    model that never saw its group (each fold early-stops on its own validation split)."""
+    model that never saw its group (each fold chooses its epochs on its own validation split)."""
     from genrify.dataset.splits import check_cross_validation, group_kfold
 
     check_cross_validation([labels[i] for i in y], groups)

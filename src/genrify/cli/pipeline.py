@@ -237,8 +237,8 @@ def probe_config(config):
 
 
 def train_head_and_report(dataset, config, *, out: Path, prefix: Path, folds: int = 0, progress: bool = False) -> dict:
-    """Embed (if needed), optionally cross-validate, train a head over musicnn embeddings
-    (``musicnn-probe`` on every track, ``musicnn-finetune`` with a validation split) and save it."""
+    """Embed (if needed), optionally cross-validate, train a head over musicnn embeddings on
+    every track and save it (held-out figures come from ``folds``)."""
     import numpy as np
 
     from genrify import report
@@ -276,17 +276,14 @@ def train_head_and_report(dataset, config, *, out: Path, prefix: Path, folds: in
         print(report.text_summary(metrics))
     if name == "musicnn-probe":
         mf = train_probe(E, y, groups, config=config, labels=labels)
-        mf.extra["fit_tracks"] = [t.sha256 for t in tracks]
         done = f"{len(tracks)} tracks"
     else:
         mf, history, val_idx = train_finetune(E, y, groups, config=config, labels=labels, progress=progress)
-        val = set(val_idx.tolist())
-        mf.extra["fit_tracks"] = [t.sha256 for i, t in enumerate(tracks) if i not in val]
-        mf.extra["val_tracks"] = [tracks[i].sha256 for i in sorted(val)]
         curves = prefix.parent / f"{prefix.name}-curves.png"
         write_bytes_atomic(curves, report.learning_curves_png(history.to_dict(), title=f"{name} learning curves"))
-        done = (f"{len(tracks) - len(val)} training + {len(val)} validation tracks, best epoch "
-                f"{history.best_epoch + 1}; learning curves: {curves}")
+        done = (f"{len(tracks)} tracks, {history.best_epoch + 1} epochs chosen on a validation split of "
+                f"{len(val_idx)}; learning curves: {curves}")
+    mf.extra["fit_tracks"] = [t.sha256 for t in tracks]
     save_model_file(out, mf)
     T = float(mf.tensors["calibration.temperature"][0])
     print(f"saved {out} ({done}; {len(labels)} genres, temperature {T:.2f})")

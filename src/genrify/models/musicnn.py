@@ -316,9 +316,6 @@ class MusicnnBackEnd(nn.Module):
     what makes fine-tuning cheap: the embeddings are computed once and stored.
     """
 
-    #: Learning-rate factor for the pretrained dense layer relative to the new classifier.
-    BACKBONE_LR_FACTOR = 0.1
-
     def __init__(self, *, n_classes: int, dropout: float = 0.5, pretrained: bool = True):
         super().__init__()
         source = load_musicnn() if pretrained else MusiCNN()
@@ -332,8 +329,3 @@ class MusicnnBackEnd(nn.Module):
         """Genre logits ``(batch, n_classes)`` for embeddings ``x (batch, 1506)``."""
         h = self.dense_bn(torch.relu(self.dense(self.pool_bn(x))))
         return self.classifier(self.dropout(h))
-
-    def optimiser_groups(self, lr: float) -> list[dict]:
-        """Parameter groups: the pretrained layer moves more slowly than the new one."""
-        return [{"params": self.dense.parameters(), "lr": lr * self.BACKBONE_LR_FACTOR},
-                {"params": self.classifier.parameters(), "lr": lr}]
