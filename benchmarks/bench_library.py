@@ -9,9 +9,11 @@ under $GENRIFY_BENCH_CACHE (default /tmp/genrify-bench/library) and reused. To
 keep generation short, 25 clips are synthesised and encoded (5 per style) and
 every further file is a copy of one with its own ID3 title, so each file has
 its own content hash and is decoded and analysed on its own (the build skips
-nothing). Each build starts from an empty dataset folder. Batch prediction
-streams paths to a process pool (each worker loads the CNN once, one torch
-thread). Peak memory is the largest resident set of this process plus all its
+nothing). Each build starts from an empty dataset folder. Batch prediction is
+``genrify.predict.analyse_many`` (what ``genrify predict FOLDER --workers N``
+runs: N processes, each loads the CNN once and uses one torch thread; 1 worker
+runs in this process); its rate is given with and without the start-up (until
+the first answer). Peak memory is the largest resident set of this process plus all its
 children, sampled every 50 ms from /proc (RSS counts shared libraries once per
 process; PSS shares them out, the better measure of what the processes cost).
 """
@@ -27,23 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
-
-_CLF = None
-
-
-def _init_predictor(model_path: str) -> None:
-    global _CLF
-    import torch
-
-    from genrify.predict import GenreClassifier
-
-    torch.set_num_threads(1)
-    _CLF = GenreClassifier.from_file(model_path)
-
-
-def _predict(path: str):
-    return _CLF.predict(path, top_k=2)[0][0]
-
 
 def corpus(n: int) -> Path:
     from mutagen.id3 import ID3, TIT2
@@ -80,12 +65,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:
         args.n = 10
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from itertools import islice
-
     from genrify.config import FeatureConfig
     from genrify.dataset.build import build_dataset
+    from genrify.predict import analyse_many
 
     limiter = C.limit_threads(1)  # noqa: F841 (the 1-worker build runs in this process)
     C.machine_header("library: dataset build and batch prediction", librosa=False)
@@ -110,27 +92,22 @@ def main(argv=None) -> int:
         print(f"build,   {w} worker(s): {dt:7.1f} s, {args.n / dt:6.1f} songs/s, peak RSS {mem.peak / 2**20:6.0f} MiB, "
               f"PSS {mem.peak_pss / 2**20:6.0f} MiB  [{summary.lines()[0]}]")
         shutil.rmtree(out, ignore_errors=True)
-    ctx = multiprocessing.get_context("spawn")
     for w in workers:
         with C.PeakRSS() as mem:
-            with ProcessPoolExecutor(max_workers=w, mp_context=ctx, initializer=_init_predictor,
-                                     initargs=(str(model),)) as pool:
-                pool.submit(int, 0).result()  # workers up and model loaded before the clock starts
-                wait([pool.submit(_predict, paths[0]) for _ in range(w)])
-                t = C.clock()
-                it = iter(paths)
-                in_flight = {pool.submit(_predict, p) for p in islice(it, 4 * w)}
-                done_n = 0
-                while in_flight:
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        fut.result()
-                    done_n += len(done)
-                    in_flight |= {pool.submit(_predict, p) for p in islice(it, len(done))}
-                dt = C.clock() - t
-        rates[("predict", w)] = done_n / dt
-        print(f"predict, {w} worker(s): {dt:7.1f} s, {done_n / dt:6.1f} songs/s, peak RSS {mem.peak / 2**20:6.0f} MiB, "
-              f"PSS {mem.peak_pss / 2**20:6.0f} MiB")
+            t = C.clock()
+            first = None
+            done_n = 0
+            for r in analyse_many(paths, model=model, top_k=2, workers=w):
+                if r.error is not None:
+                    raise SystemExit(f"prediction failed: {r.error}")
+                done_n += 1
+                if first is None:
+                    first = C.clock()  # workers started, model loaded, first song through
+            end = C.clock()
+        rates[("predict", w)] = (done_n - 1) / (end - first)
+        print(f"predict, {w} worker(s): {end - t:7.1f} s wall ({done_n / (end - t):6.1f} songs/s including "
+              f"{first - t:.1f} s start-up), {rates[('predict', w)]:6.1f} songs/s after the first song, "
+              f"peak RSS {mem.peak / 2**20:6.0f} MiB, PSS {mem.peak_pss / 2**20:6.0f} MiB")
     if 1 in workers and 2 in workers:
         for stage in ("build", "predict"):
             print(f"{stage} scaling 1 -> 2 workers: {rates[(stage, 2)] / rates[(stage, 1)]:.2f}x (target >= 1.7x)")

@@ -214,3 +214,19 @@ def test_failures_leave_no_partial_output(run_genrify, synthetic_dataset, tiny_c
     ev = run_genrify("evaluate", tmp_path / "nope.gdb", "--model", tiny_cnn_model, "--out", out / "report")
     assert ev.returncode == 1 and "Traceback" not in ev.stderr
     assert list(out.iterdir()) == []  # no model, no report, no PNG, no temporary file
+
+
+def test_predict_a_folder_with_workers(run_genrify, tiny_cnn_model, synthetic_corpus, tmp_path):
+    """A folder stands for every audio file under it; two processes answer in the listed order."""
+    proc = run_genrify("predict", synthetic_corpus / "jazz", synthetic_corpus / "metal", "--model", tiny_cnn_model,
+                       "--workers", "2", "--json", check=True)
+    results = json.loads(proc.stdout)
+    expected = sorted((synthetic_corpus / "jazz").glob("*.wav")) + sorted((synthetic_corpus / "metal").glob("*.wav"))
+    assert [r["path"] for r in results] == [str(p) for p in expected]
+    assert all(len(r["top"]) == 2 for r in results)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = run_genrify("predict", empty, "--model", tiny_cnn_model)
+    assert none.returncode == 1 and none.stderr.strip() == f"genrify: error: {empty}: is a directory with no audio files in it"
+    bad = run_genrify("predict", empty, "--workers", "0")
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "--workers" in bad.stderr

@@ -159,3 +159,31 @@ def test_in_memory_flac_bytes(clf, metal_wav):
     buf = io.BytesIO()
     sf.write(buf, y, 22050, format="FLAC")
     np.testing.assert_allclose(clf.predict_proba(buf.getvalue()), clf.predict_proba(metal_wav[0]), atol=1e-6)
+
+
+def test_analyse_many_with_workers_matches_one_process_in_order(tiny_cnn_model, synthetic_corpus, tmp_path):
+    from genrify.predict import analyse_many
+
+    clips = sorted(synthetic_corpus.glob("*/*.wav"))[::4]
+    bad = tmp_path / "notes.mp3"
+    bad.write_text("not audio")
+    paths = [*clips[:3], bad, *clips[3:]]
+    one = list(analyse_many(paths, model=tiny_cnn_model, workers=1))
+    two = list(analyse_many(paths, model=tiny_cnn_model, workers=2))
+    assert [r.path for r in one] == [r.path for r in two] == [str(p) for p in paths]
+    for a, b in zip(one, two):
+        if a.path == str(bad):
+            assert a.analysis is None and b.analysis is None and a.error == b.error and str(bad) in a.error
+            continue
+        assert a.error is None and b.error is None
+        np.testing.assert_allclose(a.analysis.probabilities, b.analysis.probabilities, atol=1e-5)
+
+
+def test_analyse_many_refuses_a_bad_model_before_starting_workers(tmp_path):
+    from genrify.errors import ModelFileError
+    from genrify.predict import analyse_many
+
+    bad = tmp_path / "bad.genrify"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelFileError):
+        list(analyse_many(["a.wav", "b.wav"], model=bad, workers=2))

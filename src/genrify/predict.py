@@ -202,3 +202,78 @@ class GenreClassifier:
             return "unsure", (f"Not sure: the most likely genre has only {top:.0%} certainty "
                               f"(below {self.unsure_below:.0%}).")
         return "genre", "ok"
+
+
+# --------------------------------------------------------------------------- many files
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file of :func:`analyse_many`: its analysis, or the one-line reason it failed."""
+
+    path: str
+    analysis: Analysis | None
+    error: str | None = None
+
+
+def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | None = None, top_k: int = 2,
+                 workers: int = 1):
+    """Analyse many files; yields a :class:`FileResult` per path, in the order given.
+
+    ``model``: a model file, ``"musicnn"``, or ``None`` for the bundled default.
+    With ``workers > 1`` the files are spread over that many processes, each
+    holding its own classifier and one torch thread; at most a few files per
+    worker are in flight, so memory stays flat however long the list is.
+    """
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    paths = [str(p) for p in paths]
+    if workers <= 1 or len(paths) <= 1:
+        clf = _load_classifier(model, fast)
+        for path in paths:
+            yield _analyse_file(clf, path, top_k)
+        return
+    if model is not None and str(model) != "musicnn":
+        load_model_file(model)  # a bad model file fails here, with its reason, not in every worker
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(None if model is None else str(model), fast)) as pool:
+        pending = deque()
+        todo = iter(paths)
+        for path in todo:
+            pending.append(pool.submit(_worker_analyse, path, top_k))
+            if len(pending) >= 4 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_worker_analyse, nxt, top_k))
+            yield result
+
+
+def _load_classifier(model, fast) -> GenreClassifier:
+    return GenreClassifier.default(fast=fast) if model is None else GenreClassifier.from_file(model, fast=fast)
+
+
+def _analyse_file(clf: GenreClassifier, path: str, top_k: int) -> FileResult:
+    try:
+        return FileResult(path, clf.analyse(path, top_k=top_k))
+    except GenrifyError as exc:
+        return FileResult(path, None, str(exc))
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(model, fast) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core: intra-op threads would only contend
+    _WORKER["clf"] = _load_classifier(model, fast)
+
+
+def _worker_analyse(path: str, top_k: int) -> FileResult:
+    return _analyse_file(_WORKER["clf"], path, top_k)

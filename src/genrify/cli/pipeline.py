@@ -94,13 +94,15 @@ def register(sub) -> None:
 
     p = sub.add_parser("predict", help="genres of audio files", formatter_class=fmt,
                        epilog=example_epilog("genrify predict song.mp3", "genrify predict a.mp3 b.flac --model cnn.genrify --top-k 3",
-                                             "genrify predict song.m4a --json"))
-    p.add_argument("files", nargs="+")
+                                             "genrify predict song.m4a --json",
+                                             "genrify predict ~/Music --fast --workers 2 --json > genres.json"))
+    p.add_argument("files", nargs="+", help="audio files, or folders (every audio file under them)")
     p.add_argument("--model", default=None, help="model file (default: the bundled model)")
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.add_argument("--fast", action="store_true", help="musicnn models: 3 spread windows per song, bfloat16")
     p.add_argument("--timeline", metavar="PNG", help="also plot genre over time (one file: PNG; several: a folder)")
+    p.add_argument("--workers", type=int, default=1, help="processes for many files (each loads the model; default 1)")
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("embed", help="musicnn embeddings of a dataset's tracks (per window and per track)",
@@ -359,29 +361,44 @@ def _dataset_track_proba(clf, dataset, track):
 
 
 def cmd_predict(args) -> int:
-    from genrify.errors import GenrifyError
-    from genrify.predict import GenreClassifier
+    from genrify.errors import ConfigError
+    from genrify.predict import analyse_many
+    from genrify.sources.folder import audio_files
 
-    fast = True if args.fast else None
-    clf = GenreClassifier.from_file(args.model, fast=fast) if args.model else GenreClassifier.default(fast=fast)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    # A folder stands for every audio file under it; answers keep the order of the arguments.
+    groups = [[str(p) for p in audio_files(item)] if Path(item).is_dir() else [item] for item in args.files]
+    paths = [p for g in groups for p in g]
+    stream = analyse_many(paths, model=args.model, fast=True if args.fast else None, top_k=args.top_k,
+                          workers=args.workers)
     results, failed = [], 0
-    for path in args.files:
-        try:
-            a = clf.analyse(path, top_k=args.top_k)
-        except GenrifyError as exc:
+    for item, group in zip(args.files, groups):
+        if not group:
             failed += 1
-            results.append({"path": path, "error": str(exc)})
+            results.append({"path": item, "error": f"{item}: is a directory with no audio files in it"})
+        for r in (next(stream) for _ in group):
+            if r.error is not None:
+                failed += 1
+                results.append({"path": r.path, "error": r.error})
+            else:
+                results.append({"path": r.path, **r.analysis.to_dict()})
+                if args.timeline:
+                    write_timeline(r.analysis, r.path, args.timeline, several=len(paths) > 1)
             if not args.json:
-                print(f"genrify: error: {exc}", file=sys.stderr)
-            continue
-        results.append({"path": path, **a.to_dict()})
-        if args.timeline:
-            write_timeline(a, path, args.timeline, several=len(args.files) > 1)
-        if not args.json:
-            print(f"{path}: {format_top(a)}")
+                _print_result(results[-1], r.analysis)
+        if not group and not args.json:
+            _print_result(results[-1], None)
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
+
+
+def _print_result(result: dict, analysis) -> None:
+    if "error" in result:
+        print(f"genrify: error: {result['error']}", file=sys.stderr, flush=True)
+    else:
+        print(f"{result['path']}: {format_top(analysis)}", flush=True)
 
 
 def write_timeline(a, path: str, target: str, *, several: bool) -> None:

@@ -41,6 +41,17 @@ def artist_title_from_name(path: Path) -> tuple[str | None, str | None]:
     return None, stem
 
 
+def audio_files(root: str | os.PathLike) -> list[Path]:
+    """Audio files under the folder ``root``, recursively, in sorted order (hidden entries skipped;
+    symlinked folders are not entered, so a link loop cannot recurse)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / n for n in sorted(filenames)
+                  if not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS]
+    return found
+
+
 def scan_labelled(root: str | os.PathLike) -> list[LabelledTrack]:
     """List the tracks of a labelled folder or CSV manifest (``path,genre[,artist,title]``).
 
