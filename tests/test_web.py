@@ -386,6 +386,27 @@ def test_concurrent_requests_are_bounded_not_queued(web):
     assert web.client.get("/healthz").json()["analyses"]["running"] == 0
 
 
+def test_an_analysis_past_the_time_limit_is_a_504_and_the_slot_comes_back(tmp_path, request):
+    """The limit is set far below any real analysis: the client gets a JSON 504 at once,
+    the abandoned analysis finishes in the background and frees its slot."""
+    clf = real_classifier(request)
+    rows = make_library(tmp_path / "library", tmp_path / "outside")
+    settings = Settings(library=str(tmp_path / "library"), library_db=str(tmp_path / "library.sqlite"),
+                        scan="blocking", max_analyses=1, max_waiting=0, analysis_timeout_s=0.001)
+    row = next(r for r in rows if r["genre"] == "jazz")
+    params = {"artist": row["artist"], "track": row["title"]}
+    with ServerThread(create_app(settings, classifier=clf)) as server, \
+            httpx.Client(base_url=server.base, timeout=60) as client:
+        r = client.get("/api/predict", params=params)
+        assert r.status_code == 504 and r.json() == {"error": "the analysis took longer than 0.001 s"}
+        assert client.get("/d/music-prediction", params=params).status_code in (503, 504)
+        deadline = time.monotonic() + 60
+        while client.get("/healthz").json()["analyses"]["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/healthz").json()["analyses"]["running"] == 0
+        assert client.get("/api/predict", params=params).status_code == 504  # a slot was free again
+
+
 def test_text_from_tags_is_never_html(web):
     r = web.client.get("/api/search", params={"artist": "mallory & <b>co</b>", "track": XSS_TITLE})
     assert r.status_code == 200
