@@ -13,7 +13,8 @@ nothing). Each build starts from an empty dataset folder. Batch prediction is
 ``genrify.predict.analyse_many`` (what ``genrify predict FOLDER --workers N``
 runs: N processes, each loads the CNN once and uses one torch thread; 1 worker
 runs in this process); its rate is given with and without the start-up (until
-the first answer). Peak memory is the largest resident set of this process plus all its
+the first answer). As a reference for the scaling, two independent processes
+(no pool) then predict halves of the first 300 songs side by side. Peak memory is the largest resident set of this process plus all its
 children, sampled every 50 ms from /proc (RSS counts shared libraries once per
 process; PSS shares them out, the better measure of what the processes cost).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +31,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
+
+_REFERENCE = """
+import sys, time, torch
+torch.set_num_threads(1)
+from genrify.predict import GenreClassifier
+clf = GenreClassifier.from_file(sys.argv[1])
+paths = sys.argv[2:]
+clf.predict(paths[0])
+t = time.perf_counter()
+for p in paths[1:]:
+    clf.predict(p)
+print((len(paths) - 1) / (time.perf_counter() - t))
+"""
+
 
 def corpus(n: int) -> Path:
     from mutagen.id3 import ID3, TIT2
@@ -111,6 +127,14 @@ def main(argv=None) -> int:
     if 1 in workers and 2 in workers:
         for stage in ("build", "predict"):
             print(f"{stage} scaling 1 -> 2 workers: {rates[(stage, 2)] / rates[(stage, 1)]:.2f}x (target >= 1.7x)")
+        # Reference: what the cores give without any pool, two independent processes
+        # predicting their own halves of the first songs side by side.
+        half = min(300, args.n) // 2
+        procs = [subprocess.Popen([sys.executable, "-c", _REFERENCE, str(model), *paths[k * half:(k + 1) * half]],
+                                  stdout=subprocess.PIPE, text=True) for k in range(2)]
+        ref = [float(p.communicate()[0]) for p in procs]
+        print(f"reference, 2 independent processes, no pool: {ref[0]:.1f} + {ref[1]:.1f} songs/s after their first "
+              f"song = {sum(ref) / rates[('predict', 1)]:.2f}x the 1-worker rate")
     shutil.rmtree(manifest.parent, ignore_errors=True)
     return 0
 
