@@ -372,6 +372,11 @@ def cmd_predict(args) -> int:
     paths = [p for g in groups for p in g]
     stream = analyse_many(paths, model=args.model, fast=True if args.fast else None, top_k=args.top_k,
                           workers=args.workers)
+    from tqdm import tqdm
+
+    # A progress bar only where it cannot tangle with the answers printed to the same terminal.
+    quiet = not sys.stderr.isatty() or (sys.stdout.isatty() and not args.json) or len(paths) < 2
+    bar = tqdm(total=len(paths), desc="predict", unit="song", disable=quiet, leave=False)
     results, failed = [], 0
     for item, group in zip(args.files, groups):
         if not group:
@@ -387,8 +392,10 @@ def cmd_predict(args) -> int:
                     write_timeline(r.analysis, r.path, args.timeline, several=len(paths) > 1)
             if not args.json:
                 _print_result(results[-1], r.analysis)
+            bar.update()
         if not group and not args.json:
             _print_result(results[-1], None)
+    bar.close()
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
