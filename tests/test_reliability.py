@@ -82,16 +82,18 @@ def _leftovers(*roots: Path) -> list[Path]:
 # ---------------------------------------------------------------------------- genrify predict
 
 
-def test_predict_batch_json_over_the_whole_corpus(music, tiny_cnn_model):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_predict_batch_json_over_the_whole_corpus(music, tiny_cnn_model, workers):
     root, cases = music
     paths = [c.path for c in cases.values()]
     t0 = time.monotonic()
-    proc = _genrify("predict", *paths, "--model", tiny_cnn_model, "--json")
+    proc = _genrify("predict", *paths, "--model", tiny_cnn_model, "--json", "--workers", workers)
     assert time.monotonic() - t0 < BATCH_SECONDS
     assert proc.returncode == 1  # some files failed, the rest were answered
     assert "Traceback" not in proc.stdout + proc.stderr
-    results = {r["path"]: r for r in json.loads(proc.stdout)}
-    assert len(results) == len(paths)
+    listed = json.loads(proc.stdout)
+    assert [r["path"] for r in listed] == [str(p) for p in paths]  # in the order given, one answer each
+    results = {r["path"]: r for r in listed}
     for case in cases.values():
         r = results[str(case.path)]
         if "error" in r:
