@@ -230,3 +230,31 @@ def test_predict_a_folder_with_workers(run_genrify, tiny_cnn_model, synthetic_co
     assert none.returncode == 1 and none.stderr.strip() == f"genrify: error: {empty}: is a directory with no audio files in it"
     bad = run_genrify("predict", empty, "--workers", "0")
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "--workers" in bad.stderr
+
+
+def test_predict_write_tags_tags_only_confident_answers(run_genrify, tiny_cnn_model, synthetic_corpus, tmp_path):
+    from pathlib import Path
+
+    from genrify.sources.tags import read_genre
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for clip in sorted(synthetic_corpus.glob("*/*.wav"))[::6]:
+        shutil.copy2(clip, songs / clip.name)
+    notes = songs / "notes.mp3"
+    notes.write_text("not audio")
+    before = {p.name: read_genre(p) for p in songs.glob("*.wav")}
+    proc = run_genrify("predict", songs, "--model", tiny_cnn_model, "--write-tags", "--json")
+    assert proc.returncode == 1  # notes.mp3 is not audio; everything else was answered
+    results = {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
+    assert "error" in results["notes.mp3"] and notes.read_text() == "not audio"
+    for name, old in before.items():
+        r = results[name]
+        if r["verdict"] == "genre":
+            assert r["tagged"] == r["top"][0][0] == read_genre(songs / name)
+        else:
+            assert r["tagged"] is None and read_genre(songs / name) == old
+    assert any(r.get("tagged") for r in results.values())
+    assert sorted(p.name for p in songs.iterdir()) == sorted([*before, "notes.mp3"])  # nothing left beside them
+    text = run_genrify("predict", songs / next(iter(before)), "--model", tiny_cnn_model, "--write-tags")
+    assert "[genre tag: " in text.stdout or "unsure" in text.stdout or "not music" in text.stdout.lower()

@@ -234,3 +234,71 @@ def test_library_scan_command(tmp_path, library, capsys):
     assert "5 unchanged" in capsys.readouterr().out
     assert main(["library", "scan", str(tmp_path / "nope"), "--db", str(db)]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- genre tags written back
+
+
+@pytest.fixture(scope="module")
+def tag_files(tmp_path_factory):
+    """One synthetic clip per format, tagged "classical" by the corpus writer (READ-ONLY: copy first)."""
+    from genrify.sources.synthetic import write_demo_corpus
+
+    root = tmp_path_factory.mktemp("tag-files")
+    files = {}
+    for fmt in ("mp3", "flac", "ogg", "m4a", "wav"):
+        write_demo_corpus(root / fmt, per_genre=1, duration=3.0, fmt=fmt)
+        files[fmt] = sorted((root / fmt).glob(f"classical/*.{fmt}"))[0]
+    return files
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "ogg", "m4a", "wav"])
+def test_genre_tag_is_written_atomically_and_the_audio_is_untouched(tag_files, tmp_path, fmt):
+    import shutil
+
+    from genrify.audio import load_audio
+    from genrify.sources.library import _read_tags
+    from genrify.sources.tags import read_genre, write_genre
+
+    path = tmp_path / tag_files[fmt].name
+    shutil.copy2(tag_files[fmt], path)
+    os.chmod(path, 0o640)
+    before, _ = load_audio(path, sr=22050)
+    assert read_genre(path) == "classical"
+    write_genre(path, "metal")
+    assert read_genre(path) == "metal"
+    after, _ = load_audio(path, sr=22050)
+    np.testing.assert_array_equal(before, after)
+    assert _read_tags(path)["title"] and _read_tags(path)["artist"]  # the other tags are kept
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_genre_tag_through_a_link_tags_the_target_and_keeps_the_link(tag_files, tmp_path):
+    import shutil
+
+    from genrify.sources.tags import read_genre, write_genre
+
+    target = tmp_path / "real.flac"
+    shutil.copy2(tag_files["flac"], target)
+    link = tmp_path / "link.flac"
+    link.symlink_to(target)
+    write_genre(link, "jazz")
+    assert link.is_symlink() and read_genre(target) == "jazz"
+
+
+def test_files_that_cannot_be_tagged_are_refused_untouched(tmp_path):
+    from genrify.errors import TagError
+    from genrify.sources.tags import write_genre
+
+    fake = tmp_path / "notes.mp3"
+    fake.write_text("not audio at all")
+    raw = tmp_path / "raw.pcm"
+    raw.write_bytes(bytes(4000))
+    for path in (fake, raw, tmp_path / "missing.ogg"):
+        content = path.read_bytes() if path.exists() else None
+        with pytest.raises(TagError) as err:
+            write_genre(path, "metal")
+        assert str(path.name) in str(err.value) and "\n" not in str(err.value)
+        assert (path.read_bytes() if path.exists() else None) == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp3", "raw.pcm"]

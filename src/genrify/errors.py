@@ -59,3 +59,7 @@ class NotFoundError(GenrifyError):
     """A requested song or track does not exist."""
 
     status_code = 404
+
+
+class TagError(GenrifyError):
+    """Tags cannot be read from or written to an audio file."""

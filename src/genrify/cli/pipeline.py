@@ -95,7 +95,8 @@ def register(sub) -> None:
     p = sub.add_parser("predict", help="genres of audio files", formatter_class=fmt,
                        epilog=example_epilog("genrify predict song.mp3", "genrify predict a.mp3 b.flac --model cnn.genrify --top-k 3",
                                              "genrify predict song.m4a --json",
-                                             "genrify predict ~/Music --fast --workers 2 --json > genres.json"))
+                                             "genrify predict ~/Music --fast --workers 2 --json > genres.json",
+                                             "genrify predict ~/Music/inbox --write-tags"))
     p.add_argument("files", nargs="+", help="audio files, or folders (every audio file under them)")
     p.add_argument("--model", default=None, help="model file (default: the bundled model)")
     p.add_argument("--top-k", type=int, default=2)
@@ -103,6 +104,9 @@ def register(sub) -> None:
     p.add_argument("--fast", action="store_true", help="musicnn models: 3 spread windows per song, bfloat16")
     p.add_argument("--timeline", metavar="PNG", help="also plot genre over time (one file: PNG; several: a folder)")
     p.add_argument("--workers", type=int, default=1, help="processes for many files (each loads the model; default 1)")
+    p.add_argument("--write-tags", action="store_true",
+                   help="write the top genre into each file's genre tag (only when the answer is a genre, not "
+                        "'unsure' or 'not music'; atomic, audio untouched)")
     p.set_defaults(handler=cmd_predict)
 
     p = sub.add_parser("embed", help="musicnn embeddings of a dataset's tracks (per window and per track)",
@@ -390,6 +394,8 @@ def cmd_predict(args) -> int:
                 results.append({"path": r.path, **r.analysis.to_dict()})
                 if args.timeline:
                     write_timeline(r.analysis, r.path, args.timeline, several=len(paths) > 1)
+                if args.write_tags:
+                    failed += _tag(results[-1], r.analysis)
             if not args.json:
                 _print_result(results[-1], r.analysis)
             bar.update()
@@ -401,11 +407,32 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def _tag(result: dict, analysis) -> int:
+    """Write the top genre into the file's tags when the answer is a genre; 1 if that failed."""
+    from genrify.errors import GenrifyError
+    from genrify.sources.tags import write_genre
+
+    result["tagged"] = None
+    if analysis.verdict != "genre":  # unsure, not music or multi-label tags: the file keeps its tags
+        return 0
+    genre = analysis.top[0][0]
+    try:
+        write_genre(result["path"], genre)
+    except GenrifyError as exc:
+        result["tag_error"] = str(exc)
+        return 1
+    result["tagged"] = genre
+    return 0
+
+
 def _print_result(result: dict, analysis) -> None:
     if "error" in result:
         print(f"genrify: error: {result['error']}", file=sys.stderr, flush=True)
-    else:
-        print(f"{result['path']}: {format_top(analysis)}", flush=True)
+        return
+    tagged = f"  [genre tag: {result['tagged']}]" if result.get("tagged") else ""
+    print(f"{result['path']}: {format_top(analysis)}{tagged}", flush=True)
+    if "tag_error" in result:
+        print(f"genrify: error: {result['tag_error']}", file=sys.stderr, flush=True)
 
 
 def write_timeline(a, path: str, target: str, *, several: bool) -> None:

@@ -195,6 +195,10 @@ def track_id(path: str) -> str:
     return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
+#: The ID3 frames behind the easy tag names, for files whose ID3 tags mutagen gives as frames.
+_ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "title": "TIT2", "album": "TALB", "genre": "TCON"}
+
+
 def _read_tags(path: Path) -> dict:
     """Artist/title/album/genre/duration from tags; raises if the file is not audio."""
     import mutagen
@@ -207,6 +211,10 @@ def _read_tags(path: Path) -> dict:
         log.debug("no tags in %s: %s", path, exc)
     if f is not None:
         tags = f.tags or {}
+        from mutagen.id3 import ID3
+
+        if isinstance(tags, ID3):  # WAV / AIFF: plain ID3 frames, no "easy" keys
+            tags = {key: list(tags[frame].text) for key, frame in _ID3_FRAMES.items() if frame in tags}
 
         def first(key):
             try:
