@@ -9,6 +9,7 @@ Real data
 
     ``real_embedded``    a dataset folder of ``REAL_EMBEDDED_GENRES`` × 7 gtzan-mini clips (symlinked sources, features at
                          22.05 kHz) with musicnn embeddings of every window (session-scoped, READ-ONLY: copy it first).
+    ``real_embedded_windows``  ``(tracks, windows)`` of ``real_embedded``: its track rows and per-window embeddings.
 
 Synthetic data (session-scoped, built once, READ-ONLY: copy before modifying)
     ``synthetic_corpus``   folder written by ``write_demo_corpus(per_genre=6, duration=6.0, fmt="wav")``:
@@ -93,6 +94,20 @@ def real_embedded(gtzan_mini, tmp_path_factory) -> Path:
         dataset.close()
     assert done["embedded"] == 7 * len(REAL_EMBEDDED_GENRES) and not done["failed"], done
     return out
+
+
+@pytest.fixture(scope="session")
+def real_embedded_windows(real_embedded):
+    """``(tracks, windows)``: the tracks of ``real_embedded`` and their per-window embeddings (READ-ONLY)."""
+    from genrify.dataset import Dataset
+    from genrify.dataset.embed import load_embeddings
+
+    ds = Dataset(real_embedded)
+    try:
+        tracks = ds.tracks()
+        return tracks, load_embeddings(ds, tracks)
+    finally:
+        ds.close()
 
 
 @pytest.fixture(scope="session")

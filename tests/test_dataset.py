@@ -459,20 +459,17 @@ def _copy_dataset(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_embeddings_are_stored_per_window_and_per_track(real_embedded):
-    from genrify.dataset.embed import embedding_store, load_embeddings
+def test_embeddings_are_stored_per_window_and_per_track(real_embedded, real_embedded_windows):
+    from genrify.dataset.embed import embedding_store
     from genrify.features.embeddings import EMBEDDING_DIM
 
-    ds = Dataset(real_embedded)
-    try:
-        tracks = ds.tracks()
-        windows = load_embeddings(ds, tracks)
-    finally:
-        ds.close()
+    tracks, windows = real_embedded_windows
     for t, w in zip(tracks, windows):
         # every non-overlapping 3 s window of a 15–30 s clip
         assert w.shape[1] == EMBEDDING_DIM and 5 <= len(w) <= 10 and np.isfinite(w).all(), t.path
+    ds = Dataset(real_embedded)
     store = embedding_store(ds)
+    ds.close()
     table = np.load(store.root / "tracks.npy", allow_pickle=False)
     import json
 

@@ -171,16 +171,9 @@ def test_models_learn_the_synthetic_corpus(synthetic_tracks, name, epochs):
 
 
 @pytest.fixture(scope="module")
-def real_embeddings(real_embedded):
+def real_embeddings(real_embedded_windows):
     """(per-window embeddings, label ids, groups, labels) of the real embedded dataset."""
-    from genrify.dataset.embed import load_embeddings
-
-    ds = Dataset(real_embedded)
-    try:
-        tracks = ds.tracks()
-        E = load_embeddings(ds, tracks)
-    finally:
-        ds.close()
+    tracks, E = real_embedded_windows
     labels = sorted({t.genre for t in tracks})
     y = np.array([labels.index(t.genre) for t in tracks])
     return E, y, [t.group for t in tracks], labels

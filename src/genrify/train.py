@@ -21,7 +21,7 @@ from genrify.dataset.splits import train_val_split
 from genrify.dataset.windows import cut_windows
 from genrify.errors import DatasetError
 from genrify.models import build_model
-from genrify.models.modelfile import ModelFile
+from genrify.models.modelfile import ModelFile, network_tensors
 
 
 @dataclass
@@ -188,7 +188,7 @@ def train_tracks(images: list[np.ndarray], y: np.ndarray, groups: list[str], *, 
     train_set = make_windows([images[i] for i in tr], y[tr], mean=mean, std=std, size=size, hop=hop_train)
     val_set = make_windows([images[i] for i in va], y[va], mean=mean, std=std, size=size, hop=hop_train)
     model, history = fit(train_set, val_set, config=config, n_classes=len(labels), progress=progress)
-    tensors = {f"model.{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    tensors = network_tensors(model)
     tensors["norm.mean"], tensors["norm.std"] = mean, std
     extra = {"history": history.to_dict(), "seed": config.train.seed}
     return ModelFile(config=config, labels=list(labels), tensors=tensors, extra=extra), history, va
@@ -354,7 +354,7 @@ def train_finetune(E: list[np.ndarray], y: np.ndarray, groups: list[str], *, con
     if len(va):
         refit = replace(config, train=replace(config.train, epochs=history.best_epoch + 1))
         model, _ = fit(embedding_set(E, y, range(len(y))), None, config=refit, n_classes=len(labels), progress=progress)
-    tensors = {f"model.{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    tensors = network_tensors(model)
     tensors["calibration.temperature"] = np.array([temperature], np.float32)
     extra = {"history": history.to_dict(), "seed": config.train.seed, "epochs": history.best_epoch + 1,
              "temperature_songs": int(len(va))}
@@ -382,10 +382,8 @@ def load_head(model_file: ModelFile) -> nn.Module:
     from genrify.models.musicnn import MusicnnBackEnd
 
     head = MusicnnBackEnd(n_classes=len(model_file.labels), dropout=model_file.config.model.dropout, pretrained=False)
-    state = {k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in model_file.tensors.items()
-             if k.startswith("model.")}
     try:
-        head.load_state_dict(state, strict=True)
+        head.load_state_dict(model_file.network_state(), strict=True)
     except RuntimeError as exc:
         from genrify.errors import ModelFileError
 

@@ -33,8 +33,7 @@ class WindowNetBackend:
         self.extractor = FeatureExtractor(cfg.features)
         self.net = build_model(cfg.model, n_features=cfg.features.n_features, n_frames=self.size,
                                n_classes=len(model_file.labels))
-        state = {k[len("model."):]: torch.from_numpy(np.array(v)) for k, v in t.items() if k.startswith("model.")}
-        self.net.load_state_dict(state, strict=True)
+        self.net.load_state_dict(model_file.network_state(), strict=True)
         self.net.eval()
 
     @torch.inference_mode()

@@ -34,6 +34,22 @@ class ModelFile:
     tensors: dict[str, np.ndarray]
     extra: dict = field(default_factory=dict)
 
+    def network_state(self):
+        """The network's ``state_dict`` (tensors stored under ``model.``), as torch tensors."""
+        import torch
+
+        return {k[len(NETWORK_PREFIX):]: torch.from_numpy(np.array(v)) for k, v in self.tensors.items()
+                if k.startswith(NETWORK_PREFIX)}
+
+
+#: Name prefix of the network's weights among a model file's tensors.
+NETWORK_PREFIX = "model."
+
+
+def network_tensors(module) -> dict[str, np.ndarray]:
+    """A torch module's ``state_dict`` as model-file tensors (the inverse of :meth:`ModelFile.network_state`)."""
+    return {f"{NETWORK_PREFIX}{k}": v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
 
 #: Metadata fields covered by the checksum with the tensors (a tampered label list or config is refused too).
 _SIGNED_FIELDS = ("config", "labels", "extra")
