@@ -192,7 +192,7 @@ def train_demo_model(out: Path, *, name: str = "cnn", per_genre: int = 6, epochs
     from genrify.features import FeatureExtractor
     from genrify.models.modelfile import save_model_file
     from genrify.sources.synthetic import STYLES, generate_clip
-    from genrify.train import train_tracks
+    from genrify.train.nets import train_tracks
 
     fc = FeatureConfig(sr=sr)
     fe = FeatureExtractor(fc)

@@ -268,7 +268,7 @@ def main(argv=None) -> int:
     import torch
 
     from genrify.audio import load_audio
-    from genrify.features.embeddings import MusicnnEmbedder
+    from genrify.models.embedder import MusicnnEmbedder
     from genrify.models.musicnn import bfloat16_is_fast
 
     tf_skip = "--no-tf" if args.no_tf else None

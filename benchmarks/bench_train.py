@@ -6,7 +6,7 @@
 Windows (10 MFCCs x 259 frames = 3 s, cut every 1.5 s as in training) come
 from the feature images of synthetic 30 s clips at 44.1 kHz, computed once and
 kept memory-mapped in a genrify feature store under $GENRIFY_BENCH_CACHE
-(default /tmp/genrify-bench/train). ``genrify.train.fit`` runs unchanged with
+(default /tmp/genrify-bench/train). ``genrify.train.loop.fit`` runs unchanged with
 no validation set, so an epoch is only training. Measured in the same run: the
 CNN as it is now and as it was before the speed-up ("before": LeakyReLU before
 max-pooling, activations left in the default memory format after the first
@@ -53,7 +53,9 @@ def windows(n: int, *, per_clip_hop: float = 1.5):
     from genrify.dataset.windows import cut_windows
     from genrify.features import FeatureExtractor
     from genrify.sources.synthetic import STYLES, generate_clip
-    from genrify.train import WindowSet, normalisation_stats, window_frames
+    from genrify.dataset.windows import window_frames
+    from genrify.train.loop import WindowSet
+    from genrify.train.nets import normalisation_stats
 
     fc = FeatureConfig()
     size, hop, _ = window_frames(RunConfig(features=fc))
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
 
     import genrify.models.cnn as cnn_module
     from genrify.config import ModelConfig, RunConfig, TrainConfig
-    from genrify.train import fit
+    from genrify.train.loop import fit
 
     limiter = C.limit_threads(args.threads)  # noqa: F841
     C.machine_header(f"training: seconds per epoch, {args.threads} threads", librosa=False)

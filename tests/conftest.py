@@ -74,7 +74,7 @@ def real_embedded(gtzan_mini, tmp_path_factory) -> Path:
     from genrify.config import FeatureConfig
     from genrify.dataset import Dataset
     from genrify.dataset.build import build_dataset
-    from genrify.dataset.embed import embed_dataset
+    from genrify.train.embed import embed_dataset
 
     work = tmp_path_factory.mktemp("real-embedded")
     for genre in REAL_EMBEDDED_GENRES:
@@ -100,7 +100,7 @@ def real_embedded(gtzan_mini, tmp_path_factory) -> Path:
 def real_embedded_windows(real_embedded):
     """``(tracks, windows)``: the tracks of ``real_embedded`` and their per-window embeddings (READ-ONLY)."""
     from genrify.dataset import Dataset
-    from genrify.dataset.embed import load_embeddings
+    from genrify.dataset.embeddings import load_embeddings
 
     ds = Dataset(real_embedded)
     try:
@@ -132,18 +132,18 @@ def synthetic_dataset(synthetic_corpus, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def _tiny_cnn(synthetic_dataset, tmp_path_factory):
-    import argparse
-
-    from genrify.cli.pipeline import _run_config, train_and_report
+    from genrify.config import AudioConfig, ModelConfig, RunConfig, TrainConfig
     from genrify.dataset import Dataset
+    from genrify.train.run import train_and_report
 
     folder = tmp_path_factory.mktemp("tiny-cnn")
     dataset = Dataset(synthetic_dataset)
     try:
-        args = argparse.Namespace(model="cnn", hidden="600", dropout=0.5, window=3.0, epochs=TINY_CNN_EPOCHS,
-                                  batch_size=16, lr=1e-3, weight_decay=1e-4, patience=TINY_CNN_EPOCHS, seed=0,
-                                  val_fraction=0.2, threads=None)
-        config = _run_config(args, dataset)
+        audio = dataset.audio_config
+        config = RunConfig(audio=AudioConfig(sr=dataset.feature_config.sr, max_duration=audio.max_duration,
+                                             min_duration=audio.min_duration), features=dataset.feature_config,
+                           model=ModelConfig(name="cnn"),
+                           train=TrainConfig(epochs=TINY_CNN_EPOCHS, batch_size=16, patience=TINY_CNN_EPOCHS))
         out = folder / "tiny-cnn.genrify"
         metrics = train_and_report(dataset, config, out=out, prefix=folder / "tiny-cnn")
     finally:
@@ -182,3 +182,23 @@ def _run_genrify(*args, cwd=None, timeout: float = 300, check: bool = False) -> 
 @pytest.fixture(scope="session")
 def run_genrify():
     return _run_genrify
+
+
+# ---------------------------------------------------------------------------- the fake provider (helpers/fakeprovider.py)
+
+
+@pytest.fixture(scope="module")
+def fake_provider():
+    """A local fake of Deezer's and iTunes' APIs on 127.0.0.1 (``helpers.fakeprovider``), one per test module."""
+    from helpers.fakeprovider import FakeProvider
+
+    with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fp(fake_provider):
+    """``fake_provider``, back to good behaviour (no faults, no expiring URLs, no request log) around the test."""
+    fake_provider.reset()
+    yield fake_provider
+    fake_provider.reset()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from badinput import make_bad_corpus
-from genrify.audio import load_audio
+from genrify.audio import AUDIO_EXTENSIONS, MEDIA_TYPES, SNIFFED_EXTENSIONS, load_audio, media_type, sniff_audio
 from genrify.errors import AudioDecodeError, GenrifyError, InvalidAudioError
 from genrify.sources.synthetic import generate_clip
+from helpers.badinput import make_bad_corpus
+from helpers.fakeprovider import encode_m4a
 
 SR = 22050
 MAX_DURATION = 600.0
@@ -147,3 +149,30 @@ def test_resampling_preserves_a_sines_frequency(tmp_path, freq):
     assert abs(peak - freq) <= 1.0  # bins are 0.5 Hz wide for 2 s
     # The level survives too (soxr's passband is flat well below Nyquist).
     assert abs(np.sqrt(np.mean(z[1000:-1000] ** 2)) - 0.5 / np.sqrt(2)) < 0.01
+
+
+# ---------------------------------------------------------------------------- what genrify knows about formats
+
+
+def test_sniff_audio_recognises_every_format_genrify_writes():
+    y = (0.2 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.float32)
+    for fmt, ext in [("WAV", ".wav"), ("FLAC", ".flac"), ("OGG", ".ogg"), ("MP3", ".mp3")]:
+        buf = io.BytesIO()
+        sf.write(buf, y, 8000, format=fmt)
+        assert sniff_audio(buf.getvalue()[:16]) == ext, fmt
+    assert sniff_audio(encode_m4a(y, 8000)[:16]) == ".m4a"
+    assert sniff_audio(b"ID3\x04\x00" + b"\x00" * 11) == ".mp3"
+
+
+@pytest.mark.parametrize("head", [b"", b"<!DOCTYPE html>", b"<html><body>", b'{"data": []}', b"\x89PNG\r\n\x1a\n",
+                                  b"GIF89a", b"RIFF\x00\x00\x00\x00AVI LIST", b"\xff"])
+def test_sniff_audio_refuses_what_is_not_audio(head):
+    assert sniff_audio(head) is None
+
+
+def test_format_tables_agree():
+    assert set(SNIFFED_EXTENSIONS) <= set(AUDIO_EXTENSIONS)
+    assert set(MEDIA_TYPES) <= set(AUDIO_EXTENSIONS)
+    assert all(media_type(f"song{ext.upper()}").startswith("audio/") for ext in SNIFFED_EXTENSIONS)
+    assert media_type("a/b/song.mp3") == "audio/mpeg" and media_type("song.m4a") == "audio/mp4"
+    assert media_type("notes.unknownext") == "application/octet-stream"

@@ -14,27 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fakeprovider import FakeProvider
+from genrify.audio import sniff_audio
 from genrify.errors import ConfigError
 from genrify.sources.collect import collect, make_provider, safe_name, track_stem
-from genrify.sources.http import HttpClient, HttpConfig, ProviderRequestError, sniff_audio
+from genrify.sources.http import HttpClient, HttpConfig, ProviderRequestError
+from helpers.fakeprovider import FakeProvider
 
 FAST = HttpConfig(connect_timeout=1.0, read_timeout=1.0, deadline=2.0, retries=1, backoff=0.01, max_backoff=0.05)
 GENRES = ["metal", "jazz", "classical"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeProvider() as fp:
-        yield fp
-
-
-@pytest.fixture
-def fp(server):
-    server.reset()
-    yield server
-    server.reset()
 
 
 @pytest.fixture

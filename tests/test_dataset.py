@@ -393,7 +393,7 @@ def test_split_by_artist_on_the_synthetic_corpus(synthetic_dataset):
 
 
 def test_all_windows_of_a_track_fall_on_its_side():
-    from genrify.train import make_windows
+    from genrify.train.nets import make_windows
 
     rng = np.random.default_rng(0)
     images = [rng.normal(size=(4, int(rng.integers(5, 80)))).astype(np.float32) for _ in range(20)]
@@ -460,8 +460,8 @@ def _copy_dataset(src: Path, dst: Path) -> Path:
 
 
 def test_embeddings_are_stored_per_window_and_per_track(real_embedded, real_embedded_windows):
-    from genrify.dataset.embed import embedding_store
-    from genrify.features.embeddings import EMBEDDING_DIM
+    from genrify.dataset.embeddings import embedding_store
+    from genrify.models.embedder import EMBEDDING_DIM
 
     tracks, windows = real_embedded_windows
     for t, w in zip(tracks, windows):
@@ -479,7 +479,8 @@ def test_embeddings_are_stored_per_window_and_per_track(real_embedded, real_embe
 
 
 def test_embedding_is_resumable_and_computes_only_what_is_missing(real_embedded, tmp_path):
-    from genrify.dataset.embed import embed_dataset, embedding_store
+    from genrify.dataset.embeddings import embedding_store
+    from genrify.train.embed import embed_dataset
 
     copy = _copy_dataset(real_embedded, tmp_path / "copy.gdb")
     ds = Dataset(copy)
@@ -499,7 +500,7 @@ def test_embedding_is_resumable_and_computes_only_what_is_missing(real_embedded,
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv", ".parquet"])
 def test_embedding_export_formats(real_embedded, tmp_path, suffix):
-    from genrify.dataset.embed import embedding_store, export_embeddings
+    from genrify.dataset.embeddings import embedding_store, export_embeddings
 
     ds = Dataset(real_embedded)
     try:
@@ -530,7 +531,7 @@ def test_embedding_export_formats(real_embedded, tmp_path, suffix):
 
 
 def test_embedding_export_refuses_unknown_format(real_embedded, tmp_path):
-    from genrify.dataset.embed import export_embeddings
+    from genrify.dataset.embeddings import export_embeddings
 
     ds = Dataset(real_embedded)
     try:

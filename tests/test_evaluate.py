@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from genrify import report
 from genrify.config import FeatureConfig, ModelConfig, RunConfig, TrainConfig, WindowConfig
 from genrify.dataset.splits import group_kfold
-from genrify.evaluate import cross_validate, evaluate, expected_calibration_error
+from genrify.evaluate import evaluate, expected_calibration_error
+from genrify.train.nets import cross_validate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -122,9 +123,7 @@ def test_cross_validation_scores_each_song_with_a_model_that_never_saw_it():
     """Each song's out-of-fold probabilities are exactly those of a model trained (seeded,
     so reproducibly) on the other folds only: had the song, or its artist, been in that
     model's training data, the weights and so the probabilities would differ."""
-    from genrify.evaluate import song_probabilities
-    from genrify.predict import GenreClassifier
-    from genrify.train import predict_windows, train_tracks, window_frames
+    from genrify.train.nets import track_probabilities, train_tracks
 
     images, y, groups, labels = _small_collection()
     config = _small_config()
@@ -137,13 +136,10 @@ def test_cross_validation_scores_each_song_with_a_model_that_never_saw_it():
 
     splits = group_kfold([labels[i] for i in y], groups, folds=3, seed=config.train.seed)
     assert sorted(np.concatenate([te for _, te in splits]).tolist()) == list(range(30))
-    size, _, hop = window_frames(config)
     for (tr, te), acc in zip(splits, cv["fold_accuracy"]):
         assert set(tr.tolist()).isdisjoint(te.tolist())
         assert {groups[i] for i in tr}.isdisjoint({groups[i] for i in te})  # no artist on both sides
         mf, _, _ = train_tracks([images[i] for i in tr], y[tr], [groups[i] for i in tr], config=config, labels=labels)
-        net = GenreClassifier(mf).backend.net
-        probs = song_probabilities(lambda w: predict_windows(net, w), [images[i] for i in te],
-                                   mean=mf.tensors["norm.mean"], std=mf.tensors["norm.std"], size=size, hop=hop)
+        probs = track_probabilities(mf, [images[i] for i in te])
         np.testing.assert_allclose(oof[te], probs, rtol=1e-5, atol=1e-6)
         assert acc == pytest.approx(float((probs.argmax(1) == y[te]).mean()))

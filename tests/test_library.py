@@ -12,14 +12,8 @@ import soundfile as sf
 
 from genrify.errors import DatasetError, NotFoundError
 from genrify.sources.base import SongRef, Source
-from genrify.sources.library import (
-    MATCH_THRESHOLD,
-    LibraryIndex,
-    LibrarySource,
-    normalize,
-    parse_filename,
-    similarity,
-)
+from genrify.sources.library import LibraryIndex, LibrarySource
+from genrify.sources.matching import MATCH_THRESHOLD, normalize, parse_filename, similarity
 
 SR = 8000
 
@@ -169,7 +163,7 @@ def test_symlinks_leaving_the_root_are_never_indexed_or_served(tmp_path, library
 
 
 def test_bad_files_never_stop_a_scan(tmp_path, library):
-    from badinput import make_bad_corpus
+    from helpers.badinput import make_bad_corpus
 
     bad_dir = library / "bad"
     cases = make_bad_corpus(bad_dir)
@@ -257,8 +251,7 @@ def test_genre_tag_is_written_atomically_and_the_audio_is_untouched(tag_files, t
     import shutil
 
     from genrify.audio import load_audio
-    from genrify.sources.library import _read_tags
-    from genrify.sources.tags import read_genre, write_genre
+    from genrify.sources.tags import read_genre, read_tags, write_genre
 
     path = tmp_path / tag_files[fmt].name
     shutil.copy2(tag_files[fmt], path)
@@ -269,7 +262,7 @@ def test_genre_tag_is_written_atomically_and_the_audio_is_untouched(tag_files, t
     assert read_genre(path) == "metal"
     after, _ = load_audio(path, sr=22050)
     np.testing.assert_array_equal(before, after)
-    assert _read_tags(path)["title"] and _read_tags(path)["artist"]  # the other tags are kept
+    assert read_tags(path)["title"] and read_tags(path)["artist"]  # the other tags are kept
     assert os.stat(path).st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
 

@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from badinput import make_bad_corpus
 from conftest import genrify_env
 from genrify.config import AudioConfig
 from genrify.sources.synthetic import generate_clip
+from helpers.badinput import make_bad_corpus
 
 httpx = pytest.importorskip("httpx")
 

@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import socket
 import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from fakeprovider import FakeProvider, encode_m4a, encode_mp3
 from genrify.errors import NotFoundError, ProviderError
 from genrify.sources.base import SongRef
 from genrify.sources.cache import PreviewCache
 from genrify.sources.deezer import DeezerSource
-from genrify.sources.http import HttpClient, HttpConfig, ProviderRequestError, sniff_audio
+from genrify.sources.http import HttpClient, HttpConfig, ProviderRequestError
 from genrify.sources.itunes import ITunesSource
+from helpers.fakeprovider import encode_mp3
 
 #: Small limits so that every misbehaviour resolves in well under a second or two.
 FAST = HttpConfig(connect_timeout=1.0, read_timeout=0.4, deadline=1.0, retries=2, backoff=0.01, max_backoff=0.05)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeProvider() as fp:
-        yield fp
-
-
-@pytest.fixture
-def fp(server):
-    server.reset()
-    yield server
-    server.reset()
 
 
 @pytest.fixture
@@ -62,25 +47,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-# -- audio signatures -------------------------------------------------------------------
-
-
-def test_sniff_audio_recognises_every_format_genrify_writes():
-    y = (0.2 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.float32)
-    for fmt, ext in [("WAV", ".wav"), ("FLAC", ".flac"), ("OGG", ".ogg"), ("MP3", ".mp3")]:
-        buf = io.BytesIO()
-        sf.write(buf, y, 8000, format=fmt)
-        assert sniff_audio(buf.getvalue()[:16]) == ext, fmt
-    assert sniff_audio(encode_m4a(y, 8000)[:16]) == ".m4a"
-    assert sniff_audio(b"ID3\x04\x00" + b"\x00" * 11) == ".mp3"
-
-
-@pytest.mark.parametrize("head", [b"", b"<!DOCTYPE html>", b"<html><body>", b'{"data": []}', b"\x89PNG\r\n\x1a\n",
-                                  b"GIF89a", b"RIFF\x00\x00\x00\x00AVI LIST", b"\xff"])
-def test_sniff_audio_refuses_what_is_not_audio(head):
-    assert sniff_audio(head) is None
 
 
 # -- search and fetch -------------------------------------------------------------------
@@ -344,7 +310,7 @@ _OK_AT_NATIVE_RATE = {"one_sample_48k"}
 
 @pytest.fixture(scope="module")
 def bad_corpus(tmp_path_factory):
-    badinput = pytest.importorskip("badinput")
+    badinput = pytest.importorskip("helpers.badinput")
     cases = badinput.make_bad_corpus(tmp_path_factory.mktemp("bad"))
     return [c for c in cases if c.name not in _FILESYSTEM_CASES]
 

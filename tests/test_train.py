@@ -13,18 +13,9 @@ from genrify.config import ModelConfig, RunConfig, TrainConfig, WindowConfig
 
 from genrify.dataset import Dataset
 from genrify.dataset.splits import group_kfold, train_val_split
-from genrify.evaluate import song_probabilities
-from genrify.train import (
-    WindowSet,
-    class_weights,
-    evaluate_windows,
-    fit,
-    load_dataset_images,
-    normalisation_stats,
-    predict_windows,
-    train_tracks,
-    window_frames,
-)
+from genrify.dataset.windows import window_frames
+from genrify.train.loop import WindowSet, class_weights, evaluate_windows, fit
+from genrify.train.nets import load_dataset_images, normalisation_stats, track_probabilities, train_tracks
 
 # Small synthetic sets give sklearn's stratified splitter genres with few artists.
 pytestmark = pytest.mark.filterwarnings("ignore:The least populated class")
@@ -156,12 +147,7 @@ def test_models_learn_the_synthetic_corpus(synthetic_tracks, name, epochs):
     mf, history, _ = train_tracks([images[i] for i in tr], y[tr], [groups[i] for i in tr], config=config,
                                   labels=labels)
     assert history.train_loss[-1] < history.train_loss[0]
-    from genrify.predict import GenreClassifier
-
-    net = GenreClassifier(mf).backend.net
-    size, _, hop = window_frames(config)
-    probs = song_probabilities(lambda w: predict_windows(net, w), [images[i] for i in te],
-                               mean=mf.tensors["norm.mean"], std=mf.tensors["norm.std"], size=size, hop=hop)
+    probs = track_probabilities(mf, [images[i] for i in te])
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     accuracy = float((probs.argmax(1) == y[te]).mean())
     assert accuracy >= 0.6, (name, accuracy, len(te))
@@ -191,7 +177,8 @@ def _finetune_config(**train) -> RunConfig:
 
 
 def test_probe_learns_genres_from_five_real_songs_each(real_embeddings):
-    from genrify.train import fit_probe, probe_logits, song_softmax
+    from genrify.predict.heads import probe_logits, song_softmax
+    from genrify.train.probe import fit_probe
 
     E, y, _, labels = real_embeddings
     tr, te = _few_shot_split(y)
@@ -222,7 +209,8 @@ def test_finetune_head_starts_as_musicnn_back_end(real_embedded, gtzan_mini):
 
 def test_finetune_learns_genres_from_five_real_songs_each(real_embeddings):
     from genrify.models.musicnn import MusicnnBackEnd
-    from genrify.train import head_logits, load_head, song_softmax, train_finetune
+    from genrify.predict.heads import head_logits, load_head, song_softmax
+    from genrify.train.finetune import train_finetune
 
     E, y, groups, labels = real_embeddings
     tr, te = _few_shot_split(y)
@@ -243,7 +231,7 @@ def test_finetune_learns_genres_from_five_real_songs_each(real_embeddings):
 
 
 def test_finetune_is_reproducible(real_embeddings):
-    from genrify.train import train_finetune
+    from genrify.train.finetune import train_finetune
 
     E, y, groups, labels = real_embeddings
     runs = [train_finetune(E, y, groups, config=_finetune_config(epochs=3, seed=s), labels=labels) for s in (3, 3, 4)]
@@ -255,7 +243,8 @@ def test_finetune_is_reproducible(real_embeddings):
 
 
 def test_finetune_cross_validation_scores_every_song_out_of_fold(real_embeddings):
-    from genrify.train import finetune_oof_logits, song_softmax
+    from genrify.predict.heads import song_softmax
+    from genrify.train.finetune import finetune_oof_logits
 
     E, y, groups, labels = real_embeddings
     oof = finetune_oof_logits(E, y, groups, config=_finetune_config(epochs=15), labels=labels, folds=3)

@@ -273,7 +273,7 @@ def test_non_audio_uploads_get_a_clear_json_error(web, name, data, ctype, status
 
 
 def test_bad_input_corpus_through_the_upload(web, tmp_path):
-    from badinput import make_bad_corpus
+    from helpers.badinput import make_bad_corpus
 
     for case in make_bad_corpus(tmp_path / "bad"):
         if case.skip or not case.path.is_file() or not os.access(case.path, os.R_OK):
@@ -485,7 +485,7 @@ def test_unknown_or_missing_providers_are_skipped(tmp_path, request):
 
 @pytest.fixture(scope="module")
 def web_providers(tmp_path_factory, request):
-    from fakeprovider import FakeProvider
+    from helpers.fakeprovider import FakeProvider
 
     clf = real_classifier(request)
     base = tmp_path_factory.mktemp("web-providers")

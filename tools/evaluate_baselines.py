@@ -15,10 +15,10 @@ of 2–3 s of other songs, "excerpt"), 10 genres, 270 songs.
    clips and excerpts:
 
    - the original MLP (hidden 600, and 600/400/100) and the original CNN, trained by
-     ``genrify.train.train_tracks`` (3 s windows, early stopping on a validation
+     ``genrify.train.nets.train_tracks`` (3 s windows, early stopping on a validation
      split of the training folds, best checkpoint kept) and scored per song by
-     ``genrify.evaluate.song_probabilities`` (mean over 3 s windows), exactly as
-     ``genrify.evaluate.cross_validate`` does, with the folds above;
+     ``genrify.train.nets.track_probabilities`` (mean over 3 s windows), exactly as
+     ``genrify.train.nets.cross_validate`` does, with the folds above;
    - a classic baseline: per-coefficient mean and standard deviation over time of
      the 20 MFCCs of ``genrify.features.mfcc`` (and, for comparison, of the stored
      10-MFCC images) + ``StandardScaler`` + logistic regression or an RBF SVM, with
@@ -50,7 +50,7 @@ from genrify.config import FeatureConfig, ModelConfig, RunConfig, TrainConfig, W
 from genrify.dataset import Dataset  # noqa: E402
 from genrify.dataset.build import build_dataset  # noqa: E402
 from genrify.dataset.splits import group_kfold  # noqa: E402
-from genrify.evaluate import evaluate, song_probabilities  # noqa: E402
+from genrify.evaluate import evaluate  # noqa: E402
 from genrify.fileio import write_bytes_atomic, write_text_atomic  # noqa: E402
 from train_default_model import manifest  # noqa: E402  (the same manifest, hence the same track order)
 
@@ -94,21 +94,17 @@ def fold_accuracies(y, pred, source, folds) -> OrderedDict:
 
 
 def cv_neural(images, y, groups, folds, *, model: ModelConfig, features: FeatureConfig, labels, train: TrainConfig):
-    """``genrify.evaluate.cross_validate``'s loop over explicit folds: out-of-fold probabilities + histories."""
-    from genrify.predict import GenreClassifier
-    from genrify.train import predict_windows, train_tracks, window_frames
+    """``genrify.train.nets.cross_validate``'s loop over explicit folds: out-of-fold probabilities + histories."""
+    from genrify.train.nets import track_probabilities, train_tracks
 
     config = RunConfig(features=features, window=WindowConfig(), model=model, train=train)
-    size, _, hop = window_frames(config)
     oof = np.zeros((len(y), len(labels)), dtype=np.float32)
     histories = []
     for k, (tr, te) in enumerate(folds):
         t = time.time()
         mf, history, _ = train_tracks([images[i] for i in tr], y[tr], [groups[i] for i in tr], config=config,
                                       labels=labels)
-        net = GenreClassifier(mf).backend.net
-        oof[te] = song_probabilities(lambda w: predict_windows(net, w), [images[i] for i in te],
-                                     mean=mf.tensors["norm.mean"], std=mf.tensors["norm.std"], size=size, hop=hop)
+        oof[te] = track_probabilities(mf, [images[i] for i in te])
         histories.append(history.to_dict())
         print(f"  fold {k}: {len(history.train_loss)} epochs (best {history.best_epoch + 1}), "
               f"accuracy {(oof[te].argmax(1) == y[te]).mean():.3f}, {time.time() - t:.0f} s", flush=True)

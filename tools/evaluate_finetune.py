@@ -12,7 +12,7 @@ and scores the fold's test songs:
 - ``musicnn-probe``: class-balanced logistic regression (C = 0.005), as the
   default model; its temperature from an inner 4-fold cross-validation when every
   genre has at least 3 training songs;
-- ``musicnn-finetune``: ``genrify.train.train_finetune`` with its defaults
+- ``musicnn-finetune``: ``genrify.train.finetune.train_finetune`` with its defaults
   (20 % grouped validation split for early stopping and the temperature).
 
 Prints accuracy and macro-F1 for long clips and excerpts, the ECE of the
@@ -37,19 +37,15 @@ sys.path.insert(0, str(ROOT / "tools"))
 from genrify.config import AudioConfig, FeatureConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from genrify.dataset import Dataset  # noqa: E402
 from genrify.dataset.build import build_dataset  # noqa: E402
-from genrify.dataset.embed import embed_dataset, load_embeddings  # noqa: E402
+from genrify.dataset.embeddings import load_embeddings  # noqa: E402
 from genrify.dataset.splits import group_kfold  # noqa: E402
 from genrify.evaluate import evaluate, expected_calibration_error  # noqa: E402
 from genrify.fileio import write_text_atomic  # noqa: E402
-from genrify.train import (  # noqa: E402
-    fit_probe,
-    fit_temperature,
-    head_logits,
-    load_head,
-    probe_logits,
-    song_softmax,
-    train_finetune,
-)
+from genrify.predict.heads import head_logits, load_head, probe_logits, song_softmax  # noqa: E402
+from genrify.train.calibrate import fit_temperature  # noqa: E402
+from genrify.train.embed import embed_dataset  # noqa: E402
+from genrify.train.finetune import train_finetune  # noqa: E402
+from genrify.train.probe import fit_probe  # noqa: E402
 from train_default_model import C, MAX_WINDOWS, SEED, manifest  # noqa: E402
 
 SHOTS = (5, 10, None)  # songs per genre from each training fold; None = all

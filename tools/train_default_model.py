@@ -27,6 +27,7 @@ import csv
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +37,19 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from genrify import report  # noqa: E402
 from genrify.audio import load_audio  # noqa: E402
-from genrify.config import AudioConfig, FeatureConfig, ModelConfig, RunConfig, WindowConfig  # noqa: E402
+from genrify.config import (  # noqa: E402
+    MUSICNN_BACKBONE, AudioConfig, FeatureConfig, ModelConfig, RunConfig, VerdictConfig, musicnn_run_config)
 from genrify.dataset import Dataset  # noqa: E402
 from genrify.dataset.build import build_dataset  # noqa: E402
-from genrify.dataset.embed import embed_dataset, load_embeddings  # noqa: E402
+from genrify.dataset.embeddings import load_embeddings  # noqa: E402
 from genrify.dataset.splits import group_kfold  # noqa: E402
 from genrify.evaluate import evaluate, expected_calibration_error  # noqa: E402
 from genrify.fileio import write_bytes_atomic, write_text_atomic  # noqa: E402
 from genrify.models.modelfile import ModelFile, save_model_file  # noqa: E402
-from genrify.train import fit_probe, fit_temperature, probe_logits, song_softmax  # noqa: E402
+from genrify.predict.heads import probe_logits, song_softmax  # noqa: E402
+from genrify.train.calibrate import fit_temperature  # noqa: E402
+from genrify.train.embed import embed_dataset  # noqa: E402
+from genrify.train.probe import fit_probe  # noqa: E402
 
 C = 0.005
 MAX_WINDOWS = 10
@@ -119,7 +124,7 @@ def main() -> int:
     docs.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from genrify.features.embeddings import MusicnnEmbedder
+    from genrify.models.embedder import MusicnnEmbedder
     from genrify.models.musicnn import FAST_PATCHES
 
     t0 = time.time()
@@ -198,11 +203,11 @@ def main() -> int:
     # held-out predictions: the median of the folds' inner-CV temperatures.
     T = float(np.median(temps))
     tensors = {**final, **music_t, "calibration.temperature": np.array([T], np.float32)}
-    config = RunConfig(audio=AudioConfig(sr=16000, max_duration=600.0, min_duration=1.0),
-                       features=FeatureConfig(kind="logmel", sr=16000, n_fft=512, hop_length=256, n_mels=96, top_db=None),
-                       window=WindowConfig(seconds=2.992, hop_seconds=2.992, train_hop_seconds=2.992, max_windows=MAX_WINDOWS),
-                       model=ModelConfig(name="musicnn-probe", backbone="msd_musicnn", C=C))
-    extra = {"unsure_below": UNSURE_BELOW, "music_threshold": MUSIC_THRESHOLD, "seed": SEED,
+    config = musicnn_run_config(RunConfig(
+        model=ModelConfig(name="musicnn-probe", backbone=MUSICNN_BACKBONE, C=C),
+        verdict=VerdictConfig(unsure_below=UNSURE_BELOW, music_threshold=MUSIC_THRESHOLD)))
+    config = replace(config, window=replace(config.window, max_windows=MAX_WINDOWS))
+    extra = {"seed": SEED,
              "provenance": "genre probe over MSD_musicnn embeddings, trained by tools/train_default_model.py on 270 GTZAN "
                            "songs (gtzan-mini + gtzan-excerpts) and the GTZAN music/speech collection; see docs/results.md",
              "cv": {k: results[k] for k in ("long", "excerpt", "all")}}

@@ -119,6 +119,26 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class VerdictConfig:
+    """When an answer is "unsure" or "not music" instead of a genre.
+
+    ``unsure_below``: calibrated top probability under which the answer is
+    "unsure". ``music_threshold``: a model with a music / not-music probe calls
+    a song not music when its mean music probability is below this.
+    ``silence_dbfs``: whole-clip RMS (dBFS) under which a clip is silence.
+    ``noise_flatness``: spectral flatness (0 = pure tones, 1 = white noise) above
+    which a steady signal is noise. ``tone_peak_share``: a frame is "one tone"
+    when this share of its energy lies within ±2 bins of its peak.
+    """
+
+    unsure_below: float = 0.35
+    music_threshold: float = 0.5
+    silence_dbfs: float = -60.0
+    noise_flatness: float = 0.5
+    tone_peak_share: float = 0.8
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything needed to rebuild a pipeline, stored inside every model file."""
 
@@ -127,6 +147,7 @@ class RunConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -141,6 +162,38 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
         return cls.from_dict(json.loads(text))
+
+
+# --------------------------------------------------------------------------- musicnn's input, spelled once
+
+#: musicnn's input: 16 kHz audio, 512-point FFT, hop 256, 96 mel bands (up to sr / 2),
+#: log-compressed by the backbone's own transform (so ``top_db`` is off).
+MUSICNN_FEATURES = FeatureConfig(kind="logmel", sr=16000, n_fft=512, hop_length=256, n_mels=96, top_db=None)
+#: One musicnn window ("patch"): 187 frames = 2.992 s at 16 kHz, hop 256.
+MUSICNN_PATCH_FRAMES = 187
+#: Windows per song: at most 10 spread windows at full fidelity, 3 in fast mode.
+MUSICNN_MAX_WINDOWS = 10
+MUSICNN_FAST_WINDOWS = 3
+_PATCH_SECONDS = MUSICNN_PATCH_FRAMES * MUSICNN_FEATURES.hop_length / MUSICNN_FEATURES.sr
+MUSICNN_WINDOW = WindowConfig(seconds=_PATCH_SECONDS, hop_seconds=_PATCH_SECONDS, train_hop_seconds=_PATCH_SECONDS,
+                              max_windows=MUSICNN_MAX_WINDOWS)
+#: The pretrained backbone every musicnn model uses, and the width of its per-window
+#: embedding (mid-end features max- and mean-pooled over time, 2 × 753).
+MUSICNN_BACKBONE = "msd_musicnn"
+MUSICNN_EMBEDDING_DIM = 1506
+#: The MFCC picture shown for musicnn models (10 MFCCs of the 16 kHz audio).
+MUSICNN_DISPLAY_FEATURES = FeatureConfig(sr=MUSICNN_FEATURES.sr, n_fft=1024, hop_length=MUSICNN_FEATURES.hop_length,
+                                         n_mels=MUSICNN_FEATURES.n_mels, n_mfcc=10)
+
+
+def musicnn_run_config(config: RunConfig) -> RunConfig:
+    """``config`` for a model over musicnn embeddings: musicnn's audio rate, features and windows
+    (the audio duration limits, model and training settings are kept)."""
+    return dataclasses.replace(
+        config,
+        audio=AudioConfig(sr=MUSICNN_FEATURES.sr, max_duration=config.audio.max_duration,
+                          min_duration=config.audio.min_duration),
+        features=MUSICNN_FEATURES, window=MUSICNN_WINDOW)
 
 
 def _from_dict(cls, data):

@@ -1,6 +1,8 @@
-"""Evaluation: metrics computed on held-out data only, returned as ordered dicts.
+"""Evaluation: metrics of held-out predictions, returned as ordered dicts.
 
-Rendering lives in :mod:`genrify.report`; nothing here writes files.
+The probabilities come from the shipped inference code (:mod:`genrify.predict`),
+cross-validated by :mod:`genrify.train.crossval`; rendering lives in
+:mod:`genrify.report`. Nothing here trains, scores audio or writes files.
 """
 
 from __future__ import annotations
@@ -9,8 +11,6 @@ from collections import OrderedDict
 
 import numpy as np
 
-from genrify.config import RunConfig
-from genrify.dataset.windows import cut_windows
 
 
 def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray, *, n_bins: int = 10) -> float:
@@ -49,41 +49,3 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, *, labels: list[str],
     out["labels"] = list(labels)
     out["confusion"] = confusion_matrix(y_true, y_pred, labels=idx).tolist()
     return out
-
-
-def song_probabilities(predict_windows, images: list[np.ndarray], *, mean: np.ndarray, std: np.ndarray,
-                       size: int, hop: int) -> np.ndarray:
-    """Song-level probabilities ``(n_songs, n_classes)``: the mean over each song's windows."""
-    out = []
-    for im in images:
-        w, _ = cut_windows((np.asarray(im) - mean[:, None]) / std[:, None], size=size, hop=hop)
-        out.append(predict_windows(w.astype(np.float32)).mean(axis=0))
-    return np.stack(out)
-
-
-def cross_validate(images: list[np.ndarray], y: np.ndarray, groups: list[str], *, config: RunConfig,
-                   labels: list[str], folds: int, progress: bool = False) -> OrderedDict:
-    """K-fold cross-validation grouped by artist/track: every song is predicted by a model
-    that never saw it (early stopping uses a split of the training folds only)."""
-    from genrify.dataset.splits import check_cross_validation, group_kfold
-    from genrify.train import predict_windows, train_tracks, window_frames
-
-    check_cross_validation([labels[i] for i in y], groups)
-    size, _, hop = window_frames(config)
-    oof = np.zeros((len(y), len(labels)), dtype=np.float32)
-    fold_acc = []
-    for k, (tr, te) in enumerate(group_kfold([labels[i] for i in y], groups, folds=folds, seed=config.train.seed)):
-        mf, _, _ = train_tracks([images[i] for i in tr], y[tr], [groups[i] for i in tr], config=config,
-                                labels=labels, progress=progress)
-        from genrify.predict import GenreClassifier
-
-        net = GenreClassifier(mf).backend.net
-        probs = song_probabilities(lambda w: predict_windows(net, w), [images[i] for i in te],
-                                   mean=mf.tensors["norm.mean"], std=mf.tensors["norm.std"], size=size, hop=hop)
-        oof[te] = probs
-        fold_acc.append(float((probs.argmax(1) == y[te]).mean()))
-    metrics = evaluate(y, oof.argmax(1), labels=labels, probabilities=oof)
-    metrics["folds"] = folds
-    metrics["fold_accuracy"] = fold_acc
-    metrics["oof_probabilities"] = oof.tolist()
-    return metrics

@@ -1,4 +1,9 @@
-"""Render evaluation dicts: Markdown, JSON and PNG figures. Computes nothing."""
+"""Everything genrify renders for people: evaluation reports (Markdown, JSON, PNG figures) and
+the pictures of a song (the feature image a model sees, genre probability over time).
+
+Computes nothing. Figures use matplotlib's object-oriented API on the Agg canvas
+(no pyplot, no global figure state), so they are safe to call from several
+threads at once; matplotlib is imported on first use."""
 
 from __future__ import annotations
 
@@ -11,20 +16,137 @@ import numpy as np
 from genrify.fileio import write_bytes_atomic, write_text_atomic
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+#: Default rendering resolution (dots per inch).
+DPI = 100
 
 
-def _png(fig) -> bytes:
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig, *, tight: bool = False) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    fig.savefig(buf, format="png", dpi=DPI, **({"bbox_inches": "tight"} if tight else {}))
     return buf.getvalue()
+
+
+def _axes(width: float, height: float, *, ncols: int = 1):
+    """A figure with ``ncols`` subplots, for the report figures (laid out tight when saved)."""
+    fig = _figure(width, height)
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def feature_image_png(
+    image: np.ndarray,
+    *,
+    sr: int,
+    hop_length: int,
+    title: str | None = None,
+    width: float = 6.4,
+    height: float = 2.4,
+) -> bytes:
+    """Render a feature image (MFCC or log-mel), coefficients × time, as a PNG.
+
+    Args:
+        image: shape ``(n_features, frames)``; row 0 is drawn at the bottom.
+        sr: sample rate in Hz of the audio the features came from.
+        hop_length: samples between frames, so frame ``t`` sits at ``t * hop_length / sr`` s.
+        title: optional title above the image.
+        width, height: figure size in inches (rendered at :data:`DPI`).
+
+    Returns:
+        PNG bytes: time in seconds on the x axis, coefficient index on the y axis, a colour bar.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"feature image must be 2-D and non-empty, got shape {image.shape}")
+    image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+    n_features, frames = image.shape
+    seconds = frames * hop_length / float(sr)
+    fig = _figure(width, height)
+    # Fixed margins: constrained layout would triple the rendering time.
+    ax = fig.add_axes((0.1, 0.2, 0.76, 0.68 if title else 0.75))
+    cax = fig.add_axes((0.875, 0.2, 0.02, 0.68 if title else 0.75))
+    mesh = ax.imshow(
+        image, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+        extent=(0.0, seconds, -0.5, n_features - 0.5),
+    )
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("coefficient" if n_features <= 40 else "mel band")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(mesh, cax=cax)
+    return _png(fig)
+
+
+def timeline_png(
+    starts: np.ndarray,
+    probabilities: np.ndarray,
+    labels: list[str],
+    *,
+    top: int = 5,
+    duration: float | None = None,
+    width: float = 6.4,
+    height: float = 2.0,
+) -> bytes:
+    """Render genre probability over time as a stacked area chart (PNG).
+
+    Args:
+        starts: shape ``(n_windows,)``, window start times in seconds.
+        probabilities: shape ``(n_windows, n_labels)``, each row summing to about 1.
+        labels: the ``n_labels`` genre names.
+        top: draw the ``top`` genres with the highest mean probability; the rest
+            are summed into "other".
+        duration: the song's length in seconds. When given, each window is drawn
+            as a block from its start to the next start (the last one to ``duration``);
+            otherwise the window starts are joined by straight lines.
+        width, height: figure size in inches.
+
+    Returns:
+        PNG bytes. A single window is drawn as a flat band across the clip.
+    """
+    starts = np.asarray(starts, dtype=np.float64).reshape(-1)
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] != starts.shape[0] or probs.shape[1] != len(labels):
+        raise ValueError(
+            f"probabilities must have shape (len(starts), len(labels)) = ({starts.shape[0]}, {len(labels)}), "
+            f"got {probs.shape}"
+        )
+    fig = _figure(width, height)
+    ax = fig.add_axes((0.09, 0.24, 0.72, 0.7))
+    if probs.shape[0] == 0:
+        ax.text(0.5, 0.5, "no windows", ha="center", va="center", transform=ax.transAxes)
+        return _png(fig)
+    probs = np.clip(np.nan_to_num(probs), 0.0, 1.0)
+    order = np.argsort(-probs.mean(axis=0), kind="stable")[: max(1, int(top))]
+    series = [probs[:, i] for i in order]
+    names = [labels[i] for i in order]
+    rest = probs.sum(axis=1) - np.sum(series, axis=0)
+    if probs.shape[1] > len(order) and rest.max() > 1e-3:
+        series.append(np.clip(rest, 0.0, 1.0))
+        names.append("other")
+    x = starts
+    step = None
+    if duration is not None and duration > starts[-1]:
+        x = np.append(starts, float(duration))
+        series = [np.append(sr, sr[-1]) for sr in series]
+        step = "post"
+    elif x.shape[0] == 1:  # one window and no length: draw it as a band one second wide
+        x = np.array([starts[0], starts[0] + 1.0])
+        series = [np.repeat(sr, 2) for sr in series]
+    ax.stackplot(x, *series, labels=names, alpha=0.9, step=step)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("probability")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    return _png(fig)
 
 
 def markdown(metrics: dict, *, title: str, context: list[str] = ()) -> str:
@@ -55,10 +177,9 @@ def text_summary(metrics: dict) -> str:
 
 
 def confusion_png(metrics: dict, *, title: str = "Confusion matrix") -> bytes:
-    plt = _pyplot()
     cm = np.asarray(metrics["confusion"])
     labels = metrics["labels"]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(labels), 0.8 + 0.5 * len(labels)))
+    fig, ax = _axes(1.0 + 0.55 * len(labels), 0.8 + 0.5 * len(labels))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -70,13 +191,12 @@ def confusion_png(metrics: dict, *, title: str = "Confusion matrix") -> bytes:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                         color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
     ax.set_title(title)
-    return _png(fig)
+    return _png(fig, tight=True)
 
 
 def learning_curves_png(history: dict, *, title: str = "Learning curves") -> bytes:
     """Loss and accuracy per epoch: training dashed, validation solid."""
-    plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (a1, a2) = _axes(9, 3.2, ncols=2)
     ep = np.arange(1, len(history["train_loss"]) + 1)
     a1.plot(ep, history["train_loss"], "--", label="train")
     a2.plot(ep, history["train_acc"], "--", label="train")
@@ -90,7 +210,7 @@ def learning_curves_png(history: dict, *, title: str = "Learning curves") -> byt
     a2.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
     a1.legend()
     fig.suptitle(title)
-    return _png(fig)
+    return _png(fig, tight=True)
 
 
 def write_report(metrics: dict, out_prefix: str | Path, *, title: str, context: list[str] = ()) -> list[Path]:
@@ -109,8 +229,7 @@ def write_report(metrics: dict, out_prefix: str | Path, *, title: str, context: 
 def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, n_bins: int = 10,
                     title: str = "Reliability diagram") -> bytes:
     """Accuracy against confidence per bin, one line per ``name: (probabilities, y_true)``."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    fig, ax = _axes(4.5, 4.2)
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect")
     edges = np.linspace(0, 1, n_bins + 1)
     for name, (probs, y) in curves.items():
@@ -124,4 +243,16 @@ def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], *, n_bins:
         ax.plot(xs, ys, "o-", label=name)
     ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(fig, tight=True)
+
+
+def scatter_png(points: np.ndarray, groups: list[str], *, title: str, xlabel: str, ylabel: str) -> bytes:
+    """A 2-D scatter of ``points (n, 2)``, one colour per distinct ``groups[i]`` (sorted), with a legend."""
+    fig, ax = _axes(6, 5)
+    groups_arr = np.asarray(groups)
+    for g in sorted(set(groups)):
+        m = groups_arr == g
+        ax.scatter(points[m, 0], points[m, 1], s=14, label=g, alpha=0.8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8, markerscale=1.5)
+    return _png(fig, tight=True)

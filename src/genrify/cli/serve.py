@@ -126,9 +126,9 @@ def run_serve(args) -> int:
         raise ConfigError(f"{settings.library}: no such folder")
     # Load (and so verify) the model before serving: a damaged or tampered file is one line, not a
     # traceback from the app's start-up. One process uses this classifier; workers each load their own.
-    from genrify.web.service import load_classifier
+    from genrify.predict import load_classifier
 
-    classifier = load_classifier(settings.model, fast=settings.fast)
+    classifier = load_classifier(settings.model, fast=True if settings.fast else None)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"genrify: serving on http://{shown_host}:{settings.port}  (API docs: /docs; Ctrl-C stops)", flush=True)

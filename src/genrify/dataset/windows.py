@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from genrify.config import RunConfig
+
 
 def window_starts(n_frames: int, *, size: int, hop: int) -> np.ndarray:
     """Start frames of the windows covering ``n_frames``: every ``hop`` frames, plus one
@@ -31,3 +33,14 @@ def cut_windows(image: np.ndarray, *, size: int, hop: int) -> tuple[np.ndarray, 
     starts = window_starts(n_frames, size=size, hop=hop)
     idx = starts[:, None] + np.arange(size)[None, :]
     return np.ascontiguousarray(image[:, idx].transpose(1, 0, 2)), starts
+
+
+def window_frames(config: RunConfig) -> tuple[int, int, int]:
+    """``(window size, training hop, prediction hop)`` in frames of ``config.features``."""
+    fc, wc = config.features, config.window
+    size = fc.frames_for(wc.seconds)
+    return size, _seconds_to_frames(wc.train_hop_seconds, fc), _seconds_to_frames(wc.hop_seconds, fc)
+
+
+def _seconds_to_frames(seconds: float, fc) -> int:
+    return max(1, int(round(seconds * fc.sr / fc.hop_length)))

@@ -26,15 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from genrify.config import MUSICNN_FEATURES, MUSICNN_PATCH_FRAMES
 from genrify.errors import InvalidAudioError
 from genrify.features.mel import MelSpectrogram
 
-SR = 16000
-N_FFT = 512
-HOP_LENGTH = 256
-N_MELS = 96
-FMAX = 8000.0
-PATCH_FRAMES = 187  # 3 s at 16 kHz / hop 256 (musicnn: time_to_frames(3) + 1)
+SR = MUSICNN_FEATURES.sr
+N_FFT = MUSICNN_FEATURES.n_fft
+HOP_LENGTH = MUSICNN_FEATURES.hop_length
+N_MELS = MUSICNN_FEATURES.n_mels
+FMAX = SR / 2
+PATCH_FRAMES = MUSICNN_PATCH_FRAMES  # 3 s at 16 kHz / hop 256 (musicnn: time_to_frames(3) + 1)
 
 
 def log_compress(S: torch.Tensor) -> torch.Tensor:

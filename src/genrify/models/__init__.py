@@ -1,57 +1,106 @@
-"""Model architectures and the registry that maps a model name to its builder.
+"""Model architectures and the one registry of model names.
 
 Models only hold architecture: ``forward(x)`` takes a batch of normalised feature
 windows ``(batch, n_features, frames)`` (or of embeddings ``(batch, n_features)``)
 and returns logits ``(batch, n_classes)``.
+
+Every model genrify knows is one :class:`ModelSpec` in :data:`REGISTRY`. Its
+``kind`` says how it is trained (:mod:`genrify.train.run`) and scored
+(:mod:`genrify.predict.backends`); both look the kind up, so adding an
+architecture of an existing kind is one entry here and its builder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
-from torch import nn
+from genrify.config import MUSICNN_BACKBONE, ModelConfig
+from genrify.errors import ConfigError
 
-from genrify.config import ModelConfig
+#: A network over feature windows (MFCC / log-mel images), trained by the training loop.
+WINDOW_NET = "window-net"
+#: A linear probe (logistic regression) over musicnn embeddings.
+EMBEDDING_PROBE = "embedding-probe"
+#: A network over musicnn embeddings, trained by the training loop.
+EMBEDDING_NET = "embedding-net"
+#: musicnn's own tagger: nothing to train.
+TAGGER = "tagger"
 
-Builder = Callable[..., nn.Module]
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model genrify knows: how to build it and which kind of training and scoring it takes.
+
+    ``builder(config, n_features=, n_frames=, n_classes=)`` returns the ``nn.Module``
+    (``None`` for models without a trainable network); ``backbone`` names the
+    pretrained network its inputs come from; ``summary`` is its one-line help.
+    """
+
+    name: str
+    kind: str
+    summary: str
+    builder: Callable | None = None
+    backbone: str | None = None
+
+    @property
+    def trainable(self) -> bool:
+        return self.kind != TAGGER
 
 
-def _mlp(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int) -> nn.Module:
+def _mlp(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int):
     from genrify.models.mlp import ColumnMLP
 
     return ColumnMLP(n_features=n_features, n_frames=n_frames, n_classes=n_classes,
                      hidden=config.hidden, dropout=config.dropout, column_step=config.column_step)
 
 
-def _cnn(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int) -> nn.Module:
+def _cnn(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int):
     from genrify.models.cnn import MfccCNN
 
     return MfccCNN(n_features=n_features, n_frames=n_frames, n_classes=n_classes,
                    channels=config.channels, dense=config.dense, dropout=config.dropout)
 
 
-def _musicnn_finetune(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int) -> nn.Module:
-    from genrify.features.embeddings import EMBEDDING_DIM
+def _musicnn_finetune(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int):
+    from genrify.models.embedder import EMBEDDING_DIM
     from genrify.models.musicnn import MusicnnBackEnd
 
     if n_features != EMBEDDING_DIM:
-        from genrify.errors import ConfigError
-
         raise ConfigError(f"musicnn-finetune takes {EMBEDDING_DIM}-value musicnn embeddings, got {n_features}")
     return MusicnnBackEnd(n_classes=n_classes, dropout=config.dropout)
 
 
-#: Trainable architectures, by name: over feature windows (``mlp``, ``cnn``) and
-#: over per-window musicnn embeddings (``musicnn-finetune``, ``n_frames`` = 1).
-REGISTRY: dict[str, Builder] = {"mlp": _mlp, "cnn": _cnn, "musicnn-finetune": _musicnn_finetune}
+#: Every model by name, in help order.
+REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("cnn", WINDOW_NET, "the 2017 CNN over MFCC windows (3 conv layers 16/32/32, dense 250)", _cnn),
+    ModelSpec("mlp", WINDOW_NET, "the 2017 multilayer perceptron over every 20th MFCC column", _mlp),
+    ModelSpec("musicnn-probe", EMBEDDING_PROBE,
+              "few-shot linear head over pretrained musicnn embeddings", backbone=MUSICNN_BACKBONE),
+    ModelSpec("musicnn-finetune", EMBEDDING_NET,
+              "fine-tunes musicnn's last dense layer with a new genre layer; for a few dozen songs per genre "
+              "and more", _musicnn_finetune, backbone=MUSICNN_BACKBONE),
+    ModelSpec("musicnn", TAGGER, "musicnn's own 50 Million-Song-Dataset tags, no training",
+              backbone=MUSICNN_BACKBONE),
+)}
 
 
-def build_model(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int) -> nn.Module:
-    """Instantiate the architecture ``config.name`` for inputs ``(n_features, n_frames)``."""
-    from genrify.errors import ConfigError
-
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry for ``name``; an unknown name is a :class:`~genrify.errors.ConfigError`."""
     try:
-        builder = REGISTRY[config.name]
+        return REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown model {config.name!r}; choose one of {', '.join(sorted(REGISTRY))}") from None
-    return builder(config, n_features=n_features, n_frames=n_frames, n_classes=n_classes)
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}") from None
+
+
+def trainable_models() -> list[str]:
+    """Names of the models ``genrify train`` can fit, in help order."""
+    return [name for name, spec in REGISTRY.items() if spec.trainable]
+
+
+def build_model(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int):
+    """Instantiate the network of ``config.name`` for inputs ``(n_features, n_frames)``."""
+    spec = model_spec(config.name)
+    if spec.builder is None:
+        raise ConfigError(f"model {config.name!r} has no trainable network")
+    return spec.builder(config, n_features=n_features, n_frames=n_frames, n_classes=n_classes)

@@ -44,17 +44,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrify.config import MUSICNN_FAST_WINDOWS, MUSICNN_FEATURES
 from genrify.errors import ModelFileError
 
 #: Default weights shipped with the package.
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "msd_musicnn.safetensors"
 
-N_FRAMES = 187
-N_MELS = 96
+N_MELS = MUSICNN_FEATURES.n_mels
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 #: Patches per song in the fast mode (spread over the song, see
 #: genrify.features.musicnn.patch_starts).
-FAST_PATCHES = 3
+FAST_PATCHES = MUSICNN_FAST_WINDOWS
 
 
 class FrozenBatchNorm(nn.Module):
@@ -307,7 +307,7 @@ class MusicnnBackEnd(nn.Module):
     """musicnn's back end with a new genre layer, for fine-tuning (``musicnn-finetune``).
 
     Input: the backbone's per-window embedding ``(batch, 1506)`` (mid-end features
-    max- and mean-pooled over time, see :mod:`genrify.features.embeddings`).
+    max- and mean-pooled over time, see :mod:`genrify.models.embedder`).
     ``pool_bn → dense 1506→200 → ReLU → dense_bn`` are musicnn's own last layers,
     initialised from the pretrained weights; ``dense`` is trainable, the batch
     norms keep the pretrained statistics (a fixed affine map, so a batch of a few

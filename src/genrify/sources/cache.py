@@ -28,12 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from genrify.audio import SNIFFED_EXTENSIONS, sniff_audio
 from genrify.errors import ProviderError
 from genrify.fileio import write_bytes_atomic
-from genrify.sources.http import sniff_audio
-
-#: Extensions a cached preview may have (what :func:`~genrify.sources.http.sniff_audio` returns).
-CACHE_EXTENSIONS = (".mp3", ".m4a", ".aac", ".ogg", ".flac", ".wav")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -94,7 +91,7 @@ class PreviewCache:
             con.close()
 
     def _object_path(self, sha256: str, ext: str) -> Path | None:
-        if not _HEX64.fullmatch(sha256) or ext not in CACHE_EXTENSIONS:
+        if not _HEX64.fullmatch(sha256) or ext not in SNIFFED_EXTENSIONS:
             return None
         return self.root / "objects" / sha256[:2] / f"{sha256}{ext}"
 

@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from genrify.audio import SNIFFED_EXTENSIONS, sniff_audio
 from genrify.errors import ConfigError, NotFoundError, ProviderError
 from genrify.fileio import write_bytes_atomic, write_text_atomic
 from genrify.sources.base import SongRef
-from genrify.sources.http import HttpClient, ProviderRequestError, sniff_audio
+from genrify.sources.http import HttpClient, ProviderRequestError
 
 #: Providers ``collect`` (and ``make_provider``) know, by name.
 PROVIDERS = ("deezer", "itunes")
@@ -52,7 +53,6 @@ PROVIDERS = ("deezer", "itunes")
 MANIFEST_FIELDS = ("path", "genre", "artist", "title", "provider", "track_id")
 DUPLICATE_FIELDS = ("provider", "track_id", "artist", "title", "kept_genre", "also_in")
 
-_AUDIO_EXTS = (".mp3", ".m4a", ".aac", ".ogg", ".flac", ".wav")
 _SAVE_EVERY = 20
 _FORBIDDEN = re.compile(r'[/\\:*?"<>|]')
 
@@ -244,100 +244,124 @@ def collect(
         raise ConfigError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(out)
-    pname = provider.name
-    summary = CollectSummary(out=out, provider=pname, per_genre=per_genre)
-
-    # What is already there: manifest rows whose file still exists.
-    rows: list[dict[str, str]] = []
-    owner: dict[tuple[str, str], str] = {}       # (provider, track_id) -> genre
-    names: dict[str, tuple[str, str]] = {}       # casefolded stem -> (genre, track_id)
-    for row in _read_csv(out / "manifest.csv"):
-        rel = row.get("path") or ""
-        if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or not (out / rel).is_file():
-            continue
-        rows.append({k: row.get(k, "") for k in MANIFEST_FIELDS})
-        owner.setdefault((row.get("provider", ""), row.get("track_id", "")), row.get("genre", ""))
-        names.setdefault(Path(rel).stem.casefold(), (row.get("genre", ""), row.get("track_id", "")))
-    dup_rows = _read_csv(out / "duplicates.csv")
-    seen_dups = {(r.get("provider"), r.get("track_id"), r.get("also_in")) for r in dup_rows}
-    counts = {g: sum(1 for r in rows if r["genre"] == g) for g in genres}
-    summary.counts = counts
-    total = per_genre * len(genres)
-
-    def done() -> int:
-        return sum(min(n, per_genre) for n in counts.values())
-
-    def save() -> None:
-        write_text_atomic(out / "manifest.csv", _csv_text(rows, MANIFEST_FIELDS))
-        write_text_atomic(out / "duplicates.csv", _csv_text(dup_rows, DUPLICATE_FIELDS))
-
-    def duplicate(ref: SongRef, kept: str, also: str) -> None:
-        key = (pname, ref.id, also)
-        if key in seen_dups:
-            return
-        seen_dups.add(key)
-        d = Duplicate(pname, ref.id, ref.artist, ref.title, kept, also)
-        summary.duplicates.append(d)
-        dup_rows.append(dataclasses.asdict(d))
-
-    unsaved = 0
+    run = _Run(out, provider=provider.name, genres=genres, per_genre=per_genre, progress=progress)
     try:
-        if progress:
-            progress(done(), total, "")
+        run.report_progress("")
         for genre in genres:
-            if counts[genre] >= per_genre:
+            if run.counts[genre] >= per_genre:
                 continue
-            gdir = out / safe_name(genre)
             try:
-                candidates = provider.genre_tracks(genre)
-                for ref in candidates:
-                    if counts[genre] >= per_genre:
-                        break
-                    key = (pname, ref.id)
-                    stem = track_stem(ref.artist, ref.title)
-                    prior = owner.get(key) or names.get(stem.casefold(), (None,))[0]
-                    if prior is not None:
-                        if prior != genre:
-                            duplicate(ref, prior, genre)
-                        continue
-                    existing = next((gdir / (stem + e) for e in _AUDIO_EXTS
-                                     if _whole_audio_file(gdir / (stem + e))), None)
-                    if existing is not None:
-                        path = existing
-                        summary.adopted += 1
-                    else:
-                        if max_downloads is not None and summary.downloaded >= max_downloads:
-                            summary.stopped_early = True
-                            return summary
-                        try:
-                            audio = provider.download(ref)
-                        except NotFoundError as exc:
-                            summary.failures.append(Failure(genre, ref.id, ref.artist, ref.title, str(exc)))
-                            continue
-                        except ProviderRequestError as exc:
-                            if exc.reason == "unreachable":
-                                raise
-                            summary.failures.append(Failure(genre, ref.id, ref.artist, ref.title, str(exc)))
-                            continue
-                        except ProviderError as exc:
-                            summary.failures.append(Failure(genre, ref.id, ref.artist, ref.title, str(exc)))
-                            continue
-                        path = gdir / (stem + audio.ext)
-                        write_bytes_atomic(path, audio.data)
-                        summary.downloaded += 1
-                    rows.append({"path": path.relative_to(out).as_posix(), "genre": genre, "artist": ref.artist,
-                                 "title": ref.title, "provider": pname, "track_id": ref.id})
-                    owner[key] = genre
-                    names[stem.casefold()] = (genre, ref.id)
-                    counts[genre] += 1
-                    unsaved += 1
-                    if unsaved >= _SAVE_EVERY:
-                        save()
-                        unsaved = 0
-                    if progress:
-                        progress(done(), total, genre)
+                if not _collect_genre(run, provider, genre, max_downloads=max_downloads):
+                    break
             except NotFoundError:
                 pass  # the provider has no listing for this genre: it stays short
-        return summary
+        return run.summary
     finally:
-        save()
+        run.save()
+
+
+class _Run:
+    """The bookkeeping of one :func:`collect` run: manifest rows, who holds which track, duplicates, counts.
+
+    Starts from what is already there: manifest rows whose file still exists,
+    and the duplicates reported by earlier runs.
+    """
+
+    def __init__(self, out: Path, *, provider: str, genres: list[str], per_genre: int,
+                 progress: Callable[[int, int, str], None] | None):
+        self.out, self.provider, self.per_genre, self.progress = out, provider, per_genre, progress
+        self.summary = CollectSummary(out=out, provider=provider, per_genre=per_genre)
+        self.rows: list[dict[str, str]] = []
+        self.owner: dict[tuple[str, str], str] = {}      # (provider, track_id) -> genre
+        self.names: dict[str, tuple[str, str]] = {}      # casefolded stem -> (genre, track_id)
+        for row in _read_csv(out / "manifest.csv"):
+            rel = row.get("path") or ""
+            if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or not (out / rel).is_file():
+                continue
+            self.rows.append({k: row.get(k, "") for k in MANIFEST_FIELDS})
+            self.owner.setdefault((row.get("provider", ""), row.get("track_id", "")), row.get("genre", ""))
+            self.names.setdefault(Path(rel).stem.casefold(), (row.get("genre", ""), row.get("track_id", "")))
+        self.dup_rows = _read_csv(out / "duplicates.csv")
+        self.seen_dups = {(r.get("provider"), r.get("track_id"), r.get("also_in")) for r in self.dup_rows}
+        self.counts = {g: sum(1 for r in self.rows if r["genre"] == g) for g in genres}
+        self.summary.counts = self.counts
+        self.total = per_genre * len(genres)
+        self.unsaved = 0
+
+    def report_progress(self, genre: str) -> None:
+        if self.progress:
+            self.progress(sum(min(n, self.per_genre) for n in self.counts.values()), self.total, genre)
+
+    def save(self) -> None:
+        write_text_atomic(self.out / "manifest.csv", _csv_text(self.rows, MANIFEST_FIELDS))
+        write_text_atomic(self.out / "duplicates.csv", _csv_text(self.dup_rows, DUPLICATE_FIELDS))
+
+    def holder(self, ref: SongRef, stem: str) -> str | None:
+        """The genre that already holds this track (same id, or same artist and title), or ``None``."""
+        return self.owner.get((self.provider, ref.id)) or self.names.get(stem.casefold(), (None,))[0]
+
+    def note_duplicate(self, ref: SongRef, *, kept: str, also: str) -> None:
+        key = (self.provider, ref.id, also)
+        if key in self.seen_dups:
+            return
+        self.seen_dups.add(key)
+        d = Duplicate(self.provider, ref.id, ref.artist, ref.title, kept, also)
+        self.summary.duplicates.append(d)
+        self.dup_rows.append(dataclasses.asdict(d))
+
+    def add(self, path: Path, *, genre: str, ref: SongRef, stem: str) -> None:
+        """Record a whole file of ``genre``; the manifest is rewritten every few files."""
+        self.rows.append({"path": path.relative_to(self.out).as_posix(), "genre": genre, "artist": ref.artist,
+                          "title": ref.title, "provider": self.provider, "track_id": ref.id})
+        self.owner[(self.provider, ref.id)] = genre
+        self.names[stem.casefold()] = (genre, ref.id)
+        self.counts[genre] += 1
+        self.unsaved += 1
+        if self.unsaved >= _SAVE_EVERY:
+            self.save()
+            self.unsaved = 0
+
+
+def _collect_genre(run: _Run, provider, genre: str, *, max_downloads: int | None) -> bool:
+    """Walk ``provider``'s listing of ``genre`` until it has ``per_genre`` files; ``False`` when
+    ``max_downloads`` stopped the run."""
+    summary = run.summary
+    gdir = run.out / safe_name(genre)
+    for ref in provider.genre_tracks(genre):
+        if run.counts[genre] >= run.per_genre:
+            break
+        stem = track_stem(ref.artist, ref.title)
+        prior = run.holder(ref, stem)
+        if prior is not None:
+            if prior != genre:
+                run.note_duplicate(ref, kept=prior, also=genre)
+            continue
+        path = next((gdir / (stem + e) for e in SNIFFED_EXTENSIONS if _whole_audio_file(gdir / (stem + e))), None)
+        if path is not None:
+            summary.adopted += 1
+        else:
+            if max_downloads is not None and summary.downloaded >= max_downloads:
+                summary.stopped_early = True
+                return False
+            path = _download(provider, ref, genre=genre, folder=gdir, stem=stem, summary=summary)
+            if path is None:
+                continue
+        run.add(path, genre=genre, ref=ref, stem=stem)
+        run.report_progress(genre)
+    return True
+
+
+def _download(provider, ref: SongRef, *, genre: str, folder: Path, stem: str, summary: CollectSummary) -> Path | None:
+    """Save ``ref``'s preview as ``folder/stem`` plus the extension its bytes imply; ``None`` (and
+    a recorded failure) when this one song cannot be had."""
+    try:
+        audio = provider.download(ref)
+    except (NotFoundError, ProviderError) as exc:
+        if isinstance(exc, ProviderRequestError) and exc.reason == "unreachable":
+            raise  # no song can be had at all: stop the run
+        summary.failures.append(Failure(genre, ref.id, ref.artist, ref.title, str(exc)))
+        return None
+    path = folder / (stem + audio.ext)
+    write_bytes_atomic(path, audio.data)
+    summary.downloaded += 1
+    return path

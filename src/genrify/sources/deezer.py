@@ -127,15 +127,8 @@ class DeezerSource(RemoteSource):
             return None
         artist = item.get("artist") if isinstance(item.get("artist"), dict) else {}
         album = item.get("album") if isinstance(item.get("album"), dict) else {}
-        duration = item.get("duration")
-        return SongRef(
-            source=self.name,
-            id=str(item["id"]),
-            artist=str(artist.get("name") or ""),
-            title=str(item.get("title") or ""),
-            album=album.get("title") or None,
-            duration=float(duration) if isinstance(duration, (int, float)) else None,
-        )
+        return self._song_ref(item["id"], artist=artist.get("name"), title=item.get("title"),
+                              album=album.get("title"), duration=item.get("duration"))
 
     def _tracks(self, page: dict, *, limit: int | None) -> list[SongRef]:
         refs = []

@@ -31,6 +31,7 @@ remembered URL is missing, old, or refused (signed URLs expire).
 from __future__ import annotations
 
 import email.utils
+import importlib.metadata
 import json
 import threading
 import time
@@ -40,8 +41,8 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from genrify import __version__
-from genrify.errors import ProviderError
+from genrify.audio import load_audio, sniff_audio
+from genrify.errors import GenrifyError, ProviderError
 from genrify.sources.base import SongRef
 
 #: Content types that are never audio, whatever the body looks like.
@@ -80,7 +81,9 @@ class HttpConfig:
     max_json_bytes: int = 2 * 1024 * 1024
     max_audio_bytes: int = 20 * 1024 * 1024
     max_redirects: int = 5
-    user_agent: str = f"genrify/{__version__}"
+    # The installed distribution's version, not the package root's ``__version__``:
+    # importing ``genrify`` from here would make the sources depend on the package root.
+    user_agent: str = f"genrify/{importlib.metadata.version('genrify')}"
 
 
 @dataclass(frozen=True)
@@ -90,27 +93,6 @@ class AudioBytes:
     data: bytes
     ext: str
     content_type: str
-
-
-def sniff_audio(head: bytes) -> str | None:
-    """The file extension (``".mp3"``, ``".m4a"``, …) that ``head`` — a file's first bytes — implies.
-
-    ``None`` when ``head`` does not start like an audio file genrify decodes.
-    """
-    if head.startswith(b"ID3"):
-        return ".mp3"
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        return ".m4a"
-    if head.startswith(b"OggS"):
-        return ".ogg"
-    if head.startswith(b"fLaC"):
-        return ".flac"
-    if len(head) >= 12 and head.startswith(b"RIFF") and head[8:12] == b"WAVE":
-        return ".wav"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        # MPEG audio frame sync; layer bits 00 mean an AAC ADTS stream instead.
-        return ".aac" if (head[1] & 0x06) == 0 else ".mp3"
-    return None
 
 
 def _where(url: str) -> tuple[str, str]:
@@ -360,9 +342,6 @@ class RemoteSource:
 
     def _check_decodes(self, audio: AudioBytes, ref: SongRef) -> None:
         """Refuse a preview whose first seconds do not decode (a right signature is not enough)."""
-        from genrify.audio import load_audio
-        from genrify.errors import GenrifyError
-
         try:
             load_audio(audio.data, sr=None, max_duration=5.0, name=f"{self.name} preview of track {ref.id}")
         except GenrifyError as exc:
@@ -392,6 +371,23 @@ class RemoteSource:
     def _url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
+    def _song_ref(self, track_id: Any, *, artist: Any, title: Any, album: Any = None, duration: Any = None,
+                  genre: Any = None) -> SongRef:
+        """A :class:`SongRef` of this provider from an API answer's fields, whatever their types.
+
+        Missing names become ``""``; an empty album or genre, ``None``; a
+        ``duration`` (seconds) that is not a number, ``None``.
+        """
+        return SongRef(
+            source=self.name,
+            id=str(track_id),
+            artist=str(artist or ""),
+            title=str(title or ""),
+            album=album or None,
+            duration=float(duration) if isinstance(duration, (int, float)) else None,
+            genre=genre or None,
+        )
+
     def _remember(self, track_id: str, url: str) -> None:
         with self._lock:
             self._urls[track_id] = (url, time.monotonic())
@@ -413,5 +409,4 @@ __all__ = [
     "HttpConfig",
     "ProviderRequestError",
     "RemoteSource",
-    "sniff_audio",
 ]

@@ -112,15 +112,10 @@ class ITunesSource(RemoteSource):
         if item.get("trackId") is None:
             return None
         millis = item.get("trackTimeMillis")
-        return SongRef(
-            source=self.name,
-            id=str(item["trackId"]),
-            artist=str(item.get("artistName") or ""),
-            title=str(item.get("trackName") or ""),
-            album=item.get("collectionName") or None,
-            duration=millis / 1000.0 if isinstance(millis, (int, float)) else None,
-            genre=item.get("primaryGenreName") or None,
-        )
+        return self._song_ref(item["trackId"], artist=item.get("artistName"), title=item.get("trackName"),
+                              album=item.get("collectionName"),
+                              duration=millis / 1000.0 if isinstance(millis, (int, float)) else None,
+                              genre=item.get("primaryGenreName"))
 
     def _songs(self, data: dict) -> list[SongRef]:
         refs, seen = [], set()

@@ -9,12 +9,11 @@ A scan never follows a symlink that leaves the scanned root, and never stops on
 a bad file: an unreadable or unrecognised file is recorded with
 ``status = 'error'`` and a reason, and is never offered by :meth:`search`.
 
-Matching (:meth:`LibraryIndex.search`) compares *normalised* text: Unicode
-NFKD with accents removed, case-folded, "feat./ft./featuring …" parts removed,
-punctuation turned into spaces, a leading "the" dropped. Small typos are
-accepted through :class:`difflib.SequenceMatcher`: a track matches when the
-similarity of both the artist and the title is at least :data:`MATCH_THRESHOLD`
-(0.8, about one wrong letter in five). An empty artist matches on title alone.
+Matching (:meth:`LibraryIndex.search`) compares *normalised* text and accepts
+small typos (see :mod:`genrify.sources.matching`): a track matches when the
+similarity of both the artist and the title is at least
+:data:`~genrify.sources.matching.MATCH_THRESHOLD`. An empty artist matches on
+title alone.
 
 :class:`LibrarySource` wraps an index as a :class:`~genrify.sources.base.Source`.
 Track ids are 16 hex digits derived from the file's resolved path, so they are
@@ -25,7 +24,6 @@ its root.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import os
@@ -33,19 +31,16 @@ import re
 import sqlite3
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from genrify.errors import DatasetError, NotFoundError
 from genrify.sources.base import SongRef
+from genrify.sources.matching import MATCH_THRESHOLD, normalize, parse_filename, similarity, variants
+from genrify.sources.scan import FolderScan, ScanSummary, file_tags, inside
 
 log = logging.getLogger(__name__)
-
-#: Minimum :class:`difflib.SequenceMatcher` ratio, for the artist and for the
-#: title separately, for a fuzzy match (1.0 = identical normalised text).
-MATCH_THRESHOLD = 0.8
 
 _ID_RE = re.compile(r"^[0-9a-f]{16}$")
 _SCHEMA = """
@@ -95,169 +90,9 @@ class Track:
         )
 
 
-@dataclass(frozen=True)
-class ScanSummary:
-    """What one :meth:`LibraryIndex.scan` did. ``failed`` lists ``(path, reason)``."""
-
-    root: str
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    skipped_outside: int = 0
-    failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    seconds: float = 0.0
-
-    @property
-    def indexed(self) -> int:
-        """Playable tracks found in this scan (added + updated + unchanged, minus failures)."""
-        return self.added + self.updated + self.unchanged - len(self.failed)
-
-    def __str__(self) -> str:
-        return (
-            f"{self.root}: {self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.removed} removed, {len(self.failed)} unreadable, "
-            f"{self.skipped_outside} links outside the folder skipped ({self.seconds:.1f} s)"
-        )
-
-
-# --------------------------------------------------------------------------- text matching
-
-_FEAT_RE = re.compile(
-    r"(\s*[\(\[]\s*(feat|ft|featuring|with)\b.*$)|(\s+(feat|ft|featuring)\b\.?\s.*$)", re.IGNORECASE
-)
-_BRACKETS_RE = re.compile(r"[\(\[][^\)\]]*[\)\]]")
-_PUNCT_RE = re.compile(r"[^\w\s]|_", re.UNICODE)
-_SPACE_RE = re.compile(r"\s+")
-
-
-def normalize(text: str, *, drop_brackets: bool = False) -> str:
-    """Normalise a name for matching: "Beyoncé feat. JAY-Z" → "beyonce".
-
-    NFKD with combining marks removed, case-folded, "feat./ft./featuring …"
-    (and "(with …)") removed, ``&`` read as "and", punctuation and underscores
-    turned into spaces, a leading "the " dropped, spaces collapsed.
-    ``drop_brackets`` also removes "(…)" and "[…]" parts ("(Remastered 2011)").
-    """
-    text = unicodedata.normalize("NFKD", text or "")
-    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
-    text = _FEAT_RE.sub("", text)
-    if drop_brackets:
-        text = _BRACKETS_RE.sub(" ", text)
-    text = text.replace("&", " and ")
-    text = _PUNCT_RE.sub(" ", text)
-    text = _SPACE_RE.sub(" ", text).strip()
-    if text.startswith("the "):
-        text = text[4:]
-    return text
-
-
-def similarity(query: str | set[str], candidate: str | set[str]) -> float:
-    """Best :class:`difflib.SequenceMatcher` ratio between normalised names, 0–1.
-
-    Either side may be a set of variants (e.g. a title with and without its
-    bracketed part, so "Song" still matches "Song (Live)"); the best pair counts.
-    """
-    qs = {query} if isinstance(query, str) else set(query)
-    cs = {candidate} if isinstance(candidate, str) else set(candidate)
-    best = 0.0
-    for q in qs:
-        for c in cs:
-            if q == c:
-                return 1.0
-            m = difflib.SequenceMatcher(None, q, c, autojunk=False)
-            if m.real_quick_ratio() <= best or m.quick_ratio() <= best:
-                continue
-            best = max(best, m.ratio())
-    return best
-
-
-def _variants(text: str) -> set[str]:
-    """A name normalised with and without its bracketed parts (empty variants dropped)."""
-    return {v for v in (normalize(text), normalize(text, drop_brackets=True)) if v} or {""}
-
-
-def parse_filename(path: str | os.PathLike) -> tuple[str, str]:
-    """``"Artist - Title.ext"`` → ``(artist, title)``; no separator → ``("", stem)``.
-
-    Underscores count as spaces, so ``Kevin_MacLeod_-_Vibe_Ace.ogg`` works too.
-    """
-    stem = Path(path).stem.replace("_", " ")
-    stem = _SPACE_RE.sub(" ", stem).strip()
-    if " - " in stem:
-        artist, title = stem.split(" - ", 1)
-        return artist.strip(), title.strip()
-    return "", stem
-
-
 def track_id(path: str) -> str:
     """Stable 16-hex-digit id of a resolved path."""
     return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-#: The ID3 frames behind the easy tag names, for files whose ID3 tags mutagen gives as frames.
-_ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "title": "TIT2", "album": "TALB", "genre": "TCON"}
-
-
-def _read_tags(path: Path) -> dict:
-    """Artist/title/album/genre/duration from tags; raises if the file is not audio."""
-    import mutagen
-
-    info: dict = {}
-    try:
-        f = mutagen.File(str(path), easy=True)
-    except Exception as exc:  # mutagen raises many types on damaged files
-        f = None
-        log.debug("no tags in %s: %s", path, exc)
-    if f is not None:
-        tags = f.tags or {}
-        from mutagen.id3 import ID3
-
-        if isinstance(tags, ID3):  # WAV / AIFF: plain ID3 frames, no "easy" keys
-            tags = {key: list(tags[frame].text) for key, frame in _ID3_FRAMES.items() if frame in tags}
-
-        def first(key):
-            try:
-                values = tags.get(key)
-            except Exception:
-                return None
-            if not values:
-                return None
-            value = values[0] if isinstance(values, list) else values
-            value = str(value).strip()
-            return value or None
-
-        info = {"artist": first("artist") or first("albumartist"), "title": first("title"),
-                "album": first("album"), "genre": first("genre")}
-        length = getattr(getattr(f, "info", None), "length", None)
-        if length and length > 0:
-            info["duration"] = float(length)
-    if "duration" not in info:
-        # Not recognised by mutagen (or no length): ask libsndfile for the header.
-        import soundfile as sf
-
-        if f is None and path.suffix.lower() == ".mp3":
-            # mutagen reads every real MP3 header; libsndfile's MP3 decoder would
-            # only print resync noise on stderr for garbage.
-            raise DatasetError("not a recognised audio file (no MPEG audio frames)")
-        try:
-            si = sf.info(str(path))
-        except Exception as exc:
-            if f is None:
-                raise DatasetError(f"not a recognised audio file ({type(exc).__name__})") from None
-        else:
-            if si.frames <= 0 or si.samplerate <= 0:
-                raise DatasetError("audio file has no samples")
-            info["duration"] = si.frames / si.samplerate
-    return info
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- the index
@@ -313,8 +148,6 @@ class LibraryIndex:
         outside ``root`` are skipped, as are directory symlinks (no loops).
         ``progress(n_seen, path)`` is called for every audio file seen.
         """
-        from genrify.audio import AUDIO_EXTENSIONS
-
         t0 = time.perf_counter()
         try:
             root_path = Path(root).expanduser().resolve(strict=True)
@@ -329,85 +162,50 @@ class LibraryIndex:
                 row["path"]: (row["size"], row["mtime_ns"])
                 for row in self._conn.execute("SELECT path, size, mtime_ns FROM tracks WHERE root = ?", (root_key,))
             }
-        seen: set[str] = set()
-        added = updated = unchanged = outside = 0
-        failed: list[tuple[str, str]] = []
-        n = 0
+        scan = FolderScan(root=root_path, known=known)
+        for real in scan.audio_files():
+            if progress is not None:
+                progress(len(scan.seen), str(real))
+            self._scan_file(real, scan)
 
-        def on_walk_error(exc: OSError) -> None:
-            failed.append((str(getattr(exc, "filename", "") or root_key), f"cannot list folder: {exc.strerror or exc}"))
-
-        for dirpath, dirnames, filenames in os.walk(root_path, onerror=on_walk_error, followlinks=False):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if not name.lower().endswith(AUDIO_EXTENSIONS) or name.startswith("."):
-                    continue
-                full = Path(dirpath) / name
-                try:
-                    real = full.resolve(strict=True)
-                except (OSError, RuntimeError):  # dangling link or a loop
-                    failed.append((str(full), "broken symbolic link"))
-                    continue
-                if not _inside(real, root_path):
-                    outside += 1
-                    log.info("skipping %s: links outside %s", full, root_path)
-                    continue
-                key = str(real)
-                if key in seen:
-                    continue  # two links to one file: index it once
-                seen.add(key)
-                n += 1
-                if progress is not None:
-                    progress(n, key)
-                try:
-                    st = real.stat()
-                except OSError as exc:
-                    failed.append((key, f"cannot stat ({exc.strerror or exc})"))
-                    self._upsert_error(root_key, key, 0, 0, f"cannot stat ({exc.strerror or exc})")
-                    continue
-                if not real.is_file():
-                    continue
-                if known.get(key) == (st.st_size, st.st_mtime_ns):
-                    unchanged += 1
-                    status = self._status_of(key)
-                    if status is not None and status[0] != "ok":
-                        failed.append((key, status[1] or "unreadable"))
-                    continue
-                is_new = key not in known
-                if is_new:
-                    added += 1
-                else:
-                    updated += 1
-                reason = None
-                info: dict = {}
-                if not os.access(real, os.R_OK):
-                    reason = "permission denied"
-                else:
-                    try:
-                        info = _read_tags(real)
-                    except DatasetError as exc:
-                        reason = str(exc)
-                    except Exception as exc:  # never stop a scan on one file
-                        reason = f"unreadable ({type(exc).__name__})"
-                if reason is not None:
-                    failed.append((key, reason))
-                    self._upsert_error(root_key, key, st.st_size, st.st_mtime_ns, reason)
-                    continue
-                fa, ft = parse_filename(real)
-                artist = info.get("artist") or fa
-                title = info.get("title") or ft
-                self._upsert(
-                    root_key, key, st.st_size, st.st_mtime_ns, artist=artist, title=title,
-                    album=info.get("album"), duration=info.get("duration"), genre=info.get("genre"),
-                )
-
-        vanished = [p for p in known if p not in seen]
+        vanished = [p for p in known if p not in scan.seen]
         with self._lock:
             self._conn.executemany("DELETE FROM tracks WHERE path = ?", [(p,) for p in vanished])
             self._conn.commit()
-        return ScanSummary(
-            root=root_key, added=added, updated=updated, unchanged=unchanged, removed=len(vanished),
-            skipped_outside=outside, failed=tuple(failed), seconds=time.perf_counter() - t0,
+        return scan.summary(removed=len(vanished), seconds=time.perf_counter() - t0)
+
+    def _scan_file(self, real: Path, scan: FolderScan) -> None:
+        """Index one audio file met by :meth:`scan` (unless it is unchanged), or record why it is unreadable."""
+        key, root_key = str(real), str(scan.root)
+        try:
+            st = real.stat()
+        except OSError as exc:
+            scan.failed.append((key, f"cannot stat ({exc.strerror or exc})"))
+            self._upsert_error(root_key, key, 0, 0, f"cannot stat ({exc.strerror or exc})")
+            return
+        if not real.is_file():
+            return
+        if scan.known.get(key) == (st.st_size, st.st_mtime_ns):
+            scan.unchanged += 1
+            status = self._status_of(key)
+            if status is not None and status[0] != "ok":
+                scan.failed.append((key, status[1] or "unreadable"))
+            return
+        if key not in scan.known:
+            scan.added += 1
+        else:
+            scan.updated += 1
+        info, reason = file_tags(real)
+        if reason is not None:
+            scan.failed.append((key, reason))
+            self._upsert_error(root_key, key, st.st_size, st.st_mtime_ns, reason)
+            return
+        fa, ft = parse_filename(real)
+        artist = info.get("artist") or fa
+        title = info.get("title") or ft
+        self._upsert(
+            root_key, key, st.st_size, st.st_mtime_ns, artist=artist, title=title,
+            album=info.get("album"), duration=info.get("duration"), genre=info.get("genre"),
         )
 
     def _status_of(self, path: str) -> tuple[str, str | None] | None:
@@ -475,7 +273,7 @@ class LibraryIndex:
             root = Path(track.root).resolve(strict=True)
         except (OSError, RuntimeError):
             raise NotFoundError("track file is gone") from None
-        if not _inside(real, root) or not real.is_file():
+        if not inside(real, root) or not real.is_file():
             raise NotFoundError("no such track")
         return real
 
@@ -483,10 +281,11 @@ class LibraryIndex:
         """Tracks matching ``artist`` and ``track`` (the title), best first.
 
         Exact matches of the normalised names come first, then fuzzy matches
-        whose artist and title similarities both reach :data:`MATCH_THRESHOLD`,
+        whose artist and title similarities both reach
+        :data:`~genrify.sources.matching.MATCH_THRESHOLD`,
         ordered by their mean similarity.
         """
-        q_artist, q_titles = normalize(artist or ""), _variants(track or "")
+        q_artist, q_titles = normalize(artist or ""), variants(track or "")
         q_title = max(q_titles, key=len)
         if not q_title and not q_artist:
             return []

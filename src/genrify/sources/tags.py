@@ -1,18 +1,26 @@
-"""Genre tags in the user's own audio files: written back with mutagen, atomically.
+"""Tags in the user's own audio files: read for the library index, the genre written back.
 
-The file is copied beside itself, the copy is tagged and then renamed over the
-original, so an interruption leaves the old file or the new one, never a half-
-written song. Audio data is not touched; a link is followed and the file it
-points to is tagged (the link stays a link).
+:func:`read_tags` gives what the library index keeps of a file (artist, title,
+album, genre, duration). :func:`write_genre` writes the genre with mutagen,
+atomically: the file is copied beside itself, the copy is tagged and then
+renamed over the original, so an interruption leaves the old file or the new
+one, never a half-written song. Audio data is not touched; a link is followed
+and the file it points to is tagged (the link stays a link).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
-from genrify.errors import TagError
+from genrify.errors import DatasetError, TagError
+
+log = logging.getLogger(__name__)
+
+#: The ID3 frames behind the easy tag names, for files whose ID3 tags mutagen gives as frames.
+_ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "title": "TIT2", "album": "TALB", "genre": "TCON"}
 
 
 def _open(path: Path):
@@ -72,3 +80,61 @@ def write_genre(path: str | os.PathLike, genre: str) -> None:
             raise TagError(f"{path}: cannot write its tags ({type(exc).__name__}: {str(exc)[:80]})") from None
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+
+
+def read_tags(path: Path) -> dict:
+    """Artist, title, album, genre (``str`` or ``None``) and duration (s) of an audio file, from its tags.
+
+    Keys are present only for what was found; the duration comes from libsndfile's
+    header when mutagen has none. Raises :class:`~genrify.errors.DatasetError`
+    when the file is not audio at all.
+    """
+    import mutagen
+
+    info: dict = {}
+    try:
+        f = mutagen.File(str(path), easy=True)
+    except Exception as exc:  # mutagen raises many types on damaged files
+        f = None
+        log.debug("no tags in %s: %s", path, exc)
+    if f is not None:
+        tags = f.tags or {}
+        from mutagen.id3 import ID3
+
+        if isinstance(tags, ID3):  # WAV / AIFF: plain ID3 frames, no "easy" keys
+            tags = {key: list(tags[frame].text) for key, frame in _ID3_FRAMES.items() if frame in tags}
+
+        def first(key):
+            try:
+                values = tags.get(key)
+            except Exception:
+                return None
+            if not values:
+                return None
+            value = values[0] if isinstance(values, list) else values
+            value = str(value).strip()
+            return value or None
+
+        info = {"artist": first("artist") or first("albumartist"), "title": first("title"),
+                "album": first("album"), "genre": first("genre")}
+        length = getattr(getattr(f, "info", None), "length", None)
+        if length and length > 0:
+            info["duration"] = float(length)
+    if "duration" not in info:
+        # Not recognised by mutagen (or no length): ask libsndfile for the header.
+        import soundfile as sf
+
+        if f is None and path.suffix.lower() == ".mp3":
+            # mutagen reads every real MP3 header; libsndfile's MP3 decoder would
+            # only print resync noise on stderr for garbage.
+            raise DatasetError("not a recognised audio file (no MPEG audio frames)")
+        try:
+            si = sf.info(str(path))
+        except Exception as exc:
+            if f is None:
+                raise DatasetError(f"not a recognised audio file ({type(exc).__name__})") from None
+        else:
+            if si.frames <= 0 or si.samplerate <= 0:
+                raise DatasetError("audio file has no samples")
+            info["duration"] = si.frames / si.samplerate
+    return info

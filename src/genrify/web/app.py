@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from genrify.errors import GenrifyError
-from genrify.web.settings import Settings, get_settings
+from genrify.web.settings import Settings, get_settings, static_dir
 
 log = logging.getLogger("genrify.web")
 
@@ -76,10 +74,6 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def static_dir() -> Path:
-    return Path(str(resources.files("genrify.web") / "static"))
 
 
 def create_app(settings: Settings | None = None, *, classifier: Any = None) -> FastAPI:

@@ -7,7 +7,6 @@ to Starlette's thread pool, analyses to the bounded analysis pool
 
 from __future__ import annotations
 
-import mimetypes
 import re
 from typing import Annotated
 
@@ -15,9 +14,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from genrify.audio import media_type, sniff_audio
 from genrify.errors import AudioDecodeError
 from genrify.web import service
 from genrify.web.service import AppState
+from genrify.web.settings import static_dir
 
 API_DESCRIPTION = """\
 Tell the genre of a song from its sound.
@@ -64,8 +65,6 @@ async def favicon() -> Response:
 
 
 def service_static(name: str):
-    from genrify.web.app import static_dir
-
     return static_dir() / name
 
 
@@ -104,11 +103,11 @@ async def music_prediction(request: Request, state: State, artist: ArtistQ = "",
     ref, path = found.ref, found.path
     result = await state.run_analysis(
         lambda: service.analyse_audio(state, path, top_k=2, images=True, name=f"{ref.artist} - {ref.title}"))
-    (g1, p1), (g2, p2) = (result["_top2"] + [("", 0.0), ("", 0.0)])[:2]
+    first, second = (result["top"] + [["", 0.0], ["", 0.0]])[:2]
     return {
         "response": True,
-        "first": [g1, round(p1, 4)],
-        "second": [g2, round(p2, 4)],
+        "first": first,
+        "second": second,
         "mfcc": result["images"]["features"],
         "mp3": str(request.url_for("audio", source=ref.source, track_id=ref.id)),
     }
@@ -151,11 +150,11 @@ async def predict_song(request: Request, state: State, artist: ArtistQ = "", tra
     ref, path = found.ref, found.path
     result = await state.run_analysis(
         lambda: service.analyse_audio(state, path, top_k=top_k, images=images, name=f"{ref.artist} - {ref.title}"))
-    return _public({
+    return {
         "song": service.ref_dict(ref),
         "audio_url": str(request.url_for("audio", source=ref.source, track_id=ref.id)),
         **result,
-    })
+    }
 
 
 _TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
@@ -167,8 +166,6 @@ def _check_looks_like_audio(data: bytes, content_type: str | None) -> None:
     if ctype.startswith(("text/", "image/")) or ctype in ("application/json", "application/xml"):
         raise AudioDecodeError(f"the upload is {ctype}, not audio")
     head = data[:2048]
-    from genrify.sources.http import sniff_audio
-
     if sniff_audio(head[:16]) is None and not _TEXT_CONTROL.search(head):
         try:
             head.decode("utf-8")
@@ -204,16 +201,12 @@ async def predict_upload(request: Request, state: State, top_k: TopK = 2, images
     name = upload.filename or "upload"
     result = await state.run_analysis(
         lambda: service.analyse_audio(state, upload.data, top_k=top_k, images=images, name=name))
-    return _public({
+    return {
         "song": None,
         "upload": {"filename": upload.filename, "bytes": len(upload.data)},
         "audio_url": None,
         **result,
-    })
-
-
-def _public(result: dict) -> dict:
-    return {k: v for k, v in result.items() if not k.startswith("_")}
+    }
 
 
 @router.head("/api/audio/{source}/{track_id}", include_in_schema=False)
@@ -229,14 +222,11 @@ async def audio(request: Request, state: State, source: str, track_id: str) -> R
     range_header = request.headers.get("range")
     if range_header is not None and not _range_ok(range_header, size):
         return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"})
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    media_type = _AUDIO_TYPES.get(path.suffix.lower(), media_type)
-    return FileResponse(path, media_type=media_type, headers={"Accept-Ranges": "bytes", "Cache-Control": "private"},
+    return FileResponse(path, media_type=media_type(path.name),
+                        headers={"Accept-Ranges": "bytes", "Cache-Control": "private"},
                         content_disposition_type="inline")
 
 
-_AUDIO_TYPES = {".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".wav": "audio/wav",
-                ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg"}
 _RANGE_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 

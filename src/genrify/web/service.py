@@ -173,14 +173,6 @@ class AppState:
 # -------------------------------------------------------------------------- building
 
 
-def load_classifier(model: str | None, *, fast: bool = False):
-    """The classifier from ``model`` (a path), or the bundled default; ``fast``: musicnn fast mode."""
-    from genrify.predict import GenreClassifier
-
-    mode = True if fast else None
-    return GenreClassifier.default(fast=mode) if model is None else GenreClassifier.from_file(model, fast=mode)
-
-
 def build_sources(settings: Settings, library_source: Source | None) -> list[Source]:
     """The configured sources in order; a provider that cannot be loaded is skipped with a warning."""
     out: list[Source] = []
@@ -223,7 +215,9 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
     """Load the model, open (and maybe generate) the library, connect the sources. Blocking."""
     from genrify.sources.library import LibraryIndex, LibrarySource, default_db_path, ensure_demo_library
 
-    clf = classifier if classifier is not None else load_classifier(settings.model, fast=settings.fast)
+    from genrify.predict import load_classifier
+
+    clf = classifier if classifier is not None else load_classifier(settings.model, fast=True if settings.fast else None)
     _share_cores(settings.max_analyses)
     index = root = None
     if "library" in settings.providers:
@@ -260,10 +254,10 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
 
 def _warm_up_plots() -> None:
     """Render one tiny image so the first request does not pay for matplotlib's start-up (fonts, caches)."""
-    from genrify import plots
+    from genrify import report
 
     try:
-        plots.feature_image_png(np.zeros((2, 2)), sr=22050, hop_length=512)
+        report.feature_image_png(np.zeros((2, 2)), sr=22050, hop_length=512)
     except Exception as exc:  # only an optimisation
         log.warning("plot warm-up failed: %s", exc)
 
@@ -372,36 +366,23 @@ def png_b64(data: bytes) -> str:
 def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: bool, name: str | None = None) -> dict:
     """Decode once, analyse, and optionally render the feature image and the timeline (blocking).
 
-    Returns the JSON-able result of ``/api/predict`` without its ``song`` part.
+    Returns the analysis's JSON view (:meth:`~genrify.predict.Analysis.to_dict`, ``top_k``
+    genres listed) with ``images`` (base64 PNGs) and ``elapsed_ms``: ``/api/predict`` without its ``song`` part.
     """
-    from genrify import plots
+    from genrify import report
 
     clf = state.classifier
     t0 = time.perf_counter()
     label = name or (audio.name if isinstance(audio, Path) else "upload")
     y = clf.load(audio, name=label)
-    analysis = clf.analyse(y, sr=clf.sr, top_k=max(2, top_k), name=label)
-    top = [{"genre": g, "probability": round(float(p), 4)} for g, p in analysis.top[:top_k]]
-    out: dict = {
-        "verdict": analysis.verdict,
-        "message": analysis.message,
-        "duration": round(float(analysis.duration), 3),
-        "labels": list(analysis.labels),
-        "top": top,
-        "probabilities": {g: round(float(p), 4) for g, p in zip(analysis.labels, analysis.probabilities)},
-        "timeline": {
-            "window_starts": [round(float(s), 3) for s in np.asarray(analysis.window_starts)],
-            "probabilities": np.round(np.asarray(analysis.window_probabilities, dtype=float), 4).tolist(),
-        },
-        "_top2": [(g, float(p)) for g, p in analysis.top[:2]],
-    }
+    analysis = clf.analyse(y, sr=clf.sr, top_k=top_k, name=label)
+    out = analysis.to_dict()
     if images:
         image, sr, hop = clf.feature_image(y, sr=clf.sr)
         out["images"] = {
-            "features": png_b64(plots.feature_image_png(image, sr=sr, hop_length=hop)),
-            "timeline": png_b64(plots.timeline_png(
-                np.asarray(analysis.window_starts), np.asarray(analysis.window_probabilities),
-                list(analysis.labels), top=5, duration=float(analysis.duration))),
+            "features": png_b64(report.feature_image_png(image, sr=sr, hop_length=hop)),
+            "timeline": png_b64(report.timeline_png(analysis.window_starts, analysis.window_probabilities,
+                                                    analysis.labels, top=5, duration=float(analysis.duration))),
         }
     out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return out

@@ -32,6 +32,8 @@ import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 from genrify.errors import ConfigError
 
@@ -160,3 +162,8 @@ class Settings:
 def get_settings() -> Settings:
     """The process's settings, read from the environment once."""
     return Settings.from_env()
+
+
+def static_dir() -> Path:
+    """The folder of the page's files (HTML, JS, CSS), installed with the package."""
+    return Path(str(resources.files("genrify.web") / "static"))

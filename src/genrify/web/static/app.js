@@ -49,7 +49,7 @@
     top.replaceChildren();
     (data.top || []).forEach(function (item, i) {
       const li = document.createElement("li");
-      li.textContent = (i + 1) + ". " + item.genre + ", certainty: " + percent(item.probability);
+      li.textContent = (i + 1) + ". " + item[0] + ", certainty: " + percent(item[1]);
       top.appendChild(li);
     });
     if (data.verdict === "genre") {

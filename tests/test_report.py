@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from genrify.plots import DPI, feature_image_png, timeline_png
+from genrify.report import DPI, feature_image_png, timeline_png
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

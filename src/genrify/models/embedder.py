@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genrify.config import MUSICNN_EMBEDDING_DIM
 from genrify.features.musicnn import HOP_LENGTH, PATCH_FRAMES, SR, MusicnnLogMel, musicnn_patches, patch_starts
 
-#: Width of one window's embedding: max- and mean-pooled mid-end features.
-EMBEDDING_DIM = 1506
+EMBEDDING_DIM = MUSICNN_EMBEDDING_DIM
 
 
 @dataclass(frozen=True)

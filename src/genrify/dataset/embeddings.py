@@ -1,62 +1,36 @@
-"""Musicnn embeddings of a dataset's tracks, stored beside the feature store.
+"""Where a dataset keeps the musicnn embeddings of its tracks (computed by :mod:`genrify.train.embed`).
 
 ``embeddings/msd_musicnn/<sha256>.npy``  per-window embeddings ``(n_windows, 1506)``
 ``embeddings/msd_musicnn/tracks.npy``    per-track embeddings ``(n_tracks, 1506)`` (mean of windows)
 ``embeddings/msd_musicnn/tracks.json``   the tracks' sha256 / path / genre, in the row order of tracks.npy
 
-Resumable like the feature build: a rerun embeds only tracks whose file is missing.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
+from genrify.config import MUSICNN_BACKBONE, MUSICNN_EMBEDDING_DIM
 from genrify.dataset.store import Dataset, FeatureStore
-from genrify.errors import DatasetError, GenrifyError
+from genrify.errors import DatasetError
 
-from genrify.features.embeddings import EMBEDDING_DIM
-
-BACKBONE = "msd_musicnn"
+EMBEDDING_DIM = MUSICNN_EMBEDDING_DIM
+BACKBONE = MUSICNN_BACKBONE
 
 
 def embedding_store(dataset: Dataset) -> FeatureStore:
     return FeatureStore(dataset.root / "embeddings" / BACKBONE)
 
 
-def embed_dataset(dataset: Dataset, *, workers: int | None = None, progress: bool = False) -> dict:
-    """Compute missing per-window embeddings for every usable track; refresh the per-track table."""
-    from tqdm import tqdm
-
+def write_track_table(dataset: Dataset, tracks) -> None:
+    """Refresh ``tracks.npy`` / ``tracks.json``: the per-track mean embedding of every embedded track of ``tracks``."""
     from genrify.fileio import atomic_path, write_text_atomic
 
     store = embedding_store(dataset)
-    tracks = dataset.tracks()
-    if not tracks:
-        raise DatasetError(f"{dataset.root}: no usable tracks to embed")
-    todo = [t for t in tracks if not store.has(t.sha256)]
-    failed: list[tuple[str, str]] = []
-    max_d = dataset.audio_config.max_duration
-    if todo:
-        workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-        bar = tqdm(total=len(todo), desc="embed", unit="track", disable=not progress, leave=False)
-        jobs = [(t.path, t.sha256, str(store.root), max_d) for t in todo]
-        if workers == 1:
-            for job in jobs:
-                failed += _collect(embed_track(*job))
-                bar.update()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-                for fut in as_completed([pool.submit(embed_track, *j) for j in jobs]):
-                    failed += _collect(fut.result())
-                    bar.update()
-        bar.close()
     done = [t for t in tracks if store.has(t.sha256)]
     table = np.stack([np.asarray(store.read(t.sha256)).mean(axis=0) for t in done]) if done else np.zeros((0, EMBEDDING_DIM))
     with atomic_path(store.root / "tracks.npy") as tmp:
@@ -64,37 +38,6 @@ def embed_dataset(dataset: Dataset, *, workers: int | None = None, progress: boo
             np.save(f, table.astype(np.float32), allow_pickle=False)
     write_text_atomic(store.root / "tracks.json",
                       json.dumps([{"sha256": t.sha256, "path": t.path, "genre": t.genre} for t in done]))
-    return {"tracks": len(tracks), "embedded": len(todo) - len(failed), "reused": len(tracks) - len(todo),
-            "failed": failed}
-
-
-def _collect(result):
-    return [] if result is None else [result]
-
-
-def _init_worker():
-    import torch
-
-    torch.set_num_threads(1)
-
-
-_EMBEDDER = {}
-
-
-def embed_track(path: str, sha: str, store_root: str, max_duration: float | None):
-    """Embed one file into the store; returns ``(path, reason)`` on failure, else ``None``."""
-    from genrify.audio import load_audio
-    from genrify.features.embeddings import MusicnnEmbedder
-    from genrify.features.musicnn import SR
-
-    if "e" not in _EMBEDDER:
-        _EMBEDDER["e"] = MusicnnEmbedder()
-    try:
-        y, _ = load_audio(path, sr=SR, max_duration=max_duration)
-    except GenrifyError as exc:
-        return (path, str(exc))
-    FeatureStore(store_root).write(sha, _EMBEDDER["e"].embed(y).embeddings)
-    return None
 
 
 def load_embeddings(dataset: Dataset, tracks) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""``GenreClassifier``: the one public predictor, used by the CLI and the web app.
+"""``GenreClassifier``: the one public predictor, used by the CLI, the web app and evaluation.
 
 It rebuilds the whole pipeline (decode → features → windows → model →
 song-level probabilities) from a model file alone. Songs longer than the
@@ -17,15 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from genrify.audio import load_audio, resample
-from genrify.errors import AudioTooShortError, GenrifyError, ModelFileError
+from genrify.config import (MUSICNN_BACKBONE, MUSICNN_DISPLAY_FEATURES, MUSICNN_FEATURES, AudioConfig, ModelConfig,
+                            RunConfig, VerdictConfig)
+from genrify.errors import AudioTooShortError, GenrifyError, InvalidAudioError, ModelFileError
 from genrify.models.modelfile import ModelFile, load_model_file
-
-AudioInput = "str | os.PathLike | bytes | np.ndarray"
-
-#: Below this calibrated top probability the answer is "unsure" rather than a genre.
-DEFAULT_UNSURE_BELOW = 0.35
-#: Audio quieter than this RMS (dBFS) over the whole clip is silence, not music.
-SILENCE_DBFS = -60.0
+from genrify.predict.checks import verdict
 
 
 @dataclass(frozen=True)
@@ -48,13 +44,14 @@ class Analysis:
     duration: float
     details: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        """A JSON-able view (floats rounded to 4 decimals)."""
+    def to_dict(self, *, top_k: int | None = None) -> dict:
+        """The one JSON-able view of an analysis (floats rounded to 4 decimals), for the CLI's
+        ``--json``, the web API and library tagging. ``top_k``: list only that many of ``top``."""
         return {
             "verdict": self.verdict,
             "message": self.message,
             "duration": round(float(self.duration), 3),
-            "top": [[g, round(float(p), 4)] for g, p in self.top],
+            "top": [[g, round(float(p), 4)] for g, p in self.top[:top_k]],
             "probabilities": {g: round(float(p), 4) for g, p in zip(self.labels, self.probabilities)},
             "windows": {
                 "starts": [round(float(s), 3) for s in self.window_starts],
@@ -79,15 +76,14 @@ class GenreClassifier:
     """
 
     def __init__(self, model: ModelFile, *, source: str = "<memory>", fast: bool | None = None, backend=None):
-        from genrify.models.backends import build_backend
+        from genrify.predict.backends import build_backend
 
-        self.model_file = model
+        self.model_file = model = _with_legacy_thresholds(model)
         self.config = model.config
         self.labels: list[str] = list(model.labels)
         self.source = source
         self.backend = backend or build_backend(model, fast=fast)
         self.multi_label = bool(getattr(self.backend, "tags", None))
-        self.unsure_below = float(model.extra.get("unsure_below", DEFAULT_UNSURE_BELOW))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, fast: bool | None = None) -> "GenreClassifier":
@@ -115,12 +111,13 @@ class GenreClassifier:
     @classmethod
     def musicnn_tagger(cls, *, fast: bool | None = None) -> "GenreClassifier":
         """musicnn's Million Song Dataset tagger as a classifier over its 50 tags."""
-        from genrify.config import AudioConfig, ModelConfig, RunConfig
-        from genrify.models.backends import MusicnnTaggerBackend
+        from genrify.predict.backends import MusicnnTaggerBackend
 
         backend = MusicnnTaggerBackend(fast=fast)
-        config = RunConfig(audio=AudioConfig(sr=16000), model=ModelConfig(name="musicnn", backbone="msd_musicnn"))
-        mf = ModelFile(config=config, labels=backend.tags, tensors={}, extra={"unsure_below": 0.0})
+        config = RunConfig(audio=AudioConfig(sr=MUSICNN_FEATURES.sr),
+                           model=ModelConfig(name="musicnn", backbone=MUSICNN_BACKBONE),
+                           verdict=VerdictConfig(unsure_below=0.0))
+        mf = ModelFile(config=config, labels=backend.tags, tensors={}, extra={})
         return cls(mf, source="musicnn", backend=backend)
 
     # ------------------------------------------------------------------ public
@@ -137,8 +134,6 @@ class GenreClassifier:
             y = np.asarray(audio, dtype=np.float32)
             y = y.mean(axis=0) if y.ndim == 2 else y
             if not np.isfinite(y).all():
-                from genrify.errors import InvalidAudioError
-
                 raise InvalidAudioError(f"{name or '<array>'}: audio contains NaN or infinite samples")
             if cap is not None:
                 y = y[: int(cap * sr)]
@@ -160,9 +155,9 @@ class GenreClassifier:
             details = {**details, "multi_label": True}
         order = np.argsort(-probs)[: max(1, top_k)]
         top = [(self.labels[i], float(probs[i])) for i in order]
-        verdict, message = self._verdict(y, probs, details)
+        answer, message = verdict(y, probs, details, config=self.config.verdict, multi_label=self.multi_label)
         return Analysis(labels=self.labels, probabilities=probs, top=top, window_starts=starts,
-                        window_probabilities=window_probs, verdict=verdict, message=message, duration=duration,
+                        window_probabilities=window_probs, verdict=answer, message=message, duration=duration,
                         details=details)
 
     def predict_proba(self, audio, *, sr: int | None = None) -> np.ndarray:
@@ -178,102 +173,25 @@ class GenreClassifier:
 
         Window models show their own input; musicnn models show 10 MFCCs of the 16 kHz audio.
         """
-        from genrify.config import FeatureConfig
         from genrify.features import FeatureExtractor
 
-        if self.backend.kind == "window":
-            fc = self.config.features
-        else:
-            fc = FeatureConfig(sr=self.sr, n_fft=1024, hop_length=256, n_mels=96, n_mfcc=10)
+        fc = self.config.features if self.backend.kind == "window" else MUSICNN_DISPLAY_FEATURES
         y = self.load(audio, sr=sr)
         return FeatureExtractor(fc).transform(y), fc.sr, fc.hop_length
 
-    # ------------------------------------------------------------------ verdict
-    def _verdict(self, y: np.ndarray, probs: np.ndarray, details: dict) -> tuple[str, str]:
-        rms_db = 10 * np.log10(float(np.mean(np.square(y, dtype=np.float64))) + 1e-20)
-        if rms_db < SILENCE_DBFS:
-            return "not_music", f"This sounds like silence ({rms_db:.0f} dBFS), not music."
-        if details.get("not_music"):
-            return "not_music", details.get("not_music_reason", "This does not sound like music.")
-        if self.multi_label:
-            return "tags", "musicnn tags (independent probabilities)"
-        top = float(probs.max())
-        if top < self.unsure_below:
-            return "unsure", (f"Not sure: the most likely genre has only {top:.0%} certainty "
-                              f"(below {self.unsure_below:.0%}).")
-        return "genre", "ok"
 
-
-# --------------------------------------------------------------------------- many files
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """One file of :func:`analyse_many`: its analysis, or the one-line reason it failed."""
-
-    path: str
-    analysis: Analysis | None
-    error: str | None = None
-
-
-def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | None = None, top_k: int = 2,
-                 workers: int = 1):
-    """Analyse many files; yields a :class:`FileResult` per path, in the order given.
-
-    ``model``: a model file, ``"musicnn"``, or ``None`` for the bundled default.
-    With ``workers > 1`` the files are spread over that many processes, each
-    holding its own classifier and one torch thread; at most a few files per
-    worker are in flight, so memory stays flat however long the list is.
-    """
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
-    paths = [str(p) for p in paths]
-    if workers <= 1 or len(paths) <= 1:
-        clf = _load_classifier(model, fast)
-        for path in paths:
-            yield _analyse_file(clf, path, top_k)
-        return
-    if model is not None and str(model) != "musicnn":
-        load_model_file(model)  # a bad model file fails here, with its reason, not in every worker
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(None if model is None else str(model), fast)) as pool:
-        pending = deque()
-        todo = iter(paths)
-        for path in todo:
-            pending.append(pool.submit(_worker_analyse, path, top_k))
-            if len(pending) >= 4 * workers:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(pool.submit(_worker_analyse, nxt, top_k))
-            yield result
-
-
-def _load_classifier(model, fast) -> GenreClassifier:
+def load_classifier(model: str | os.PathLike | None = None, *, fast: bool | None = None) -> GenreClassifier:
+    """The classifier of ``model``: a model file, ``"musicnn"`` (musicnn's tagger) or ``None``
+    (the bundled default). ``fast``: musicnn models' fast mode (``None``: as the model says)."""
     return GenreClassifier.default(fast=fast) if model is None else GenreClassifier.from_file(model, fast=fast)
 
 
-def _analyse_file(clf: GenreClassifier, path: str, top_k: int) -> FileResult:
-    try:
-        return FileResult(path, clf.analyse(path, top_k=top_k))
-    except GenrifyError as exc:
-        return FileResult(path, None, str(exc))
+def _with_legacy_thresholds(model: ModelFile) -> ModelFile:
+    """Model files written before thresholds lived in the config kept them in ``extra``."""
+    import dataclasses
 
-
-_WORKER: dict = {}
-
-
-def _init_worker(model, fast) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core: intra-op threads would only contend
-    _WORKER["clf"] = _load_classifier(model, fast)
-
-
-def _worker_analyse(path: str, top_k: int) -> FileResult:
-    return _analyse_file(_WORKER["clf"], path, top_k)
+    legacy = {k: float(model.extra[k]) for k in ("unsure_below", "music_threshold") if k in model.extra}
+    if not legacy:
+        return model
+    config = dataclasses.replace(model.config, verdict=dataclasses.replace(model.config.verdict, **legacy))
+    return dataclasses.replace(model, config=config)

@@ -481,17 +481,3 @@ class _Handler(BaseHTTPRequestHandler):
                 return bool(words) and all(w in hay for w in words)
         found = [t for t in fake.tracks.values() if match(t)][offset:offset + limit]
         return {"resultCount": len(found), "results": [fake.itunes_track(t) for t in found]}
-
-
-# -- pytest fixtures (imported by the tests that use them) --------------------------------
-
-try:
-    import pytest
-except ImportError:  # pragma: no cover
-    pytest = None
-
-if pytest is not None:
-    @pytest.fixture
-    def fake_provider():
-        with FakeProvider() as fp:
-            yield fp

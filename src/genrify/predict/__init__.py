@@ -1,0 +1,14 @@
+"""Prediction: a model file → the genres of songs.
+
+``classifier``  :class:`GenreClassifier` (``from_file``, ``predict``, ``predict_proba``, ``analyse``) and
+                :class:`Analysis`, whose ``to_dict`` is the one JSON view of an answer
+``backends``    audio → per-window probabilities, one backend per registry kind
+``heads``       heads over musicnn embeddings: logits and the one song softmax
+``checks``      silence / noise / tone checks and the verdict rules
+``batch``       :func:`analyse_many`: many files, optionally over worker processes
+"""
+
+from genrify.predict.batch import FileResult, analyse_many
+from genrify.predict.classifier import Analysis, GenreClassifier, default_model_path, load_classifier
+
+__all__ = ["Analysis", "FileResult", "GenreClassifier", "analyse_many", "default_model_path", "load_classifier"]

@@ -1,0 +1,146 @@
+"""Inference backends: turn decoded audio into per-window class probabilities.
+
+A backend is chosen by the registry kind of the model file's ``config.model.name``
+(:mod:`genrify.models`); the :class:`~genrify.predict.GenreClassifier` never
+branches on the architecture. Every other place that scores songs — evaluation,
+cross-validation, the held-out report after training — scores through these
+backends, so figures describe exactly what ships.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from genrify.config import MUSICNN_FAST_WINDOWS, MUSICNN_FEATURES, MUSICNN_MAX_WINDOWS
+from genrify.dataset.windows import cut_windows, window_frames
+from genrify.errors import ConfigError, ModelFileError
+from genrify.models.modelfile import ModelFile
+from genrify.predict.checks import signal_checks
+from genrify.predict.heads import genre_logits_function, probe_logits, sigmoid, window_softmax
+
+
+def _temperature(tensors: dict) -> float:
+    return float(tensors["calibration.temperature"][0]) if "calibration.temperature" in tensors else 1.0
+
+
+class WindowNetBackend:
+    """A network trained by genrify on feature windows (``mlp``, ``cnn``)."""
+
+    kind = "window"
+
+    def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
+        from genrify.features import FeatureExtractor
+        from genrify.models import build_model
+
+        cfg = model_file.config
+        self.config = cfg
+        self.sr = cfg.features.sr
+        self.size, _, self.hop = window_frames(cfg)
+        t = model_file.tensors
+        self.mean, self.std = t["norm.mean"], t["norm.std"]
+        self.temperature = _temperature(t)
+        self.extractor = FeatureExtractor(cfg.features)
+        self.net = build_model(cfg.model, n_features=cfg.features.n_features, n_frames=self.size,
+                               n_classes=len(model_file.labels))
+        self.net.load_state_dict(model_file.network_state(), strict=True)
+        self.net.eval()
+
+    @torch.inference_mode()
+    def image_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-window probabilities ``(n_windows, L)`` and window starts (frames) of a feature
+        image ``(n_features, frames)`` computed with this model's ``FeatureConfig``."""
+        image = (np.asarray(image) - self.mean[:, None]) / self.std[:, None]
+        windows, starts = cut_windows(image, size=self.size, hop=self.hop)
+        logits = self.net(torch.from_numpy(windows.astype(np.float32)))
+        return torch.softmax(logits / self.temperature, dim=1).numpy(), starts
+
+    def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Per-window probabilities, window starts (s) and details for audio ``y`` at ``self.sr``."""
+        probs, starts = self.image_probabilities(self.extractor.transform(y))
+        return probs, starts * self.config.features.hop_length / self.sr, {}
+
+
+class MusicnnHeadBackend:
+    """A genre head over musicnn embeddings, with an optional music / not-music probe over
+    the same embeddings and a calibration temperature. The head is a linear probe
+    (``musicnn-probe``) or musicnn's fine-tuned back end (``musicnn-finetune``)."""
+
+    kind = "musicnn"
+
+    def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
+        from genrify.models.embedder import MusicnnEmbedder
+
+        cfg = model_file.config
+        self.config = cfg
+        self.sr = cfg.audio.sr
+        self.fast = cfg.model.fast if fast is None else fast
+        self.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if self.fast else cfg.window.max_windows,
+                                        fast=self.fast)
+        self.tensors = model_file.tensors
+        self.temperature = _temperature(self.tensors)
+        self.has_music_probe = "music.coef" in self.tensors
+        self._genre_logits = genre_logits_function(model_file)
+
+    def embedding_probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """Calibrated per-window genre probabilities ``(n_windows, L)`` of embeddings ``(n_windows, 1506)``."""
+        return window_softmax(self._genre_logits(embeddings), self.temperature).astype(np.float32)
+
+    def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        emb = self.embedder.embed(y)
+        probs = self.embedding_probabilities(emb.embeddings)
+        details: dict = {"mode": "fast" if self.fast else "full"}
+        if self.has_music_probe:
+            p_music = sigmoid(probe_logits(self.tensors, emb.embeddings, prefix="music")[:, 0])
+            details["music_probability"] = round(float(p_music.mean()), 4)
+            if p_music.mean() < self.config.verdict.music_threshold:
+                details["not_music"] = True
+                details["not_music_reason"] = (f"This does not sound like music (music probability "
+                                               f"{p_music.mean():.0%}); no genre given.")
+        signal = signal_checks(y, sr=self.sr, verdict=self.config.verdict)
+        if signal:
+            details["not_music"] = True
+            details["not_music_reason"] = signal
+        return probs, emb.starts, details
+
+
+class MusicnnTaggerBackend:
+    """musicnn's own 50 Million-Song-Dataset tags, no training (``--model musicnn``).
+
+    Tags are independent (sigmoid), so probabilities do not sum to one.
+    """
+
+    kind = "musicnn"
+
+    def __init__(self, model_file: ModelFile | None = None, *, fast: bool | None = None):
+        from genrify.models.embedder import MusicnnEmbedder
+
+        self.sr = MUSICNN_FEATURES.sr
+        self.fast = bool(fast)
+        self.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if fast else MUSICNN_MAX_WINDOWS,
+                                        fast=self.fast)
+        self.tags = self.embedder.tags
+
+    def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        emb = self.embedder.embed(y)
+        return emb.taggram, emb.starts, {"multi_label": True, "mode": "fast" if self.fast else "full"}
+
+
+def _backends() -> dict:
+    from genrify.models import EMBEDDING_NET, EMBEDDING_PROBE, WINDOW_NET
+
+    return {WINDOW_NET: WindowNetBackend, EMBEDDING_PROBE: MusicnnHeadBackend, EMBEDDING_NET: MusicnnHeadBackend}
+
+
+def build_backend(model_file: ModelFile, *, fast: bool | None = None):
+    """The backend for ``model_file``'s architecture (``fast`` only affects musicnn models)."""
+    from genrify.models import model_spec
+
+    name = model_file.config.model.name
+    try:
+        backend = _backends().get(model_spec(name).kind)
+    except ConfigError:
+        backend = None
+    if backend is None:  # the tagger is built by GenreClassifier.musicnn_tagger, never from a file
+        raise ModelFileError(f"model file uses an unknown architecture {name!r}")
+    return backend(model_file, fast=fast)

@@ -1,0 +1,90 @@
+"""Analysing many files: one classifier, or one per worker process, answers in the order given."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from genrify.errors import GenrifyError
+from genrify.models.modelfile import load_model_file
+from genrify.predict.classifier import Analysis, GenreClassifier, load_classifier
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """One file of :func:`analyse_many`: its analysis, or the one-line reason it failed."""
+
+    path: str
+    analysis: Analysis | None
+    error: str | None = None
+
+
+def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | None = None, top_k: int = 2,
+                 workers: int = 1):
+    """Analyse many files; yields a :class:`FileResult` per path, in the order given.
+
+    ``model``: a model file, ``"musicnn"``, or ``None`` for the bundled default.
+    With ``workers > 1`` the files are spread over that many processes, each
+    holding its own classifier and one torch thread; at most a few files per
+    worker are in flight, so memory stays flat however long the list is.
+    """
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    paths = [str(p) for p in paths]
+    if workers <= 1 or len(paths) <= 1:
+        clf = load_classifier(model, fast=fast)
+        for path in paths:
+            yield _analyse_file(clf, path, top_k)
+        return
+    if model is not None and str(model) != "musicnn":
+        load_model_file(model)  # a bad model file fails here, with its reason, not in every worker
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx, initializer=_init_worker,
+                             initargs=(None if model is None else str(model), fast)) as pool:
+        pending = deque()
+        todo = iter(paths)
+        for path in todo:
+            pending.append(pool.submit(_worker_analyse, path, top_k))
+            if len(pending) >= 4 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_worker_analyse, nxt, top_k))
+            yield result
+
+
+def _analyse_file(clf: GenreClassifier, path: str, top_k: int) -> FileResult:
+    try:
+        return FileResult(path, clf.analyse(path, top_k=top_k))
+    except GenrifyError as exc:
+        return FileResult(path, None, str(exc))
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(model, fast) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core: intra-op threads would only contend
+    _WORKER["clf"] = load_classifier(model, fast=fast)
+
+
+def _worker_analyse(path: str, top_k: int) -> FileResult:
+    return _analyse_file(_WORKER["clf"], path, top_k)
+
+
+def dataset_track_probabilities(clf: GenreClassifier, dataset, tracks) -> np.ndarray:
+    """Song probabilities ``(n_tracks, L)`` of a dataset's tracks: from the stored feature images
+    when they are the model's own input (the same backend scores them), else from the audio."""
+    from genrify.predict.backends import WindowNetBackend
+
+    stored = isinstance(clf.backend, WindowNetBackend) and dataset.feature_config == clf.config.features
+    return np.stack([clf.backend.image_probabilities(dataset.features(t))[0].mean(axis=0) if stored
+                     else clf.predict_proba(t.path) for t in tracks])

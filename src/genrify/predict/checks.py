@@ -1,0 +1,64 @@
+"""Is this music at all? Signal checks that stand under the learned music probe.
+
+Pure functions over decoded audio; the thresholds come from the model's
+:class:`~genrify.config.VerdictConfig`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from genrify.config import VerdictConfig
+
+
+def rms_dbfs(y: np.ndarray) -> float:
+    """Whole-clip RMS level of ``y`` in dBFS."""
+    return 10 * np.log10(float(np.mean(np.square(y, dtype=np.float64))) + 1e-20)
+
+
+def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictConfig()) -> str | None:
+    """A safety net under the learned music probe, for signals it may never have seen:
+    steady broadband noise and one steady tone. Conservative by design: music with
+    a strong bass or a solo instrument changes pitch and timbre over time and passes.
+
+    Works on 1024-point frames; returns the reason, or ``None``.
+    """
+    n = 1024
+    if len(y) < 4 * n:
+        return None
+    frames = np.lib.stride_tricks.sliding_window_view(y, n)[:: n // 2][:2000]
+    spec = np.abs(np.fft.rfft(frames * np.hanning(n), axis=1))[:, 1:] ** 2 + 1e-20
+    loud = spec.sum(axis=1) > 1e-6 * spec.sum(axis=1).max()
+    spec = spec[loud]
+    if len(spec) < 4:
+        return None
+    frame_flat = np.exp(np.mean(np.log(spec), axis=1)) / spec.mean(axis=1)
+    if np.quantile(frame_flat, 0.1) > verdict.noise_flatness:
+        return f"This sounds like noise (spectral flatness {np.median(frame_flat):.2f}), not music; no genre given."
+    peaks = spec.argmax(axis=1)
+    window = np.stack([np.take_along_axis(spec, np.clip(peaks[:, None] + d, 0, spec.shape[1] - 1), 1)[:, 0]
+                       for d in range(-2, 3)], axis=1).sum(axis=1)
+    tonal = window / spec.sum(axis=1) > verdict.tone_peak_share
+    steady = np.abs(peaks - np.median(peaks)) <= 2
+    if np.mean(tonal & steady) > 0.9:
+        return f"This sounds like a steady tone (~{(np.median(peaks) + 1) * sr / n:.0f} Hz), not music; no genre given."
+    return None
+
+
+def verdict(y: np.ndarray, probabilities: np.ndarray, details: dict, *, config: VerdictConfig,
+            multi_label: bool = False) -> tuple[str, str]:
+    """``(verdict, message)`` for a song: ``"not_music"`` (silence, or a backend's not-music finding),
+    ``"tags"`` (a multi-label tagger), ``"unsure"`` (top probability below ``config.unsure_below``)
+    or ``"genre"``."""
+    level = rms_dbfs(y)
+    if level < config.silence_dbfs:
+        return "not_music", f"This sounds like silence ({level:.0f} dBFS), not music."
+    if details.get("not_music"):
+        return "not_music", details.get("not_music_reason", "This does not sound like music.")
+    if multi_label:
+        return "tags", "musicnn tags (independent probabilities)"
+    top = float(probabilities.max())
+    if top < config.unsure_below:
+        return "unsure", (f"Not sure: the most likely genre has only {top:.0%} certainty "
+                          f"(below {config.unsure_below:.0%}).")
+    return "genre", "ok"
