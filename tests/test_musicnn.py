@@ -113,9 +113,11 @@ def test_network_matches_reference(out, ref):
     assert out["logits"].shape == (n, 50) and out["penultimate"].shape == (n, 200)
     assert np.abs(out["taggram"] - ref["taggram"]).max() < 1e-4  # measured <= 7.5e-7
     assert np.abs(out["penultimate"] - ref["penultimate_per_patch"]).max() < 1e-4  # measured <= 4.7e-6
-    # Pooled and front-end features reach ~100 in magnitude: compare relative to that.
+    # Pooled and front-end features reach ~100 in magnitude: compare relative to that. The
+    # float32 summation order differs between CPUs' convolution kernels: up to 1.13e-4 measured
+    # on an AMD EPYC without AVX512-BF16 (max_pool of classical.00000).
     for key in ("mean_pool", "max_pool", "timbral", "temporal"):
-        np.testing.assert_allclose(out[key], ref[key], rtol=1e-5, atol=1e-4, err_msg=key)
+        np.testing.assert_allclose(out[key], ref[key], rtol=1e-5, atol=2e-4, err_msg=key)
 
 
 def test_tag_names(model, ref):

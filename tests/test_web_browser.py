@@ -16,11 +16,10 @@ if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from test_web import XSS_TITLE, ServerThread, make_library, real_classifier  # noqa: E402
-
 from genrify.web.app import create_app  # noqa: E402
 from genrify.web.service import NOT_FOUND_MESSAGE  # noqa: E402
 from genrify.web.settings import Settings  # noqa: E402
+from helpers.server import XSS_TITLE, ServerThread, make_library, real_classifier  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

@@ -15,7 +15,8 @@ servers needs:
 * a redirect limit;
 * a check that a "preview" really is audio: an HTML/JSON/text content type is
   refused before the body is read, and the body must start with an audio
-  signature (ID3 or an MPEG frame sync, MP4 ``ftyp``, ``OggS``, ``fLaC``, RIFF/WAVE).
+  signature (:func:`genrify.audio.sniff_audio`: ID3 or an MPEG frame sync, MP4
+  ``ftyp``, ``OggS``, ``fLaC``, RIFF/WAVE).
 
 Every failure becomes :class:`ProviderRequestError` (a
 :class:`~genrify.errors.ProviderError`) with a one-line message that names the

@@ -1,9 +1,9 @@
 """Soak test: a real ``genrify serve`` under steady load for minutes; does its memory keep growing?
 
-    python benchmarks/soak_serve.py                 # 10 minutes, 8 clients
-    python benchmarks/soak_serve.py --minutes 2 --clients 4
+    python tools/soak_serve.py                 # 10 minutes, 8 clients
+    python tools/soak_serve.py --minutes 2 --clients 4
 
-The server, model choice and request mix are those of ``bench_serve.py``
+The server, model choice and request mix are those of ``benchmarks/bench_serve.py``
 (uploads of a 30 s MP3, song predictions and searches against the demo
 library, 127.0.0.1 only). The server's resident memory (VmRSS of the serve
 process) is sampled every ``--interval`` seconds (default 10). The first
@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The serving harness and machine facts are the benchmarks' (benchmarks/_common.py, bench_serve.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from _common import CACHE, machine_header, synthetic_song  # noqa: E402
 from bench_serve import ServeProcess, Tally, client_loop, examples, pick_model, report  # noqa: E402

@@ -1,8 +1,8 @@
 """Fuzzing: mutated audio files through decode → features → predict, and through a real server's upload.
 
-    python benchmarks/fuzz_pipeline.py --seconds 300            # both targets, time split between them
-    python benchmarks/fuzz_pipeline.py --target pipeline --seconds 60
-    python benchmarks/fuzz_pipeline.py --smoke                  # ~20 s (CI)
+    python tools/fuzz_pipeline.py --seconds 300            # both targets, time split between them
+    python tools/fuzz_pipeline.py --target pipeline --seconds 60
+    python tools/fuzz_pipeline.py --smoke                  # ~20 s (CI)
 
 Inputs are drawn by hypothesis: a seed file generated on the spot (a 2 s synthetic
 clip as 16-bit WAV, float WAV, FLAC, Ogg Vorbis or MP3; never real recordings) with
@@ -36,7 +36,8 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The serving harness and machine facts are the benchmarks' (benchmarks/_common.py, bench_serve.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from _common import REPO, machine_header  # noqa: E402
 
