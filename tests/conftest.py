@@ -202,3 +202,17 @@ def fp(fake_provider):
     fake_provider.reset()
     yield fake_provider
     fake_provider.reset()
+
+
+#: Session fixtures that train a model or embed a corpus: a test that needs one is in the slow lane.
+SLOW_FIXTURES = {"real_embedded", "real_embedded_windows", "_tiny_cnn", "tiny_cnn_model", "tiny_cnn_metrics"}
+
+
+#: Whole modules in the slow lane: end-to-end runs and the benchmarks' smoke runs.
+SLOW_MODULES = {"test_e2e.py", "test_benchmarks.py", "test_predict_parity.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
