@@ -18,7 +18,6 @@ from genrify.config import MUSICNN_BACKBONE, MUSICNN_EMBEDDING_DIM
 from genrify.dataset.store import Dataset, FeatureStore
 from genrify.errors import DatasetError
 
-EMBEDDING_DIM = MUSICNN_EMBEDDING_DIM
 BACKBONE = MUSICNN_BACKBONE
 
 
@@ -32,7 +31,7 @@ def write_track_table(dataset: Dataset, tracks) -> None:
 
     store = embedding_store(dataset)
     done = [t for t in tracks if store.has(t.sha256)]
-    table = np.stack([np.asarray(store.read(t.sha256)).mean(axis=0) for t in done]) if done else np.zeros((0, EMBEDDING_DIM))
+    table = np.stack([np.asarray(store.read(t.sha256)).mean(axis=0) for t in done]) if done else np.zeros((0, MUSICNN_EMBEDDING_DIM))
     with atomic_path(store.root / "tracks.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, table.astype(np.float32), allow_pickle=False)

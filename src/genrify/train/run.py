@@ -18,7 +18,8 @@ from genrify.config import RunConfig, musicnn_run_config
 from genrify.models import EMBEDDING_NET, EMBEDDING_PROBE, WINDOW_NET, model_spec
 from genrify.models.modelfile import ModelFile
 
-Say = Callable[[str], None]
+#: Where a run's lines go: ``say(line)`` for the report, ``say(line, err=True)`` for warnings.
+Say = Callable[..., None]
 
 
 @dataclass
@@ -180,7 +181,7 @@ def _print(line: str, *, err: bool = False) -> None:
 
 
 def train_and_report(dataset, config: RunConfig, *, out: Path, prefix: Path, folds: int = 0, progress: bool = False,
-                     say: Callable[..., None] = _print) -> dict:
+                     say: Say = _print) -> dict:
     """Train ``config.model`` on ``dataset`` and save it to ``out``; with ``folds``, first report
     K-fold cross-validation (``<prefix>-cv<K>.md/.json/-confusion.png``). Window networks also
     write learning curves and a report on their held-out validation split (``<prefix>-validation``).
