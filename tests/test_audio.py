@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +178,135 @@ def test_format_tables_agree():
     assert all(media_type(f"song{ext.upper()}").startswith("audio/") for ext in SNIFFED_EXTENSIONS)
     assert media_type("a/b/song.mp3") == "audio/mpeg" and media_type("song.m4a") == "audio/mp4"
     assert media_type("notes.unknownext") == "application/octet-stream"
+
+
+# ---- decoding in disposable worker processes
+
+GTZAN_ROCK = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan-mini" / "rock" / "rock.00000.wav"
+
+
+@pytest.fixture(scope="module")
+def hires_8ch(bad_corpus):
+    return bad_corpus["flac_8ch_192k"].path
+
+
+def test_isolated_decoding_gives_the_same_samples_as_in_process():
+    a, sr_a = load_audio(GTZAN_ROCK, sr=16000)
+    b, sr_b = load_audio(GTZAN_ROCK, sr=16000, isolate=False)
+    assert sr_a == sr_b == 16000 and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+
+
+def test_block_decoding_matches_a_one_shot_resample():
+    import soundfile as sf
+
+    from genrify.audio import resample
+
+    y, sr = sf.read(GTZAN_ROCK, dtype="float32")
+    expected = resample(y, orig_sr=sr, target_sr=16000)
+    got, _ = load_audio(GTZAN_ROCK, sr=16000, isolate=False)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_decoder_that_crashes_costs_one_file_and_is_replaced(hires_8ch):
+    import signal
+    import threading
+    import time
+
+    from genrify.audio.isolation import DecoderPool
+
+    pool = DecoderPool()
+    try:
+        pool.prewarm()
+        pid = pool._idle[0].proc.pid
+        outcome = {}
+
+        def decode():
+            try:
+                outcome["y"] = pool.decode(hires_8ch, sr=16000, max_duration=None, offset=0.0, label="hires_8ch.flac")
+            except GenrifyError as exc:
+                outcome["error"] = str(exc)
+
+        t = threading.Thread(target=decode)
+        t.start()
+        while pool._idle:  # wait until the worker has taken the file
+            time.sleep(0.005)
+        os.kill(pid, signal.SIGSEGV)
+        t.join(30)
+        assert outcome["error"] == "hires_8ch.flac: the decoder crashed on this file (killed by SIGSEGV)"
+        assert pool.replaced == 1
+        y, sr = pool.decode(GTZAN_ROCK, sr=16000, max_duration=None, offset=0.0, label="rock")
+        assert sr == 16000 and y.size > 16000 * 10
+    finally:
+        pool.close()
+
+
+def test_a_decoder_past_its_time_limit_is_stopped_and_replaced(hires_8ch):
+    from genrify.audio.isolation import DecoderPool
+
+    pool = DecoderPool()
+    try:
+        with pytest.raises(AudioDecodeError, match=r"^x\.flac: decoding took longer than 0\.01 s and was stopped$"):
+            pool.decode(hires_8ch, sr=16000, max_duration=None, offset=0.0, label="x.flac", timeout=0.01)
+        assert pool.replaced == 1
+        y, _ = pool.decode(GTZAN_ROCK, sr=8000, max_duration=1.0, offset=0.0, label="rock")
+        assert y.size == 8000
+    finally:
+        pool.close()
+
+
+def test_a_decoder_over_its_memory_limit_fails_one_file_only(hires_8ch):
+    from genrify.audio.isolation import DecoderPool
+
+    # A worker maps ~100 MB before decoding; 60 s at 192 kHz kept at its own rate peaks at ~210 MB.
+    pool = DecoderPool(address_space=160 * 2**20)
+    try:
+        with pytest.raises(GenrifyError) as info:
+            pool.decode(hires_8ch, sr=None, max_duration=None, offset=0.0, label="hires_8ch.flac")
+        assert str(info.value).startswith("hires_8ch.flac: ") and "\n" not in str(info.value)
+        y, _ = pool.decode(GTZAN_ROCK, sr=8000, max_duration=1.0, offset=0.0, label="rock")
+        assert y.size == 8000
+    finally:
+        pool.close()
+
+
+def test_output_too_large_for_the_budget_is_refused_from_the_header(hires_8ch):
+    import genrify.audio.decode as decode
+
+    budget = decode.DECODE_BUDGET_BYTES
+    try:
+        decode.DECODE_BUDGET_BYTES = 32 * 2**20
+        with pytest.raises(InvalidAudioError, match=r"too large to decode: 60 s at 192000 Hz would take 87 MB"):
+            load_audio(hires_8ch, sr=None, isolate=False)
+    finally:
+        decode.DECODE_BUDGET_BYTES = budget
+
+
+def test_a_fifo_or_device_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    with pytest.raises(AudioDecodeError, match=r"pipe\.wav: not a regular file"):
+        load_audio(fifo)
+    link = tmp_path / "zero.wav"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(AudioDecodeError, match=r"zero\.wav: not a regular file"):
+        load_audio(link)
+
+
+@pytest.mark.slow
+def test_ten_minutes_of_8_channel_192k_flac_decodes_within_the_memory_budget(tmp_path):
+    from helpers.badinput import _flac_8ch_192k
+
+    from genrify.audio.isolation import DecoderPool
+
+    path = tmp_path / "bomb.flac"
+    _flac_8ch_192k(path, seconds=600)
+    pool = DecoderPool()
+    try:
+        y, sr = pool.decode(path, sr=16000, max_duration=600.0, offset=0.0, label="bomb.flac")
+        assert (y.size, sr) == (600 * 16000, 16000)
+        status = Path(f"/proc/{pool._idle[0].proc.pid}/status").read_text()
+        peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+        assert peak_kb < 500 * 1024, f"decoder peak RSS {peak_kb / 1024:.0f} MB"
+    finally:
+        pool.close()

@@ -76,6 +76,35 @@ def _write_aac(path: Path, y: np.ndarray, sr: int) -> None:
             container.mux(packet)
 
 
+def _write_aac_71(path: Path, y: np.ndarray, sr: int) -> None:
+    """A valid 7.1 (8-channel) AAC in an M4A: the kind of file that crashed PyAV's planar to_ndarray."""
+    import av
+
+    with av.open(str(path), "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=sr, layout="7.1")
+        for start in range(0, len(y), 1024):
+            block = np.zeros(1024, np.float32)
+            chunk = y[start : start + 1024]
+            block[: len(chunk)] = chunk
+            # PyAV's from_ndarray miscounts 8-channel planes; fill the frame's planes directly.
+            frame = av.AudioFrame(format="fltp", layout="7.1", samples=1024)
+            frame.sample_rate, frame.pts = sr, start
+            for plane in frame.planes[:8]:
+                plane.update(block.tobytes())
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def _flac_8ch_192k(path: Path, *, seconds: int) -> None:
+    """``seconds`` of 8-channel, 192 kHz, 24-bit silence as FLAC: tiny on disk, huge once decoded."""
+    block = np.zeros((192000, 8), np.float32)
+    with sf.SoundFile(path, "w", samplerate=192000, channels=8, format="FLAC", subtype="PCM_24") as f:
+        for _ in range(seconds):
+            f.write(block)
+
+
 def _wav_claiming_hours(path: Path, *, sr: int, channels: int, claimed: int) -> None:
     """A 16-bit WAV whose header claims ``claimed`` data bytes but holds 0.5 s."""
     data = (_tone(sr, 0.5, channels=channels) * 32767).astype("<i2").tobytes()
@@ -182,6 +211,10 @@ def make_bad_corpus(dirpath: str | os.PathLike, *, write: bool = True) -> list[B
     add("one_sample_48k", "error", "a single sample at 48 kHz: nothing left after resampling to 22.05 kHz",
         sfw(np.array([0.25], np.float32), 48000), "one_sample_48k.wav")
     add("eight_channels", "ok", "an 8-channel WAV", sfw(_tone(22050, 1.0, channels=8), 22050), "surround.wav")
+    add("aac_7_1", "ok", "a valid 7.1 (8-channel) AAC M4A, 2 s at 48 kHz",
+        lambda p: _write_aac_71(p, _tone(48000, 2.0), 48000), "surround_71.m4a")
+    add("flac_8ch_192k", "ok", "60 s of 8-channel 192 kHz 24-bit FLAC silence (tiny on disk, 368 MB as float32)",
+        lambda p: _flac_8ch_192k(p, seconds=60), "hires_8ch.flac")
     add("sr_8k", "ok", "an 8 kHz WAV", sfw(_tone(8000, 1.0), 8000), "phone.wav")
     add("sr_192k", "ok", "a 192 kHz WAV", sfw(_tone(192000, 1.0), 192000, subtype="PCM_24"), "hires.wav")
     add("pcm_24", "ok", "24-bit PCM WAV", sfw(_tone(44100, 1.0), 44100, subtype="PCM_24"), "pcm24.wav")

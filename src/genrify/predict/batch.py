@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,10 +31,6 @@ def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | 
     holding its own classifier and one torch thread; at most a few files per
     worker are in flight, so memory stays flat however long the list is.
     """
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
     paths = [str(p) for p in paths]
     if workers <= 1 or len(paths) <= 1:
         clf = load_classifier(model, fast=fast)
@@ -42,20 +39,40 @@ def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | 
         return
     if model is not None and str(model) != "musicnn":
         load_model_file(model)  # a bad model file fails here, with its reason, not in every worker
+    todo = deque(paths)
+    while todo:
+        yield from _pool_run(todo, model=model, fast=fast, top_k=top_k, workers=workers)
+
+
+def _pool_run(todo, *, model, fast, top_k: int, workers: int):
+    """Analyse ``todo`` (consumed from the left) in one process pool, at most a few files per worker in flight.
+
+    Decoding is isolated already (:mod:`genrify.audio.isolation`); should an
+    analysis process die all the same, its file is answered with the reason and
+    the caller starts a fresh pool for the rest.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(paths)), mp_context=ctx, initializer=_init_worker,
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
                              initargs=(None if model is None else str(model), fast)) as pool:
         pending = deque()
-        todo = iter(paths)
-        for path in todo:
-            pending.append(pool.submit(_worker_analyse, path, top_k))
-            if len(pending) >= 4 * workers:
-                break
+        while todo and len(pending) < 4 * workers:
+            path = todo.popleft()
+            pending.append((path, pool.submit(_worker_analyse, path, top_k)))
         while pending:
-            result = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(pool.submit(_worker_analyse, nxt, top_k))
+            path, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                yield FileResult(path, None, f"{path}: the analysis process died while analysing this file")
+                todo.extendleft(p for p, _ in reversed(pending))
+                return
+            if todo:
+                nxt = todo.popleft()
+                pending.append((nxt, pool.submit(_worker_analyse, nxt, top_k)))
             yield result
 
 

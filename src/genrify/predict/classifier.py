@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrify.audio import load_audio, resample
+from genrify.audio import load_audio, prewarm_decoder, resample
 from genrify.config import (MUSICNN_BACKBONE, MUSICNN_DISPLAY_FEATURES, MUSICNN_FEATURES, AudioConfig, ModelConfig,
                             RunConfig, VerdictConfig)
 from genrify.errors import AudioTooShortError, GenrifyError, InvalidAudioError, ModelFileError
@@ -183,6 +183,7 @@ class GenreClassifier:
 def load_classifier(model: str | os.PathLike | None = None, *, fast: bool | None = None) -> GenreClassifier:
     """The classifier of ``model``: a model file, ``"musicnn"`` (musicnn's tagger) or ``None``
     (the bundled default). ``fast``: musicnn models' fast mode (``None``: as the model says)."""
+    prewarm_decoder()  # the decoder process starts while the model loads
     return GenreClassifier.default(fast=fast) if model is None else GenreClassifier.from_file(model, fast=fast)
 
 

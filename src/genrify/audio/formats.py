@@ -1,0 +1,75 @@
+"""What genrify knows about audio formats, in one place: the extensions it reads
+(:data:`AUDIO_EXTENSIONS`), the media type of each (:func:`media_type`), the
+signatures that tell audio bytes apart (:func:`sniff_audio`) and those of common
+files that are not audio at all (:func:`not_audio_kind`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Extensions genrify treats as audio when it scans folders.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4", ".aiff", ".aif", ".au")
+
+#: The extensions :func:`sniff_audio` can return, in the order genrify looks for
+#: a file under each of them (previews, collected tracks); all in :data:`AUDIO_EXTENSIONS`.
+SNIFFED_EXTENSIONS = (".mp3", ".m4a", ".aac", ".ogg", ".flac", ".wav")
+
+#: The media type genrify sends with an audio file, by extension; :func:`media_type`
+#: asks :mod:`mimetypes` about any other extension.
+MEDIA_TYPES = {".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".wav": "audio/wav",
+               ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg"}
+
+
+def media_type(name: str | os.PathLike) -> str:
+    """The media type of the file called ``name``, from its extension.
+
+    :data:`MEDIA_TYPES` first, then :mod:`mimetypes`, else ``"application/octet-stream"``.
+    """
+    import mimetypes
+
+    path = Path(name)
+    guessed = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return MEDIA_TYPES.get(path.suffix.lower(), guessed)
+
+
+def sniff_audio(head: bytes) -> str | None:
+    """The file extension (``".mp3"``, ``".m4a"``, …) that ``head`` — a file's first bytes — implies.
+
+    ``None`` when ``head`` does not start like an audio file genrify decodes.
+    """
+    if head.startswith(b"ID3"):
+        return ".mp3"
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return ".m4a"
+    if head.startswith(b"OggS"):
+        return ".ogg"
+    if head.startswith(b"fLaC"):
+        return ".flac"
+    if len(head) >= 12 and head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+        return ".wav"
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
+        # MPEG audio frame sync; layer bits 00 mean an AAC ADTS stream instead.
+        return ".aac" if (head[1] & 0x06) == 0 else ".mp3"
+    return None
+
+
+#: Signatures of common non-audio files, refused before any decoder sees them.
+_NOT_AUDIO = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+              (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive"), (b"<!DOCTYPE", "an HTML page"),
+              (b"<html", "an HTML page"), (b"<?xml", "an XML document"), (b"{", "JSON text"), (b"[", "JSON text"))
+
+
+def not_audio_kind(head: bytes) -> str | None:
+    """What kind of non-audio file ``head`` (a file's first 64 bytes) starts like, or ``None``."""
+    stripped = head.lstrip()
+    for magic, kind in _NOT_AUDIO:
+        if stripped[: len(magic)].lower() == magic.lower():
+            return kind
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if len(head) >= 16 and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "plain text"
+    return None
