@@ -30,7 +30,7 @@ from genrify.errors import AudioDecodeError, InvalidAudioError
 DECODE_BUDGET_BYTES = 384 * 1024 * 1024
 
 #: Bytes of interleaved float32 input decoded per block (before downmixing).
-BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = 16 * 1024 * 1024
 
 
 def decode_audio(source: str | os.PathLike | bytes, *, sr: int | None, max_duration: float | None,
@@ -209,17 +209,20 @@ def _av_expected_seconds(container, stream, offset, max_duration) -> float | Non
 def _feed_av(container, stream, sink: _MonoSink, *, native_sr, offset, max_duration, label) -> None:
     import av
 
-    # Packed float output: one plane whatever the channel count (PyAV's planar
-    # to_ndarray miscounts the planes of 8-channel frames and reads past them).
-    resampler = av.AudioResampler(format="flt", layout=None, rate=native_sr)
+    # Planar float is what AAC and MP3 decoders produce, so this is a pass-through
+    # for them; packed output would cost a conversion as long as the decoding itself.
+    resampler = av.AudioResampler(format="fltp", layout=None, rate=native_sr)
     skip = int(offset * native_sr)
     left = None if max_duration is None else int(max_duration * native_sr)
+    # FFmpeg hands out ~1024-sample frames; gathering them into bigger blocks keeps
+    # the per-block costs (finite check, downmix, resampler call) negligible.
+    pending: list[np.ndarray] = []
+    pending_rows = 0
     fed = False
     try:
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
-                channels = out.layout.nb_channels
-                block = out.to_ndarray().reshape(-1, channels)
+                block = _planes(out)
                 if skip:
                     drop = min(skip, block.shape[0])
                     block, skip = block[drop:], skip - drop
@@ -227,8 +230,15 @@ def _feed_av(container, stream, sink: _MonoSink, *, native_sr, offset, max_durat
                     block = block[:left]
                     left -= block.shape[0]
                 if block.shape[0]:
-                    sink.add(block)
+                    if pending and pending[0].shape[1] != block.shape[1]:  # the layout changed mid-stream
+                        sink.add(np.concatenate(pending))
+                        pending, pending_rows = [], 0
+                    pending.append(block)
+                    pending_rows += block.shape[0]
                     fed = True
+                if pending_rows * block.shape[1] * 4 >= BLOCK_BYTES:
+                    sink.add(np.concatenate(pending))
+                    pending, pending_rows = [], 0
             if left is not None and left <= 0:
                 break
     except (AudioDecodeError, InvalidAudioError):
@@ -237,6 +247,18 @@ def _feed_av(container, stream, sink: _MonoSink, *, native_sr, offset, max_durat
         if not fed:
             raise AudioDecodeError(f"{label}: audio stream could not be decoded ({_reason(exc)})") from None
         # A truncated file: keep what decoded cleanly.
+    if pending:
+        sink.add(np.concatenate(pending))
+
+
+def _planes(frame) -> np.ndarray:
+    """A planar float frame as ``(samples, channels)``.
+
+    Not ``frame.to_ndarray()``: PyAV 18 counts one plane too many for 8-channel
+    frames and reads past the last one (a segfault on 7.1 AAC)."""
+    channels = frame.layout.nb_channels
+    return np.stack([np.frombuffer(plane, np.float32, count=frame.samples) for plane in frame.planes[:channels]],
+                    axis=1)
 
 
 def _reason(exc: Exception) -> str:
