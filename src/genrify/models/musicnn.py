@@ -32,6 +32,10 @@ time so the conv outputs stay in the CPU caches, and the timbral convs are
 matrix products of the unfolded input. ``load_musicnn(fast=True)`` (or
 :func:`quantize_musicnn`) computes those products in bfloat16 for the fast
 mode, usually paired with ``FAST_PATCHES`` spread patches per song.
+
+The MTT_musicnn checkpoint (MagnaTagATune, 50 other tags) has the same
+architecture and sizes: ``load_musicnn(weights=...)`` loads it too, and
+:mod:`genrify.models.backbones` names all four of musicnn's pretrained taggers.
 """
 
 from __future__ import annotations
@@ -266,6 +270,30 @@ def bfloat16_is_fast() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def read_weights(path: str | Path, *, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a weights file written by ``tools/convert_musicnn.py``.
+
+    ``what`` names the network in error messages ("musicnn", "vgg"). The metadata
+    must hold the tag names as JSON under ``"tags"``.
+
+    Raises:
+        ModelFileError: the file is missing, not safetensors, or has no tag names.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        state = load_file(str(path))
+        json.loads(metadata["tags"])
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: {what} weights not found") from None
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise ModelFileError(f"{path}: not a {what} weights file ({exc})") from None
+    return state, metadata
 
 
 def load_musicnn(*, weights: str | Path | None = None, fast: bool = False) -> MusiCNN:
