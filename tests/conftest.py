@@ -32,9 +32,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Tag journals and other per-user data of the suite's runs go to a throwaway folder, never ~/.local/share.
+os.environ.setdefault("GENRIFY_DATA_DIR", tempfile.mkdtemp(prefix="genrify-data-"))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -236,3 +236,74 @@ def test_model_file_whose_weights_do_not_fit_the_architecture_is_refused(tmp_pat
     save_model_file(path, mf)
     with pytest.raises(ModelFileError, match="does not match"):
         GenreClassifier.from_file(path)
+
+
+# --------------------------------------------------------------------------- model files that are not plain files, or hostile
+
+
+def test_a_fifo_a_device_and_a_huge_file_are_refused_without_reading(tmp_path):
+    """Opening a FIFO for reading blocks until a writer comes; /dev/zero never ends: neither is opened."""
+    from genrify.fileio import MAX_FILE_BYTES
+
+    fifo = tmp_path / "fifo.genrify"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.genrify"
+    zero.symlink_to("/dev/zero")
+    huge = tmp_path / "huge.genrify"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: nothing written, nothing should be read
+    assert "named pipe" in _refused(fifo, "not a regular file")
+    assert "character device" in _refused(zero, "not a regular file")
+    _refused(huge, "too large")
+
+
+def _rewritten(saved_model, tmp_path, **changes):
+    """The saved model with metadata fields changed and the checksum recomputed, as anyone can."""
+    from safetensors.numpy import load, save
+
+    from genrify.models.modelfile import _digest
+    from safetensors import safe_open
+
+    data = saved_model.read_bytes()
+    with safe_open(str(saved_model), framework="np") as f:
+        metadata = dict(f.metadata())
+    tensors = load(data)
+    metadata.update(changes)
+    metadata["sha256"] = _digest(tensors, metadata)
+    out = tmp_path / "rewritten.genrify"
+    out.write_bytes(save(tensors, metadata=metadata))
+    return out
+
+
+def test_a_recomputed_checksum_is_accepted_it_is_not_a_signature(saved_model, tmp_path):
+    """The checksum catches damage and careless edits; anyone who recomputes it can change the labels.
+    docs/reliability.md ("Files and tags") says so."""
+    import json
+
+    edited = _rewritten(saved_model, tmp_path, labels=json.dumps(["pop", "metal", "jazz"]))
+    assert load_model_file(edited).labels == ["pop", "metal", "jazz"]
+
+
+def test_deeply_nested_json_in_the_header_is_refused_in_one_line(saved_model, tmp_path):
+    import struct
+
+    deep = "[" * 100_000 + "]" * 100_000
+    for field in ("labels", "extra", "config"):
+        bad = _rewritten(saved_model, tmp_path, **{field: deep})
+        _refused(bad, "nested deeper")
+    header = b'{"__metadata__": {"format": "genrify-model", "version": "1"}, "x": ' + deep.encode() + b"}"
+    raw = tmp_path / "deep.genrify"
+    raw.write_bytes(struct.pack("<Q", len(header)) + header)
+    _refused(raw, "nested deeper")
+    # Brackets inside strings do not nest: a label made of brackets is fine.
+    ok = _rewritten(saved_model, tmp_path, labels='["' + "[" * 1000 + '", "b", "c"]')
+    assert load_model_file(ok).labels[0] == "[" * 1000
+
+
+def test_a_header_of_the_wrong_shape_is_refused_in_one_line(tmp_path):
+    import struct
+
+    for header in (b'{"__metadata__": [1, 2]}', b'{"__metadata__": "x"}', b"{}", b'{"__metadata__": {"format": 1}}'):
+        bad = tmp_path / "shape.genrify"
+        bad.write_bytes(struct.pack("<Q", len(header)) + header)
+        _refused(bad, "not a genrify model", "another tool")

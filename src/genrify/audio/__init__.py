@@ -22,13 +22,10 @@ import numpy as np
 from genrify.audio.decode import DECODE_BUDGET_BYTES, decode_audio, resample
 from genrify.audio.formats import AUDIO_EXTENSIONS, MEDIA_TYPES, SNIFFED_EXTENSIONS, media_type, not_audio_kind, sniff_audio
 from genrify.errors import AudioDecodeError
+from genrify.fileio import MAX_FILE_BYTES
 
 __all__ = ["AUDIO_EXTENSIONS", "DECODE_BUDGET_BYTES", "MAX_FILE_BYTES", "MEDIA_TYPES", "SNIFFED_EXTENSIONS",
            "load_audio", "media_type", "prewarm_decoder", "resample", "sniff_audio"]
-
-#: The largest file genrify will open as audio (a 600 s, 8-channel, 192 kHz,
-#: 32-bit WAV is 3.7 GB; anything that long is cut at 600 s anyway).
-MAX_FILE_BYTES = 4 * 1024**3
 
 
 def load_audio(

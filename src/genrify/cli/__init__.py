@@ -13,7 +13,7 @@ import importlib
 import sys
 
 #: Modules under ``genrify.cli`` that register commands, in help order.
-COMMAND_MODULES = ("train", "data", "predict", "serve", "collect")
+COMMAND_MODULES = ("train", "data", "predict", "tag", "serve", "collect")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from genrify.errors import GenrifyError
+    from genrify.fileio import terminal_safe
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.handler(args)
     except GenrifyError as exc:
-        print(f"genrify: error: {exc}", file=sys.stderr)
+        print(f"genrify: error: {terminal_safe(str(exc))}", file=sys.stderr)  # messages name files
         return 1
     except KeyboardInterrupt:
         print("genrify: interrupted", file=sys.stderr)

@@ -73,5 +73,7 @@ def run(args) -> int:
         finally:
             if bar is not None:
                 bar.close()
-    print(summary.render())
+    from genrify.fileio import terminal_safe
+
+    print(terminal_safe(summary.render(), lines=True))  # artists, titles and paths come from outside
     return 0

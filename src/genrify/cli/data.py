@@ -8,6 +8,7 @@ from pathlib import Path
 
 from genrify.cli import example_epilog
 from genrify.config import AudioConfig, FeatureConfig
+from genrify.fileio import terminal_safe
 
 FMT = argparse.RawDescriptionHelpFormatter
 
@@ -69,7 +70,7 @@ def cmd_demo_data(args) -> int:
 
     rows = write_demo_corpus(args.out, per_genre=args.per_genre, seed=args.seed, sr=args.sr,
                              duration=args.duration, fmt=args.format)
-    print(f"wrote {len(rows)} synthetic clips to {args.out} (manifest: {Path(args.out) / 'manifest.csv'})")
+    print(terminal_safe(f"wrote {len(rows)} synthetic clips to {args.out} (manifest: {Path(args.out) / 'manifest.csv'})"))
     return 0
 
 
@@ -80,7 +81,7 @@ def cmd_dataset_build(args) -> int:
                        hop_length=args.hop_length)
     summary = build_dataset(args.root, args.out, features=fc, audio=AudioConfig(sr=args.sr, max_duration=args.max_duration),
                             workers=args.workers, progress=sys.stderr.isatty())
-    print("\n".join(summary.lines()))
+    print("\n".join(terminal_safe(line) for line in summary.lines()))  # lines name the files skipped
     return 0
 
 
@@ -94,9 +95,9 @@ def cmd_embed(args) -> int:
     print(f"{summary['tracks']} tracks: {summary['embedded']} embedded, {summary['reused']} already done, "
           f"{len(summary['failed'])} failed")
     for path, reason in summary["failed"]:
-        print(f"  skipped {path}: {reason}")
+        print(terminal_safe(f"  skipped {path}: {reason}"))
     if args.export:
-        print(f"wrote {export_embeddings(dataset, args.export)}")
+        print(terminal_safe(f"wrote {export_embeddings(dataset, args.export)}"))
     return 0
 
 
@@ -117,5 +118,5 @@ def cmd_explore(args) -> int:
     png = report.scatter_png(points, genres, title=f"PCA of standardised {fc.kind} images ({n} frames)",
                              xlabel="PC 1", ylabel="PC 2")
     write_bytes_atomic(args.out, png)
-    print(f"wrote {args.out} ({len(tracks)} tracks, {len(set(genres))} genres)")
+    print(terminal_safe(f"wrote {args.out} ({len(tracks)} tracks, {len(set(genres))} genres)"))
     return 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from genrify.cli import example_epilog
+from genrify.fileio import terminal_safe
 
 
 def register(sub) -> None:
@@ -92,12 +93,13 @@ def _tag(result: dict, analysis) -> int:
 
 def _print_result(result: dict, analysis) -> None:
     if "error" in result:
-        print(f"genrify: error: {result['error']}", file=sys.stderr, flush=True)
+        print(f"genrify: error: {terminal_safe(result['error'])}", file=sys.stderr, flush=True)
         return
     tagged = f"  [genre tag: {result['tagged']}]" if result.get("tagged") else ""
-    print(f"{result['path']}: {format_top(analysis)}{tagged}", flush=True)
+    # The whole line: a model file's genre names are outside text too.
+    print(terminal_safe(f"{result['path']}: {format_top(analysis)}{tagged}"), flush=True)
     if "tag_error" in result:
-        print(f"genrify: error: {result['tag_error']}", file=sys.stderr, flush=True)
+        print(f"genrify: error: {terminal_safe(result['tag_error'])}", file=sys.stderr, flush=True)
 
 
 def write_timeline(a, path: str, target: str, *, several: bool) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from genrify.cli import example_epilog
 from genrify.config import ModelConfig, TrainConfig, WindowConfig
+from genrify.fileio import terminal_safe
 
 FMT = argparse.RawDescriptionHelpFormatter
 
@@ -133,7 +134,7 @@ def cmd_evaluate(args) -> int:
     for c in context[2:]:
         print(c)
     print(report.text_summary(metrics))
-    print("report: " + ", ".join(str(p) for p in paths))
+    print(terminal_safe("report: " + ", ".join(str(p) for p in paths)))
     return 0
 
 
@@ -150,10 +151,10 @@ def cmd_demo(args) -> int:
     out = Path(args.out)
     data = out / "clips"
     if not (data / "manifest.csv").exists():
-        print(f"writing {args.per_genre} synthetic clips per style to {data} ...")
+        print(terminal_safe(f"writing {args.per_genre} synthetic clips per style to {data} ..."))
         write_demo_corpus(data, per_genre=args.per_genre, seed=0, duration=10.0, fmt="wav")
     summary = build_dataset(data, out / "demo.gdb", features=FeatureConfig(), progress=sys.stderr.isatty())
-    print("\n".join(summary.lines()))
+    print("\n".join(terminal_safe(line) for line in summary.lines()))
     dataset = Dataset(out / "demo.gdb")
     parser = argparse.ArgumentParser()
     _add_hyperparameters(parser)
@@ -164,5 +165,5 @@ def cmd_demo(args) -> int:
                      progress=sys.stderr.isatty())
     clf = GenreClassifier.from_file(model_path)
     example = sorted(data.glob("*/*.wav"))[0]
-    print(f"predict {example}: {format_top(clf.analyse(example))}")
+    print(terminal_safe(f"predict {example}: {format_top(clf.analyse(example))}"))
     return 0

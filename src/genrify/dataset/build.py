@@ -21,6 +21,7 @@ from genrify.config import AudioConfig, FeatureConfig
 from genrify.dataset.index import TrackIndex
 from genrify.dataset.store import FeatureStore
 from genrify.errors import DatasetError, GenrifyError
+from genrify.fileio import read_regular
 from genrify.sources.folder import scan_labelled
 
 
@@ -83,7 +84,9 @@ def build_dataset(source: str | os.PathLike, out: str | os.PathLike, *,
         keep = set()
         with index.conn:
             for item in items:
-                path = str(item.path.resolve()) if item.path.exists() else str(item.path.absolute())
+                # Links to regular files are keyed by their target; anything else by its own name, so a
+                # link to a device is reported under the name the user gave it, not as "/dev/zero".
+                path = str(item.path.resolve()) if item.path.is_file() else str(item.path.absolute())
                 keep.add(path)
                 try:
                     st = os.stat(path)
@@ -160,14 +163,18 @@ _EXTRACTORS: dict = {}
 
 
 def compute_track(path: str, features: dict, audio: dict, store_root: str) -> dict:
-    """Decode one file, compute its feature image and store it; never raises for bad input."""
+    """Decode one file, compute its feature image and store it; never raises for bad input.
+
+    A file that is not a regular file, or is larger than :data:`~genrify.fileio.MAX_FILE_BYTES`,
+    is an ``error`` with that reason.
+    """
     from genrify.audio import load_audio
 
     feature_cfg, audio_cfg = FeatureConfig(**features), AudioConfig(**audio)
     store = FeatureStore(store_root)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        # Only a regular file, of bounded size: a FIFO would block the worker, a link to /dev/zero never ends.
+        data = read_regular(path)
     except OSError as exc:
         return {"path": path, "status": "error", "error": f"cannot read file ({exc.strerror or exc})"}
     sha = hashlib.sha256(data).hexdigest()

@@ -5,7 +5,17 @@ label list, the normalisation statistics and any extra JSON (metrics, seed,
 calibration), so it alone rebuilds the pipeline. Loading it cannot execute code:
 safetensors is a flat header + raw buffers. A SHA-256 of the tensor data, the
 config, the labels and the extra JSON is kept in the header, so a truncated or
-tampered file is refused.
+damaged file is refused, and so is one edited by a tool that does not recompute it.
+
+The checksum is not a signature: anyone who edits a model file (its labels, say)
+and recomputes the checksum, which needs no secret, makes a file that loads.
+Trust a model file as much as its source, as with any program's data.
+
+Reading is bounded: only a regular file of at most
+:data:`~genrify.fileio.MAX_FILE_BYTES` is read (a FIFO or ``/dev/zero`` is
+refused without blocking), the JSON header is at most :data:`MAX_HEADER_BYTES`
+and nests at most :data:`MAX_JSON_DEPTH` deep, so every bad file is a
+:class:`~genrify.errors.ModelFileError` with a one-line reason.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +34,10 @@ from genrify.errors import ConfigError, ModelFileError
 
 FORMAT = "genrify-model"
 VERSION = 1
+#: The largest JSON header read (safetensors' own limit).
+MAX_HEADER_BYTES = 100_000_000
+#: How deeply the header's JSON (and the JSON held in its metadata) may nest; genrify's own is 4 deep.
+MAX_JSON_DEPTH = 64
 
 
 @dataclass
@@ -87,14 +102,39 @@ def save_model_file(path: str | os.PathLike, model: ModelFile) -> None:
     write_bytes_atomic(path, save(tensors, metadata=metadata))
 
 
+def _json(text: str | bytes, *, path: Path, what: str):
+    """``json.loads(text)``, refusing JSON nested deeper than :data:`MAX_JSON_DEPTH` before parsing it
+    (a header of 100 000 ``[`` would otherwise end in a ``RecursionError``)."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    bare = _JSON_STRING.sub(b'""', raw)  # brackets inside strings do not nest
+    steps = np.frombuffer(bare, dtype=np.uint8)
+    depth = np.cumsum(np.isin(steps, _OPENERS).astype(np.int64) - np.isin(steps, _CLOSERS))
+    if depth.size and int(depth.max()) > MAX_JSON_DEPTH:
+        raise ModelFileError(f"{path}: not a genrify model file ({what} nested deeper than {MAX_JSON_DEPTH})")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise ModelFileError(f"{path}: not a genrify model file (unreadable {what})") from None
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_OPENERS = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSERS = np.frombuffer(b"]}", dtype=np.uint8)
+
+
 def load_model_file(path: str | os.PathLike) -> ModelFile:
-    """Read and verify a model file; any problem raises :class:`ModelFileError`."""
+    """Read and verify a model file; any problem raises :class:`ModelFileError`.
+
+    Only a regular file of at most :data:`~genrify.fileio.MAX_FILE_BYTES` is read.
+    """
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
+    from genrify.fileio import read_regular
+
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file") from None
     except IsADirectoryError:
@@ -106,27 +146,37 @@ def load_model_file(path: str | os.PathLike) -> ModelFile:
     header_len = int.from_bytes(data[:8], "little")
     if header_len <= 0 or header_len > len(data) - 8 or data[8:9] != b"{":
         raise ModelFileError(f"{path}: not a genrify model file (no safetensors header; pickles are never loaded)")
-    try:
-        header = json.loads(data[8 : 8 + header_len])
-        metadata = header.get("__metadata__") or {}
-    except (ValueError, AttributeError):
-        raise ModelFileError(f"{path}: not a genrify model file (unreadable header)") from None
+    if header_len > MAX_HEADER_BYTES:
+        raise ModelFileError(f"{path}: not a genrify model file (a {header_len}-byte header)")
+    header = _json(data[8 : 8 + header_len], path=path, what="header")
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: not a genrify model file (unreadable header)")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: not a genrify model file (its header's metadata is not a JSON object)")
     if metadata.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a genrify model file (made by another tool)")
     if metadata.get("version") != str(VERSION):
-        raise ModelFileError(f"{path}: unsupported model file version {metadata.get('version')!r}")
+        raise ModelFileError(f"{path}: unsupported model file version {str(metadata.get('version'))[:40]!r}")
     try:
         tensors = load(data)
     except (SafetensorError, ValueError, Exception) as exc:
         raise ModelFileError(f"{path}: damaged model file ({str(exc).splitlines()[0][:120]})") from None
     if _digest(tensors, metadata) != metadata.get("sha256"):
         raise ModelFileError(f"{path}: model file is damaged or was modified (checksum mismatch)")
+    fields = {name: metadata.get(name, "{}" if name == "extra" else None) for name in _SIGNED_FIELDS}
+    if not all(isinstance(v, str) for v in fields.values()):
+        raise ModelFileError(f"{path}: model file has an invalid configuration (missing metadata)")
+    labels = _json(fields["labels"], path=path, what="label list")
+    extra = _json(fields["extra"], path=path, what="extra metadata")
+    _json(fields["config"], path=path, what="configuration")  # bounded before RunConfig parses it
     try:
-        config = RunConfig.from_json(metadata["config"])
-        labels = json.loads(metadata["labels"])
-        extra = json.loads(metadata.get("extra", "{}"))
-    except (KeyError, ValueError, TypeError, ConfigError) as exc:
-        raise ModelFileError(f"{path}: model file has an invalid configuration ({exc})") from None
+        config = RunConfig.from_json(fields["config"])
+    except Exception as exc:  # the file is untrusted input: whatever the parser meets, one line
+        reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: model file has an invalid configuration ({reason})") from None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ModelFileError(f"{path}: model file has an invalid label list")
+    if not isinstance(extra, dict):
+        raise ModelFileError(f"{path}: model file has invalid extra metadata")
     return ModelFile(config=config, labels=labels, tensors=dict(tensors), extra=extra)

@@ -6,14 +6,17 @@ Labels are normalised here and only here (:func:`normalise_label`).
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from genrify.audio import AUDIO_EXTENSIONS
 from genrify.errors import DatasetError
+from genrify.fileio import read_regular
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,12 @@ def artist_title_from_name(path: Path) -> tuple[str | None, str | None]:
 
 def audio_files(root: str | os.PathLike) -> list[Path]:
     """Audio files under the folder ``root``, recursively, in sorted order (hidden entries skipped;
-    symlinked folders are not entered, so a link loop cannot recurse)."""
+    symlinked folders are not entered, so a link loop cannot recurse).
+
+    Listed by name only: nothing is opened here. An entry named like audio that is
+    not a regular file (a FIFO, a link to a device) stays in the list, so the
+    stage that reads it refuses it with its reason rather than losing it unseen.
+    """
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -56,12 +64,16 @@ def scan_labelled(root: str | os.PathLike) -> list[LabelledTrack]:
     """List the tracks of a labelled folder or CSV manifest (``path,genre[,artist,title]``).
 
     Manifest paths are relative to the manifest's folder. Hidden files and
-    non-audio extensions are ignored; symlinks are followed only to files.
+    non-audio extensions are ignored; symlinks are followed only to files. As
+    with :func:`audio_files`, tracks are listed by name, never opened: one that
+    is not a regular file is refused, with its reason, by the stage that reads it.
     """
     root = Path(root)
-    if not root.exists():
-        raise DatasetError(f"{root}: no such file or folder")
-    if root.is_file():
+    try:
+        mode = os.stat(root).st_mode
+    except (OSError, ValueError):
+        raise DatasetError(f"{root}: no such file or folder") from None
+    if not stat.S_ISDIR(mode):
         return _read_manifest(root)
     tracks = []
     for genre_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -83,11 +95,14 @@ def scan_labelled(root: str | os.PathLike) -> list[LabelledTrack]:
 
 def _read_manifest(path: Path) -> list[LabelledTrack]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"path", "genre"} <= set(reader.fieldnames):
-                raise DatasetError(f"{path}: a manifest needs a header with at least 'path' and 'genre' columns")
-            rows = list(reader)
+        # Bounded and never blocking: a manifest that is a FIFO or a link to /dev/zero is refused.
+        text = read_regular(path).decode("utf-8")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or not {"path", "genre"} <= set(reader.fieldnames):
+            raise DatasetError(f"{path}: a manifest needs a header with at least 'path' and 'genre' columns")
+        rows = list(reader)
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a folder or a CSV manifest ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise DatasetError(f"{path}: not a CSV manifest (not UTF-8 text)") from None
     except csv.Error as exc:

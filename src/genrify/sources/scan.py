@@ -2,9 +2,11 @@
 
 :class:`FolderScan` walks the folder (directory symlinks are not entered, so a
 link loop cannot recurse), keeps only audio files (by extension, hidden files
-skipped), resolves links and refuses those whose target leaves the folder, and
-keeps the tallies that become the :class:`ScanSummary`. What is done with each
-file, and the database, belong to :class:`~genrify.sources.library.LibraryIndex`.
+skipped), resolves links and refuses those whose target leaves the folder and
+those that are not regular files or are larger than
+:data:`~genrify.fileio.MAX_FILE_BYTES` (a FIFO named ``.mp3`` would block the
+scan, ``/dev/zero`` never ends), and keeps the tallies that become the
+:class:`ScanSummary`. What is done with each file, and the database, belong to :class:`~genrify.sources.library.LibraryIndex`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from genrify.audio import AUDIO_EXTENSIONS
 from genrify.errors import DatasetError
+from genrify.fileio import stat_regular
 from genrify.sources.tags import read_tags
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,13 @@ class ScanSummary:
     failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     seconds: float = 0.0
 
+    #: How many of ``failed`` were refused before being counted as added, updated or unchanged.
+    refused: int = 0
+
     @property
     def indexed(self) -> int:
-        """Playable tracks found in this scan (added + updated + unchanged, minus failures)."""
-        return self.added + self.updated + self.unchanged - len(self.failed)
+        """Playable tracks found in this scan (added + updated + unchanged, minus their failures)."""
+        return self.added + self.updated + self.unchanged - (len(self.failed) - self.refused)
 
     def __str__(self) -> str:
         return (
@@ -64,13 +70,14 @@ class FolderScan:
     unchanged: int = 0
     outside: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    refused: int = 0
 
     def audio_files(self) -> Iterator[Path]:
         """The resolved audio files under ``root``, each once, in sorted walk order (lazily)."""
 
         def on_walk_error(exc: OSError) -> None:
             where = str(getattr(exc, "filename", "") or self.root)
-            self.failed.append((where, f"cannot list folder: {exc.strerror or exc}"))
+            self._refuse(where, f"cannot list folder: {exc.strerror or exc}")
 
         for dirpath, dirnames, filenames in os.walk(self.root, onerror=on_walk_error, followlinks=False):
             dirnames.sort()
@@ -86,7 +93,7 @@ class FolderScan:
         try:
             real = path.resolve(strict=True)
         except (OSError, RuntimeError):  # dangling link or a loop
-            self.failed.append((str(path), "broken symbolic link"))
+            self._refuse(str(path), "broken symbolic link")
             return None
         if not inside(real, self.root):
             self.outside += 1
@@ -94,14 +101,24 @@ class FolderScan:
             return None
         if str(real) in self.seen:
             return None  # two links to one file: index it once
+        try:
+            stat_regular(real)  # only a stat: opening a FIFO would block the scan
+        except OSError as exc:
+            self._refuse(str(path), exc.strerror or str(exc))
+            return None
         self.seen.add(str(real))
         return real
+
+    def _refuse(self, path: str, reason: str) -> None:
+        self.failed.append((path, reason))
+        self.refused += 1
 
     def summary(self, *, removed: int, seconds: float) -> ScanSummary:
         """The finished scan's :class:`ScanSummary`."""
         return ScanSummary(
             root=str(self.root), added=self.added, updated=self.updated, unchanged=self.unchanged,
             removed=removed, skipped_outside=self.outside, failed=tuple(self.failed), seconds=seconds,
+            refused=self.refused,
         )
 
 
@@ -116,6 +133,10 @@ def inside(path: Path, root: Path) -> bool:
 
 def file_tags(path: Path) -> tuple[dict, str | None]:
     """``(tags, None)`` for a readable audio file, else ``({}, reason)``; never raises, so one file never stops a scan."""
+    try:
+        stat_regular(path)  # again, right before mutagen opens it: it may have been swapped for a FIFO
+    except OSError as exc:
+        return {}, exc.strerror or str(exc)
     if not os.access(path, os.R_OK):
         return {}, "permission denied"
     try:

@@ -1,85 +1,251 @@
-"""Tags in the user's own audio files: read for the library index, the genre written back.
+"""Tags in the user's own audio files: read for the library index, the genre written back (and undone).
 
 :func:`read_tags` gives what the library index keeps of a file (artist, title,
 album, genre, duration). :func:`write_genre` writes the genre with mutagen,
-atomically: the file is copied beside itself, the copy is tagged and then
-renamed over the original, so an interruption leaves the old file or the new
-one, never a half-written song. Audio data is not touched; a link is followed
-and the file it points to is tagged (the link stays a link).
+atomically: the file is copied beside itself (``.<name>.genrify-<random>.part``),
+the copy is tagged, given the original's owner, group, mode and extended
+attributes, and renamed over the original, so an interruption leaves the old
+file or the new one, never a half-written song. Audio data is not touched; a
+link is followed and the file it points to is tagged (the link stays a link).
+A file with several hard links is refused: replacing it would split the links.
+The previous genre is recorded in the tag journal
+(:mod:`genrify.sources.tagjournal`) before the file is touched, and
+:func:`undo_genres` puts it back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 from pathlib import Path
 
-from genrify.errors import DatasetError, TagError
+from genrify.errors import DatasetError, GenrifyError, TagError
+from genrify.fileio import atomic_path, remove_stale_temporaries, stat_regular
+from genrify.sources.folder import normalise_label
+from genrify.sources.tagjournal import TagJournal
 
 log = logging.getLogger(__name__)
 
 #: The ID3 frames behind the easy tag names, for files whose ID3 tags mutagen gives as frames.
 _ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "title": "TIT2", "album": "TALB", "genre": "TCON"}
 
+#: The ID3v1 genre byte meaning "no genre" (ID3v1 can name only the genres of its fixed list).
+ID3V1_NO_GENRE = 255
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}" if str(exc).strip() else type(exc).__name__
+
 
 def _open(path: Path):
     import mutagen
 
     try:
+        stat_regular(path)  # mutagen would block on a FIFO and read a device without end
         audio = mutagen.File(str(path), easy=True)
+    except FileNotFoundError:
+        raise TagError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise TagError(f"{path}: cannot read its tags ({exc.strerror or _reason(exc)})") from None
     except Exception as exc:  # mutagen raises many types on damaged files
-        raise TagError(f"{path}: cannot read its tags ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise TagError(f"{path}: cannot read its tags ({_reason(exc)})") from None
     if audio is None:
         raise TagError(f"{path}: not a file whose tags genrify can write (MP3, FLAC, Ogg, Opus, M4A, WAV, AIFF)")
     return audio
 
 
-def read_genre(path: str | os.PathLike) -> str | None:
-    """The file's genre tag, or ``None`` when it has none."""
+def _genres(audio) -> list[str] | None:
+    """All genre values of an opened file, or ``None`` when it has no genre tag."""
     from mutagen.id3 import ID3
 
-    audio = _open(Path(path))
     if audio.tags is None:
         return None
     if isinstance(audio.tags, ID3):  # WAV / AIFF carry plain ID3 frames
         frame = audio.tags.get("TCON")
-        return str(frame.text[0]) if frame and frame.text else None
-    values = audio.tags.get("genre") or []
-    return str(values[0]) if values else None
+        values = list(frame.text) if frame else []
+    else:
+        values = audio.tags.get("genre") or []
+    return [str(v) for v in values] or None
 
 
-def write_genre(path: str | os.PathLike, genre: str) -> None:
-    """Set the genre tag of the audio file ``path`` to ``genre`` (replacing any earlier genre)."""
-    from mutagen.id3 import ID3, TCON
+def read_genre(path: str | os.PathLike) -> str | None:
+    """The file's genre tag, or ``None`` when it has none."""
+    values = _genres(_open(Path(path)))
+    return values[0] if values else None
 
-    from genrify.fileio import atomic_path
 
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise TagError(f"{path}: no such file")
-    kind = type(_open(path))  # refuse what cannot be tagged before copying anything
+def id3v1_genre(genre: str | None) -> int:
+    """The ID3v1 genre byte for ``genre``: its index in ID3v1's list, matched on the
+    normalised name (``"hiphop"`` → 7, "Hip-Hop"; ``"jazz"`` → 8), else :data:`ID3V1_NO_GENRE`."""
+    from mutagen.id3 import TCON
+
+    key = normalise_label(genre or "")
+    if key:
+        for index, name in enumerate(TCON.GENRES[:ID3V1_NO_GENRE]):
+            if normalise_label(name) == key:
+                return index
+    return ID3V1_NO_GENRE
+
+
+def write_genre(path: str | os.PathLike, genre: str, *, journal: TagJournal | None = None) -> None:
+    """Set the genre tag of the audio file ``path`` to ``genre`` (replacing any earlier genre).
+
+    The file's previous genre values are recorded in ``journal`` (default: the
+    journal in genrify's data folder) before the file is touched, so
+    :func:`undo_genres` can restore them. Leftover temporary copies of runs that
+    were killed are removed from the file's folder first (only genrify's, older
+    than a minute). An ID3v1 tag, if the file has one, gets the matching ID3v1
+    genre byte (:func:`id3v1_genre`). Raises :class:`~genrify.errors.TagError`,
+    with the file untouched, for a file that is missing, not a regular file or
+    over :data:`~genrify.fileio.MAX_FILE_BYTES`, has several hard links, belongs
+    to an owner this user cannot give the rewritten file, cannot be tagged, or
+    whose old genre cannot be recorded.
+    """
+    path, st = _target(path)
+    audio = _open(path)  # refuse what cannot be tagged before copying anything
+    kind, old = type(audio), _genres(audio)
+    remove_stale_temporaries(path.parent)
+    own = journal is None
+    journal = journal if journal is not None else TagJournal()
+    try:
+        change = journal.record(path=path, old=old, new=genre)
+        try:
+            _replace_tagged(path, st, kind, [genre])
+        except BaseException:
+            with contextlib.suppress(GenrifyError):
+                journal.mark(change, state="failed")
+            raise
+        journal.mark(change, state="written")
+    finally:
+        if own:
+            journal.close()
+
+
+def undo_genres(*, run: str | None = None, journal: TagJournal | None = None) -> list[tuple[str, str]]:
+    """Put back the genre tags that one run of :func:`write_genre` replaced (default: the latest run).
+
+    Returns ``(path, what happened)`` per recorded change, newest first. A file
+    whose genre is no longer the one genrify wrote (changed since, by anyone) is
+    left alone and reported; so is one that cannot be rewritten. Raises
+    :class:`~genrify.errors.TagError` when there is nothing to undo.
+    """
+    own = journal is None
+    journal = journal if journal is not None else TagJournal()
+    try:
+        run = run or journal.last_run()
+        changes = [c for c in journal.changes(run=run) if c.state in ("written", "pending")] if run else []
+        if not changes:
+            what = f"run {run}" if run else "any run"
+            raise TagError(f"{journal.path}: no genre tag written by {what} is left to undo")
+        done = []
+        for change in reversed(changes):
+            done.append((change.path, _undo_one(change, journal)))
+        return done
+    finally:
+        if own:
+            journal.close()
+
+
+def _undo_one(change, journal: TagJournal) -> str:
+    try:
+        path, st = _target(change.path)
+        audio = _open(path)
+        now = _genres(audio)
+        if now != [change.new]:
+            if change.state == "pending" and now == change.old:  # killed before the file was replaced
+                journal.mark(change.id, state="failed")
+                return "unchanged (the write never happened)"
+            return f"left alone: its genre is now {', '.join(now or ['(none)'])}, not {change.new}"
+        _replace_tagged(path, st, type(audio), change.old)
+    except GenrifyError as exc:
+        return f"not restored: {str(exc).removeprefix(f'{change.path}: ')}"
+    journal.mark(change.id, state="undone")
+    return f"restored genre {', '.join(change.old)}" if change.old else "restored: no genre tag"
+
+
+def _target(path: str | os.PathLike) -> tuple[Path, os.stat_result]:
+    """The resolved regular file behind ``path`` with its stat, or :class:`TagError`."""
+    try:
+        path = Path(path).resolve(strict=True)
+        st = stat_regular(path)
+    except FileNotFoundError:
+        raise TagError(f"{path}: no such file") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise TagError(f"{path}: cannot tag it ({getattr(exc, 'strerror', None) or _reason(exc)})") from None
+    if st.st_nlink > 1:
+        # Writing atomically means replacing the file: the other names would keep the old one.
+        raise TagError(f"{path}: has {st.st_nlink} hard links, which replacing it to write its tags would split; "
+                       "left untouched")
+    return path, st
+
+
+def _replace_tagged(path: Path, st: os.stat_result, kind, genres: list[str] | None) -> None:
+    """Write ``genres`` (``None``: no genre tag) into a copy of ``path`` and rename it over ``path``."""
+    from mutagen.id3 import ID3, TCON, ID3FileType
+
     with atomic_path(path) as tmp:
         try:
-            shutil.copy2(path, tmp)  # the content, permissions and times of the original
+            os.chmod(tmp, 0o600)  # private while it is worked on: the original may not be readable by everyone
+            shutil.copyfile(path, tmp)
         except OSError as exc:
             raise TagError(f"{path}: cannot copy it to write its tags ({exc.strerror or exc})") from None
         try:  # the copy's temporary name hides its type from mutagen's guess: open it as the original
             audio = kind(str(tmp))
         except Exception as exc:
-            raise TagError(f"{path}: cannot read its tags ({type(exc).__name__}: {str(exc)[:80]})") from None
-        if audio.tags is None:
+            raise TagError(f"{path}: cannot read its tags ({_reason(exc)})") from None
+        if audio.tags is None and genres:
             audio.add_tags()
         if isinstance(audio.tags, ID3):
-            audio.tags.setall("TCON", [TCON(encoding=3, text=[genre])])
-        else:
-            audio.tags["genre"] = [genre]
+            audio.tags.delall("TCON")
+            if genres:
+                audio.tags.add(TCON(encoding=3, text=list(genres)))
+        elif audio.tags is not None:
+            if genres:
+                audio.tags["genre"] = list(genres)
+            elif "genre" in audio.tags:
+                del audio.tags["genre"]
         try:
             audio.save()
         except Exception as exc:
-            raise TagError(f"{path}: cannot write its tags ({type(exc).__name__}: {str(exc)[:80]})") from None
+            raise TagError(f"{path}: cannot write its tags ({_reason(exc)})") from None
         with open(tmp, "rb+") as f:
+            if isinstance(audio, ID3FileType):
+                _set_id3v1_genre(f, id3v1_genre(genres[0] if genres else None))
             os.fsync(f.fileno())
+        _copy_owner_and_mode(path, tmp, st)
+
+
+def _copy_owner_and_mode(path: Path, tmp: Path, st: os.stat_result) -> None:
+    """Give ``tmp`` the owner, group, mode and extended attributes of ``path`` (whose stat is ``st``)."""
+    now = os.stat(tmp)
+    if (now.st_uid, now.st_gid) != (st.st_uid, st.st_gid):
+        try:  # as root the copy is root's: give it back to the song's owner
+            os.chown(tmp, st.st_uid, st.st_gid)
+        except OSError:
+            raise TagError(f"{path}: belongs to uid {st.st_uid}, gid {st.st_gid}, which this user cannot give "
+                           "the rewritten file; left untouched") from None
+    try:
+        shutil.copystat(path, tmp)  # after chown, which clears set-id bits: mode, extended attributes, flags
+        os.utime(tmp)  # a fresh time: the file changed, and a run alongside never takes the copy for a stale one
+    except OSError as exc:
+        raise TagError(f"{path}: cannot copy its permissions ({exc.strerror or exc})") from None
+
+
+def _set_id3v1_genre(f, byte: int) -> None:
+    """Set the genre byte of the ID3v1 tag at the end of the open file ``f``, if it has one.
+
+    mutagen writes 255 unless the ID3v2 genre is spelt exactly as in ID3v1's
+    list ("Metal", not "metal"), so a file whose ID3v1 tag named its genre would lose it.
+    """
+    f.seek(0, os.SEEK_END)
+    if f.tell() < 128:
+        return
+    f.seek(-128, os.SEEK_END)
+    if f.read(3) == b"TAG":
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([byte]))
 
 
 def read_tags(path: Path) -> dict:
@@ -91,6 +257,10 @@ def read_tags(path: Path) -> dict:
     """
     import mutagen
 
+    try:
+        stat_regular(path)  # mutagen would block on a FIFO and read a device without end
+    except OSError as exc:
+        raise DatasetError(exc.strerror or _reason(exc)) from None
     info: dict = {}
     try:
         f = mutagen.File(str(path), easy=True)

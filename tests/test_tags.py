@@ -1,0 +1,294 @@
+"""Genre tags written into the user's own files (``sources/tags.py``) and the tag journal (``sources/tagjournal.py``).
+
+Real files with real tags: the corpus writer's MP3/FLAC/M4A/WAV clips (tagged by
+mutagen), an MP3 from libsndfile with a raw ID3v1 tag appended, real hard links,
+real ownership changes (the suite runs as root here), a real SQLite journal in a
+temporary data folder, and temporary files left by a really killed process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from genrify.errors import TagError
+from genrify.sources.tagjournal import TagJournal
+from genrify.sources.tags import id3v1_genre, read_genre, read_tags, undo_genres, write_genre
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    """The tag journal lives here, apart from the songs' folder (``tmp_path / "songs"``)."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("GENRIFY_DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def songs(tmp_path):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tag_files(tmp_path_factory):
+    """One synthetic clip per format, tagged "classical" by the corpus writer (READ-ONLY: copy first)."""
+    from genrify.sources.synthetic import write_demo_corpus
+
+    root = tmp_path_factory.mktemp("tag-files")
+    files = {}
+    for fmt in ("mp3", "flac", "m4a", "wav"):
+        write_demo_corpus(root / fmt, per_genre=1, duration=2.0, fmt=fmt)
+        files[fmt] = sorted((root / fmt).glob(f"classical/*.{fmt}"))[0]
+    return files
+
+
+def _copy(src, folder, name=None):
+    dst = folder / (name or src.name)
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def _id3v1(*, title: bytes, artist: bytes, genre: int) -> bytes:
+    """A raw ID3v1.1 tag: TAG, title, artist, album, year, comment, zero byte, track, genre byte."""
+    return (b"TAG" + title.ljust(30, b"\0") + artist.ljust(30, b"\0") + b"Album".ljust(30, b"\0") + b"1999"
+            + b"".ljust(28, b"\0") + b"\0" + bytes([3]) + bytes([genre]))
+
+
+@pytest.fixture
+def id3v1_only_mp3(songs):
+    """An MP3 made by libsndfile (no tags at all) with a raw ID3v1 tag appended: genre byte 8 (Jazz)."""
+    import soundfile as sf
+
+    path = songs / "old.mp3"
+    t = np.arange(22050 * 2) / 22050
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), 22050, format="MP3",
+             subtype="MPEG_LAYER_III")
+    assert path.read_bytes()[:3] != b"ID3"  # libsndfile writes no ID3v2 tag
+    with open(path, "ab") as f:
+        f.write(_id3v1(title=b"Old Song", artist=b"Old Band", genre=8))
+    return path
+
+
+# ---------------------------------------------------------------------------- ownership, mode, hard links
+
+
+@as_root
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a", "wav"])
+def test_a_file_of_another_user_keeps_its_owner_group_and_mode(tag_files, songs, fmt):
+    path = _copy(tag_files[fmt], songs)
+    os.chown(path, 1000, 1000)
+    os.chmod(path, 0o640)
+    write_genre(path, "metal")
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 1000, 0o640)
+    assert read_genre(path) == "metal"
+    assert [p.name for p in songs.iterdir()] == [path.name]
+
+
+@as_root
+def test_owner_of_the_folder_and_of_the_file_may_differ(tag_files, songs):
+    """A root-owned folder holding a user's song: the song stays the user's, the folder root's."""
+    path = _copy(tag_files["flac"], songs)
+    os.chown(path, 1000, 100)
+    os.chmod(path, 0o600)
+    write_genre(path, "jazz")
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 100, 0o600)
+    assert os.stat(songs).st_uid == 0
+
+
+def test_a_hard_linked_file_is_refused_and_both_names_are_untouched(tag_files, songs):
+    path = _copy(tag_files["mp3"], songs, "library.mp3")
+    other = songs / "seeding.mp3"
+    os.link(path, other)
+    before = path.read_bytes()
+    with pytest.raises(TagError) as err:
+        write_genre(path, "metal")
+    message = str(err.value)
+    assert "hard links" in message and "\n" not in message and str(path) in message
+    assert os.stat(path).st_ino == os.stat(other).st_ino and os.stat(path).st_nlink == 2
+    assert path.read_bytes() == before and read_genre(other) == "classical"
+    assert sorted(p.name for p in songs.iterdir()) == ["library.mp3", "seeding.mp3"]
+
+
+def test_a_fifo_or_a_device_is_refused_without_blocking(songs):
+    fifo = songs / "pipe.mp3"
+    os.mkfifo(fifo)
+    zero = songs / "zero.flac"
+    zero.symlink_to("/dev/zero")
+    for path in (fifo, zero):
+        with pytest.raises(TagError, match="not a regular file"):
+            write_genre(path, "metal")
+        with pytest.raises(TagError, match="not a regular file"):
+            read_genre(path)
+    assert sorted(p.name for p in songs.iterdir()) == ["pipe.mp3", "zero.flac"]
+
+
+# ---------------------------------------------------------------------------- ID3v1
+
+
+@pytest.mark.parametrize("genre, byte", [("metal", 9), ("jazz", 8), ("hiphop", 7), ("classical", 32),
+                                         ("Rock", 17), ("lofi", 71), ("vaporwave", 255)])
+def test_an_id3v1_only_mp3_gets_the_matching_id3v1_genre_byte(id3v1_only_mp3, genre, byte):
+    path = id3v1_only_mp3
+    assert read_genre(path) == "Jazz"  # mutagen reads the ID3v1 byte 8 as "Jazz"
+    write_genre(path, genre)
+    data = path.read_bytes()
+    assert data[-128:-125] == b"TAG" and data[-1] == byte  # one ID3v1 tag, at the end, with the right genre
+    assert data.count(b"TAG") == 1
+    assert data[-125:-95].rstrip(b"\0") == b"Old Song" and data[-95:-65].rstrip(b"\0") == b"Old Band"
+    assert read_genre(path) == genre  # the ID3v2 tag now carries the name as written
+    assert read_tags(path)["title"] == "Old Song"
+
+
+def test_id3v1_genre_bytes_follow_the_id3v1_list():
+    assert [id3v1_genre(g) for g in ("blues", "country", "disco", "pop", "reggae", "Hip-Hop", "R&B")] == \
+        [0, 2, 4, 13, 16, 7, 14]
+    assert id3v1_genre(None) == id3v1_genre("") == id3v1_genre("not a genre") == 255
+
+
+def test_undo_puts_the_id3v1_genre_byte_back(id3v1_only_mp3):
+    write_genre(id3v1_only_mp3, "vaporwave")
+    assert id3v1_only_mp3.read_bytes()[-1] == 255
+    assert undo_genres() == [(str(id3v1_only_mp3), "restored genre Jazz")]
+    assert id3v1_only_mp3.read_bytes()[-1] == 8 and read_genre(id3v1_only_mp3) == "Jazz"
+
+
+# ---------------------------------------------------------------------------- the journal and undo
+
+
+def test_the_old_genre_is_journaled_before_the_write(tag_files, songs, data_dir):
+    path = _copy(tag_files["flac"], songs)
+    write_genre(path, "metal")
+    with sqlite3.connect(data_dir / "tag-journal.sqlite") as conn:
+        rows = conn.execute("SELECT path, old, new, state FROM changes").fetchall()
+    assert rows == [(str(path), '["classical"]', "metal", "written")]
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a", "wav"])
+def test_undo_restores_the_previous_genre(tag_files, songs, fmt):
+    path = _copy(tag_files[fmt], songs)
+    write_genre(path, "metal")
+    write_genre(path, "jazz")  # twice in one run: undo walks back through both
+    assert undo_genres() == [(str(path), "restored genre metal"), (str(path), "restored genre classical")]
+    assert read_genre(path) == "classical"
+    with pytest.raises(TagError, match="left to undo"):
+        undo_genres()
+
+
+def test_undo_removes_a_genre_that_was_not_there(tag_files, songs):
+    from mutagen.flac import FLAC
+
+    path = _copy(tag_files["flac"], songs)
+    f = FLAC(path)
+    del f["genre"]
+    f.save()
+    assert read_genre(path) is None
+    write_genre(path, "pop")
+    assert undo_genres() == [(str(path), "restored: no genre tag")]
+    assert read_genre(path) is None and read_tags(path)["title"]
+
+
+def test_undo_leaves_a_genre_changed_since_alone(tag_files, songs):
+    from mutagen.flac import FLAC
+
+    path = _copy(tag_files["flac"], songs)
+    write_genre(path, "metal")
+    f = FLAC(path)
+    f["genre"] = ["my own choice"]
+    f.save()
+    [(where, what)] = undo_genres()
+    assert where == str(path) and "left alone" in what and "my own choice" in what
+    assert read_genre(path) == "my own choice"
+
+
+def test_undo_undoes_the_latest_run_only(tag_files, songs, data_dir):
+    first, second = _copy(tag_files["flac"], songs, "a.flac"), _copy(tag_files["flac"], songs, "b.flac")
+    with TagJournal(run="run-1") as journal:
+        write_genre(first, "metal", journal=journal)
+    with TagJournal(run="run-2") as journal:
+        write_genre(second, "jazz", journal=journal)
+    assert undo_genres() == [(str(second), "restored genre classical")]
+    assert read_genre(first) == "metal"
+    assert undo_genres(run="run-1") == [(str(first), "restored genre classical")]
+
+
+def test_a_journal_that_cannot_be_written_refuses_the_write(tag_files, songs, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data folder should be")
+    monkeypatch.setenv("GENRIFY_DATA_DIR", str(blocker))
+    path = _copy(tag_files["mp3"], songs)
+    before = path.read_bytes()
+    with pytest.raises(TagError) as err:
+        write_genre(path, "metal")
+    assert "tag journal" in str(err.value) and "\n" not in str(err.value)
+    assert path.read_bytes() == before and [p.name for p in songs.iterdir()] == [path.name]
+
+
+def test_genrify_tag_undo_on_the_command_line(tag_files, songs, capsys):
+    from genrify.cli import main
+
+    path = _copy(tag_files["mp3"], songs, "Band - Song\x1b]0;owned\x07.mp3")  # a name that would retitle a terminal
+    write_genre(path, "metal")
+    assert main(["tag", "--undo"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\x1b" not in out and "\\x1b]0;owned\\x07" in out
+    assert "restored genre classical" in out and read_genre(path) == "classical"
+    assert main(["tag", "--undo"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("genrify: error:") and "left to undo" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------- leftovers of killed runs
+
+
+def _killed_mid_write(target) -> str:
+    """Run a process that starts an atomic write beside ``target`` (a full copy) and is killed by SIGKILL."""
+    code = ("import os, shutil, signal, sys\n"
+            "from genrify.fileio import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    shutil.copyfile(sys.argv[1], tmp)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    before = set(target.parent.iterdir())
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    [left] = set(target.parent.iterdir()) - before
+    return left.name
+
+
+def test_copies_left_by_killed_runs_are_removed_at_the_next_write(tag_files, songs):
+    killed = _copy(tag_files["mp3"], songs, "killed.mp3")
+    stale = songs / _killed_mid_write(killed)
+    assert stale.name.startswith(".killed.mp3.genrify-") and stale.name.endswith(".part")
+    assert stale.stat().st_size == killed.stat().st_size  # a full-size hidden copy
+    young = songs / _killed_mid_write(killed)
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    # Not genrify's, or not a plain file: kept whatever their age.
+    keep = [songs / ".killed.mp3.abc123.part", songs / "notes.genrify-abcd1234.part", songs / ".x.genrify-abcd1234.partial"]
+    for p in keep:
+        p.write_bytes(b"someone else's")
+        os.utime(p, (hour_ago, hour_ago))
+    link = songs / ".link.mp3.genrify-abcd1234.part"
+    link.symlink_to(killed)
+    os.utime(link, (hour_ago, hour_ago), follow_symlinks=False)
+
+    other = _copy(tag_files["mp3"], songs, "other.mp3")
+    write_genre(other, "metal")
+    names = {p.name for p in songs.iterdir()}
+    assert stale.name not in names  # stale: removed
+    assert young.name in names  # a minute has not passed: it may belong to a run still writing
+    assert {p.name for p in keep} | {link.name, "killed.mp3", "other.mp3"} <= names
+    assert read_genre(killed) == "classical"  # the killed run never touched the song
