@@ -59,7 +59,10 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=5))
+        from genrify.web.connections import server_options
+
+        # The same protocol, deadlines and caps as `genrify serve`.
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **server_options()))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self):

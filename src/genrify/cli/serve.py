@@ -21,7 +21,7 @@ def register(subparsers) -> None:
             "genrify serve",
             "genrify serve --model cnn.genrify --library ~/Music --port 8080",
             "genrify serve --providers library,deezer,itunes",
-            "genrify serve --host 0.0.0.0 --allowed-hosts music.example.org --max-upload-mb 50",
+            "genrify serve --allowed-hosts music.example.org --max-per-client 0   (behind a proxy: docs/deploy.md)",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -40,6 +40,14 @@ def register(subparsers) -> None:
     p.add_argument("--max-waiting", type=int, default=8, metavar="N", help="analyses allowed to wait (default 8)")
     p.add_argument("--analysis-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="longest analysis before a 504 (default 120)")
+    p.add_argument("--max-lookups", type=int, default=4, metavar="N",
+                   help="searches and look-ups running at once; more wait briefly, then get 503 (default 4)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="longest wait for a request's head before a 408 and a closed connection (default 10)")
+    p.add_argument("--max-connections", type=int, default=200, metavar="N",
+                   help="open connections in all; more are answered 503 (default 200)")
+    p.add_argument("--max-per-client", type=int, default=32, metavar="N",
+                   help="open connections per client address; 0: no cap, behind a reverse proxy (default 32)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow this origin cross-site (repeatable; default: CORS closed)")
     p.add_argument("--allowed-hosts", metavar="LIST",
@@ -92,6 +100,10 @@ def _settings(args):
         max_analyses=args.max_analyses,
         max_waiting=args.max_waiting,
         analysis_timeout_s=args.analysis_timeout,
+        max_lookups=args.max_lookups,
+        header_timeout_s=args.header_timeout,
+        max_connections=args.max_connections,
+        max_per_client=args.max_per_client,
         cors_origins=tuple(args.cors_origin),
         allowed_hosts=(tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
                        if args.allowed_hosts else None),
@@ -111,11 +123,12 @@ def run_serve(args) -> int:
 
     from genrify.errors import ConfigError, ModelFileError
     from genrify.web.app import create_app
+    from genrify.web.connections import server_options
 
     settings = _settings(args)
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    if settings.model and not os.path.isfile(settings.model):
+    if settings.model and not os.path.exists(settings.model):  # a FIFO or a device: loading it below says so
         raise ModelFileError(f"{settings.model}: no such model file")
     if not settings.model:
         from genrify.predict import default_model_path
@@ -132,8 +145,8 @@ def run_serve(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"genrify: serving on http://{shown_host}:{settings.port}  (API docs: /docs; Ctrl-C stops)", flush=True)
-    common = dict(host=settings.host, port=settings.port, log_level=args.log_level, timeout_keep_alive=5,
-                  limit_concurrency=200, server_header=False)
+    # Head and body deadlines, connection caps and Retry-After on refusals: see genrify.web.connections.
+    common = dict(host=settings.host, port=settings.port, log_level=args.log_level, **server_options())
     if args.workers == 1:
         uvicorn.run(create_app(settings, classifier=classifier), **common)
     else:
@@ -147,6 +160,7 @@ def run_serve(args) -> int:
 def run_scan(args) -> int:
     import sys
 
+    from genrify.fileio import terminal_safe
     from genrify.sources.library import LibraryIndex, default_db_path
 
     db = args.db or default_db_path(args.dir)
@@ -164,6 +178,6 @@ def run_scan(args) -> int:
         print(file=sys.stderr)
     if not args.quiet:
         for path, reason in summary.failed:
-            print(f"skipped {path}: {reason}", file=sys.stderr)
-    print(f"{summary}; {total} playable tracks in {db}")
+            print(terminal_safe(f"skipped {path}: {reason}"), file=sys.stderr)
+    print(terminal_safe(f"{summary}; {total} playable tracks in {db}"))
     return 0

@@ -7,9 +7,13 @@ with the class's status code; anything unexpected becomes a 500 with the same
 shape, and the server keeps running. Every response carries a strict
 Content-Security-Policy (the page uses only its own scripts and styles);
 CORS is closed unless origins are configured; ``Host`` headers are checked
-(loopback names only when bound to loopback).
+(loopback names only when bound to loopback). Error messages never show an
+absolute path (:func:`public_message`), and every 503 carries ``Retry-After``.
+Connection deadlines and caps live one level down, in the uvicorn protocol of
+:mod:`genrify.web.connections`, which gets its limits from the lifespan state.
 
-Run it with ``genrify serve`` or ``uvicorn --factory genrify.web.app:create_app``.
+Run it with ``genrify serve``, or ``uvicorn.run("genrify.web.app:create_app", factory=True,
+**connections.server_options())`` (plain ``uvicorn --factory`` runs without the connection limits).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -51,8 +56,22 @@ class SafeJSONResponse(JSONResponse):
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode("utf-8")
 
 
-def error_response(status: int, message: str, headers: dict | None = None, **extra) -> SafeJSONResponse:
-    return SafeJSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+#: An absolute POSIX path of two or more parts, not inside a URL or a media type ("text/plain").
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])(?:/[^\s/'\"]+){2,}/?")
+
+
+def public_message(message: str) -> str:
+    """``message`` with every absolute path cut to its last part: errors name files, never where they live."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
+
+
+def error_response(status: int, message: str, headers: dict | None = None, *, retry_after: int = 2,
+                   **extra) -> SafeJSONResponse:
+    """The one error shape, ``{"error": "..."}``; a 503 always says when to come back."""
+    headers = dict(headers or {})
+    if status == 503 and not any(k.lower() == "retry-after" for k in headers):
+        headers["Retry-After"] = str(retry_after)
+    return SafeJSONResponse({"error": public_message(message), **extra}, status_code=status, headers=headers)
 
 
 class SecurityHeadersMiddleware:
@@ -76,6 +95,68 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class HostCheckMiddleware:
+    """Only ``Host`` headers in ``allowed`` (``*.example.org`` matches its subdomains) reach the app; else a
+    JSON 400. A page of another site that rebinds its DNS name to 127.0.0.1 still sends its own name."""
+
+    def __init__(self, app, *, allowed: tuple[str, ...]):
+        self.app = app
+        self.allowed = tuple(h.lower().strip("[]") for h in allowed)
+
+    def host_ok(self, header: str | None) -> bool:
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit("//" + (header or "")).hostname or ""
+        except ValueError:
+            return False
+        return bool(host) and any(host == a or (a.startswith("*.") and host.endswith(a[1:])) for a in self.allowed)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+            if not self.host_ok(header):
+                return await error_response(400, "invalid Host header")(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
+    """Every error becomes one JSON line (:func:`error_response`); unexpected ones are logged, never shown."""
+
+    @app.exception_handler(GenrifyError)
+    async def _genrify_error(request: Request, exc: GenrifyError):
+        headers = {}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after))
+        status = int(getattr(exc, "status_code", 400))
+        if status >= 500 and status not in (502, 503, 504):
+            log.error("%s: %s", type(exc).__name__, exc)
+        extra = {}
+        problems = getattr(exc, "problems", None)
+        if problems:
+            extra = {"retry": True, "problems": [public_message(str(p)) for p in problems]}
+        return error_response(status, str(exc), headers=headers, retry_after=settings.retry_after_s, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+            problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
+        return error_response(422, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None),
+                              retry_after=settings.retry_after_s)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return error_response(500, "internal error (see the server log)")
+
+
 def create_app(settings: Settings | None = None, *, classifier: Any = None) -> FastAPI:
     """Build the app. ``classifier`` (any object with the ``GenreClassifier`` API) skips loading a model file."""
     settings = settings or get_settings()
@@ -84,6 +165,7 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None) -> F
     async def lifespan(app: FastAPI):
         from starlette.concurrency import run_in_threadpool
 
+        from genrify.web.connections import STATE_KEY, ConnectionLimits
         from genrify.web.service import build_state
 
         state = await run_in_threadpool(build_state, settings, classifier=classifier)
@@ -91,7 +173,8 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None) -> F
         log.info("genrify ready: %d labels, sources: %s", len(state.classifier.labels),
                  ", ".join(s.name for s in state.sources) or "none")
         try:
-            yield
+            # uvicorn hands this state to every connection's protocol (connections.GuardedH11Protocol).
+            yield {STATE_KEY: ConnectionLimits.from_settings(settings)}
         finally:
             state.close()
 
@@ -109,37 +192,7 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None) -> F
     )
     app.state.settings = settings
 
-    @app.exception_handler(GenrifyError)
-    async def _genrify_error(request: Request, exc: GenrifyError):
-        headers = {}
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            headers["Retry-After"] = str(int(retry_after))
-        status = int(getattr(exc, "status_code", 400))
-        if status >= 500 and status not in (502, 503, 504):
-            log.error("%s: %s", type(exc).__name__, exc)
-        extra = {}
-        problems = getattr(exc, "problems", None)
-        if problems:
-            extra = {"retry": True, "problems": list(problems)}
-        return error_response(status, str(exc), headers=headers, **extra)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
-            problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
-        return error_response(422, "; ".join(problems) or "invalid request")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
-        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error on %s", request.url.path)
-        return error_response(500, "internal error (see the server log)")
+    _add_error_handlers(app, settings)
 
     app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
@@ -150,8 +203,6 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None) -> F
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["*"])
     if "*" not in settings.trusted_hosts:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))
+        app.add_middleware(HostCheckMiddleware, allowed=tuple(settings.trusted_hosts))
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -1,13 +1,17 @@
 """The page, the original's endpoint and the documented ``/api``.
 
-Blocking work never runs on the event loop: searches and preview downloads go
-to Starlette's thread pool, analyses to the bounded analysis pool
-(:meth:`~genrify.web.service.AppState.run_analysis`).
+Blocking work never runs on the event loop, and nothing costly starts before it
+is admitted: searches and preview downloads go to the bounded look-up lane
+(:meth:`~genrify.web.service.AppState.run_lookup`), analyses to the bounded
+analysis lane (:meth:`~genrify.web.service.AppState.run_analysis`), and an
+upload takes its slot before its body is read. Routes that analyse refuse
+requests made by other sites' pages (:mod:`genrify.web.origins`).
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from genrify.audio import media_type, sniff_audio
 from genrify.errors import AudioDecodeError
 from genrify.web import service
+from genrify.web.origins import check_same_origin
 from genrify.web.service import AppState
 from genrify.web.settings import static_dir
 
@@ -28,6 +33,7 @@ Tell the genre of a song from its sound.
   p a probability 0–1. When no source has the song: `{"response": false}` (HTTP 200, other keys absent).
 * `GET /api/search`, `GET /api/predict`, `POST /api/predict` (upload), `GET /api/audio/{source}/{id}` (seekable).
 * Errors are `{"error": "..."}` with a 4xx/5xx status; 503 answers carry `Retry-After`.
+* Routes that analyse answer 403 to requests made by another site's page (`Origin`, `Sec-Fetch-Site`).
 """
 
 router = APIRouter()
@@ -39,6 +45,15 @@ def get_state(request: Request) -> AppState:
 
 
 State = Annotated[AppState, Depends(get_state)]
+
+
+def same_origin(request: Request) -> None:
+    """Refuse (403) a request that another site's page made; see :mod:`genrify.web.origins`."""
+    check_same_origin(request, allowed=request.app.state.settings.cors_origins)
+
+
+#: For the routes that analyse: a foreign page must not be able to make them work.
+SAME_ORIGIN = [Depends(same_origin)]
 ArtistQ = Annotated[str, Query(max_length=200, description="artist name (may be empty)")]
 TrackQ = Annotated[str, Query(min_length=1, max_length=300, description="song title")]
 TopK = Annotated[int, Query(ge=1, le=50, description="how many genres to list")]
@@ -74,22 +89,24 @@ async def healthz(state: State) -> dict:
     return {
         "status": "ok",
         "labels": list(state.classifier.labels),
-        "model": str(getattr(state.classifier, "source", "")),
+        "model": Path(str(getattr(state.classifier, "source", "") or "")).name,  # a name, not where it lives
         "sources": [s.name for s in state.sources],
         "library": None if lib is None else {
             "tracks": await run_in_threadpool(len, lib),
             "scanning": state.scanning,
         },
         "max_upload_mb": round(state.settings.max_upload_bytes / (1024 * 1024), 2),
-        "analyses": {"running": state.limiter.running, "waiting": state.limiter.waiting,
-                     "capacity": state.limiter.capacity},
+        "analyses": state.analyses.limiter.stats(),
+        "searches": state.lookups.limiter.stats(),
+        "uploads": state.uploads.stats(),
     }
 
 
 # ------------------------------------------------------------------------------ the original endpoint
 
 
-@router.get("/d/music-prediction", tags=["original"], summary="The original widget's endpoint")
+@router.get("/d/music-prediction", tags=["original"], summary="The original widget's endpoint",
+            dependencies=SAME_ORIGIN)
 async def music_prediction(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...) -> dict:
     """Find the song, analyse it, answer in the 2017 widget's JSON shape.
 
@@ -97,7 +114,7 @@ async def music_prediction(request: Request, state: State, artist: ArtistQ = "",
     base64 PNG of the song's MFCC image; `mp3` the URL that plays the song.
     Not found: `{"response": false}`.
     """
-    found = await run_in_threadpool(service.find_song, state, artist=artist, track=track)
+    found = await state.run_lookup(lambda: service.find_song(state, artist=artist, track=track))
     if not isinstance(found, service.Found):
         return {"response": False}
     ref, path = found.ref, found.path
@@ -119,7 +136,7 @@ async def music_prediction(request: Request, state: State, artist: ArtistQ = "",
 @router.get("/api/search", tags=["api"], summary="Songs matching an artist and a title, from every source")
 async def search(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...,
                  limit: Annotated[int, Query(ge=1, le=50)] = 5) -> dict:
-    refs = await run_in_threadpool(service.search_all, state, artist=artist, track=track, limit=limit)
+    refs = await state.run_lookup(lambda: service.search_all(state, artist=artist, track=track, limit=limit))
     return {"results": [
         {**service.ref_dict(r), "audio_url": str(request.url_for("audio", source=r.source, track_id=r.id))}
         if r.source == "library" else service.ref_dict(r)
@@ -129,10 +146,10 @@ async def search(request: Request, state: State, artist: ArtistQ = "", track: Tr
 
 @router.get("/api/examples", tags=["api"], summary="A few songs of the local library (for example values)")
 async def examples(state: State, n: Annotated[int, Query(ge=1, le=20)] = 5) -> dict:
-    return {"examples": await run_in_threadpool(service.library_examples, state, n)}
+    return {"examples": await state.run_lookup(lambda: service.library_examples(state, n))}
 
 
-@router.get("/api/predict", tags=["api"], summary="Find a song and analyse it")
+@router.get("/api/predict", tags=["api"], summary="Find a song and analyse it", dependencies=SAME_ORIGIN)
 async def predict_song(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...,
                        top_k: TopK = 2, images: Images = True) -> dict:
     """The first match of the first source that has one, analysed.
@@ -144,7 +161,7 @@ async def predict_song(request: Request, state: State, artist: ArtistQ = "", tra
     when no source has it; when a source failed on the way (offline, errors) the
     404 body also holds `"retry": true` and `"problems": [...]`.
     """
-    found = await run_in_threadpool(service.find_song, state, artist=artist, track=track)
+    found = await state.run_lookup(lambda: service.find_song(state, artist=artist, track=track))
     if not isinstance(found, service.Found):
         raise service.not_found_error(found)
     ref, path = found.ref, found.path
@@ -160,12 +177,17 @@ async def predict_song(request: Request, state: State, artist: ArtistQ = "", tra
 _TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 
 
-def _check_looks_like_audio(data: bytes, content_type: str | None) -> None:
-    """Refuse obvious non-audio quickly (text, HTML, JSON, images) with 415; decoding judges the rest."""
+def _check_media_type(content_type: str | None) -> None:
+    """Refuse a declared text, image or document type with 415 (before anything is read)."""
     ctype = (content_type or "").split(";")[0].strip().lower()
     if ctype.startswith(("text/", "image/")) or ctype in ("application/json", "application/xml"):
         raise AudioDecodeError(f"the upload is {ctype}, not audio")
-    head = data[:2048]
+
+
+def _check_looks_like_audio(head: bytes, content_type: str | None) -> None:
+    """Refuse obvious non-audio quickly (text, HTML, JSON, images) with 415; decoding judges the rest."""
+    _check_media_type(content_type)
+    head = head[:2048]
     if sniff_audio(head[:16]) is None and not _TEXT_CONTROL.search(head):
         try:
             head.decode("utf-8")
@@ -178,13 +200,15 @@ def _check_looks_like_audio(data: bytes, content_type: str | None) -> None:
     "/api/predict",
     tags=["api"],
     summary="Analyse an uploaded audio file",
+    dependencies=SAME_ORIGIN,
     openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                            "properties": {"file": {"type": "string", "format": "binary"}}}},
         "audio/*": {"schema": {"type": "string", "format": "binary"}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     }}},
-    responses={413: {"description": "upload over the size limit"}, 415: {"description": "not audio"},
+    responses={403: {"description": "made by another site's page"},
+               413: {"description": "upload over the size limit"}, 415: {"description": "not audio"},
                422: {"description": "audio unusable (too short, empty, NaN)"},
                503: {"description": "too many analyses; see Retry-After"}},
 )
@@ -193,17 +217,23 @@ async def predict_upload(request: Request, state: State, top_k: TopK = 2, images
 
     The size limit (default 20 MB) is enforced while the body streams in.
     """
-    from genrify.web.uploads import read_upload
+    from genrify.web.uploads import refuse_declared_oversize, spooled_upload
 
     settings = state.settings
-    upload = await read_upload(request, max_bytes=settings.max_upload_bytes, timeout_s=settings.upload_timeout_s)
-    _check_looks_like_audio(upload.data, upload.content_type)
-    name = upload.filename or "upload"
-    result = await state.run_analysis(
-        lambda: service.analyse_audio(state, upload.data, top_k=top_k, images=images, name=name))
+    # Everything that can be judged from the headers is judged before a slot is taken.
+    refuse_declared_oversize(request, max_bytes=settings.max_upload_bytes)
+    if not request.headers.get("content-type", "").lower().startswith("multipart/"):
+        _check_media_type(request.headers.get("content-type"))
+    async with state.uploads.slot():  # admitted before the first body byte is read
+        async with spooled_upload(request, max_bytes=settings.max_upload_bytes, timeout_s=settings.upload_timeout_s,
+                                  spool_dir=state.spool_dir) as upload:
+            _check_looks_like_audio(upload.head, upload.content_type)
+            name = upload.filename or "upload"
+            result = await state.run_analysis(
+                lambda: service.analyse_audio(state, upload.path, top_k=top_k, images=images, name=name))
     return {
         "song": None,
-        "upload": {"filename": upload.filename, "bytes": len(upload.data)},
+        "upload": {"filename": upload.filename, "bytes": upload.size},
         "audio_url": None,
         **result,
     }
@@ -227,7 +257,8 @@ async def audio(request: Request, state: State, source: str, track_id: str) -> R
                         content_disposition_type="inline")
 
 
-_RANGE_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+#: At most 18 digits a side: every file size fits, and int() never meets a 5,000-digit number.
+_RANGE_RE = re.compile(r"^\s*(\d{0,18})\s*-\s*(\d{0,18})\s*$")
 
 
 def _range_ok(header: str, size: int) -> bool:

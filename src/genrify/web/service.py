@@ -1,25 +1,26 @@
 """What the web app holds while it runs, and the blocking work it runs off the event loop.
 
 :class:`AppState` is built once in the app's lifespan handler: the classifier,
-the library index, the sources tried in order, the analysis limiter and the
-analysis thread pool. Routes reach it through the ``get_state`` dependency.
+the library index, the sources tried in order, the admission lanes for analyses
+and look-ups, the upload limiter and the private folder uploads are spooled to.
+Routes reach it through the ``get_state`` dependency.
 
-Analyses are bounded twice: :class:`AnalysisLimiter` admits ``max_analyses``
-at once and lets at most ``max_waiting`` more wait up to ``queue_timeout_s``;
-anything beyond that is refused at once with :class:`ServerBusyError` (HTTP 503
-with ``Retry-After``) instead of piling up. Admitted analyses run on a thread
-pool of exactly ``max_analyses`` threads, and a slot is only given back when
-its analysis really finished, so a timed-out analysis still counts until then.
+Analyses are bounded twice: their :class:`~genrify.web.admission.Lane` admits
+``max_analyses`` at once and lets at most ``max_waiting`` more wait up to
+``queue_timeout_s``; anything beyond that is refused at once with
+:class:`ServerBusyError` (HTTP 503 with ``Retry-After``) instead of piling up.
+Searches and look-ups pass their own lane (``max_lookups``, ``lookup_timeout_s``)
+the same way, before they search. See :mod:`genrify.web.admission`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import importlib
 import logging
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,13 @@ import numpy as np
 
 from genrify.errors import GenrifyError, NotFoundError
 from genrify.sources.base import SongRef, Source
+from genrify.web.admission import (  # noqa: F401 (ServerBusyError and AnalysisTimeoutError are part of this API)
+    AnalysisLimiter,
+    AnalysisTimeoutError,
+    Lane,
+    LookupTimeoutError,
+    ServerBusyError,
+)
 from genrify.web.settings import Settings
 
 log = logging.getLogger("genrify.web")
@@ -47,74 +55,6 @@ PROVIDERS: dict[str, str] = {
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class ServerBusyError(GenrifyError):
-    """Too many analyses are running or waiting; try again after ``retry_after`` seconds."""
-
-    status_code = 503
-
-    def __init__(self, message: str, *, retry_after: int = 2):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class AnalysisTimeoutError(GenrifyError):
-    """An analysis took longer than the configured limit."""
-
-    status_code = 504
-
-
-class AnalysisLimiter:
-    """At most ``capacity`` analyses at once, at most ``max_waiting`` waiting for a slot.
-
-    Thread-safe; :meth:`try_acquire` and :meth:`release` work from any thread,
-    :meth:`acquire` from the event loop (it polls every 20 ms while waiting).
-    """
-
-    def __init__(self, capacity: int, *, max_waiting: int = 0, wait_timeout: float = 10.0, retry_after: int = 2):
-        self.capacity = capacity
-        self.max_waiting = max_waiting
-        self.wait_timeout = wait_timeout
-        self.retry_after = retry_after
-        self._lock = threading.Lock()
-        self.running = 0
-        self.waiting = 0
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            if self.running < self.capacity:
-                self.running += 1
-                return True
-            return False
-
-    def release(self) -> None:
-        with self._lock:
-            self.running = max(0, self.running - 1)
-
-    async def acquire(self) -> None:
-        if self.try_acquire():
-            return
-        with self._lock:
-            if self.waiting >= self.max_waiting:
-                raise self._busy()
-            self.waiting += 1
-        try:
-            deadline = time.monotonic() + self.wait_timeout
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-                if self.try_acquire():
-                    return
-            raise self._busy()
-        finally:
-            with self._lock:
-                self.waiting -= 1
-
-    def _busy(self) -> ServerBusyError:
-        return ServerBusyError(
-            f"the server is busy ({self.running} analyses running, {self.waiting} waiting); try again shortly",
-            retry_after=self.retry_after,
-        )
-
-
 @dataclass
 class AppState:
     """Everything the routes share. Built by :func:`build_state`, closed by :meth:`close`."""
@@ -122,8 +62,10 @@ class AppState:
     settings: Settings
     classifier: Any
     sources: list[Source]
-    limiter: AnalysisLimiter
-    executor: concurrent.futures.ThreadPoolExecutor
+    analyses: Lane
+    lookups: Lane
+    uploads: AnalysisLimiter
+    spool_dir: Path
     library: Any = None  # LibraryIndex | None
     library_root: Path | None = None
     scan_thread: threading.Thread | None = None
@@ -137,8 +79,15 @@ class AppState:
     def scanning(self) -> bool:
         return self.scan_thread is not None and self.scan_thread.is_alive()
 
+    @property
+    def limiter(self) -> AnalysisLimiter:
+        """The analyses' limiter."""
+        return self.analyses.limiter
+
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.analyses.close()
+        self.lookups.close()
+        shutil.rmtree(self.spool_dir, ignore_errors=True)
         if self.scan_thread is not None:
             self.scan_thread.join(timeout=5.0)
         for src in self.sources:
@@ -154,20 +103,12 @@ class AppState:
     # -- analyses ---------------------------------------------------------------------
 
     async def run_analysis(self, fn: Callable[[], Any]) -> Any:
-        """Run blocking ``fn`` on the analysis pool, within the limiter and the timeout."""
-        await self.limiter.acquire()
-        try:
-            future = self.executor.submit(fn)
-        except BaseException:
-            self.limiter.release()
-            raise
-        future.add_done_callback(lambda _: self.limiter.release())
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.settings.analysis_timeout_s)
-        except asyncio.TimeoutError:
-            raise AnalysisTimeoutError(
-                f"the analysis took longer than {self.settings.analysis_timeout_s:g} s"
-            ) from None
+        """Run blocking ``fn`` on the analysis pool, within its limiter and the analysis timeout."""
+        return await self.analyses.run(fn)
+
+    async def run_lookup(self, fn: Callable[[], Any]) -> Any:
+        """Run blocking ``fn`` (a search, a look-up, a preview download) within the look-up limiter and budget."""
+        return await self.lookups.run(fn)
 
 
 # -------------------------------------------------------------------------- building
@@ -211,6 +152,23 @@ def _share_cores(max_analyses: int) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, max_analyses)))
 
 
+def _admission(settings: Settings) -> dict:
+    """The lanes, the upload limiter and a private spool folder (mode 0700) for :class:`AppState`."""
+    s = settings
+    return {
+        "analyses": Lane(name="analyses", noun="analysis", capacity=s.max_analyses, max_waiting=s.max_waiting,
+                         wait_timeout=s.queue_timeout_s, timeout_s=s.analysis_timeout_s, retry_after=s.retry_after_s,
+                         timeout_error=AnalysisTimeoutError),
+        "lookups": Lane(name="searches", noun="search", capacity=s.max_lookups, max_waiting=4 * s.max_lookups,
+                        wait_timeout=s.queue_timeout_s, timeout_s=s.lookup_timeout_s, retry_after=s.retry_after_s,
+                        timeout_error=LookupTimeoutError),
+        # Each admitted upload can wait for an analysis; more bodies than that would only sit on disk.
+        "uploads": AnalysisLimiter(s.max_analyses + s.max_waiting, max_waiting=0, retry_after=s.retry_after_s,
+                                   what="uploads"),
+        "spool_dir": Path(tempfile.mkdtemp(prefix="genrify-uploads-")),
+    }
+
+
 def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
     """Load the model, open (and maybe generate) the library, connect the sources. Blocking."""
     from genrify.sources.library import LibraryIndex, LibrarySource, default_db_path, ensure_demo_library
@@ -236,9 +194,7 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
         settings=settings,
         classifier=clf,
         sources=sources,
-        limiter=AnalysisLimiter(settings.max_analyses, max_waiting=settings.max_waiting,
-                                wait_timeout=settings.queue_timeout_s, retry_after=settings.retry_after_s),
-        executor=concurrent.futures.ThreadPoolExecutor(settings.max_analyses, thread_name_prefix="genrify-analysis"),
+        **_admission(settings),
         library=index,
         library_root=root,
     )

@@ -20,6 +20,11 @@ variable                       meaning                                          
 ``GENRIFY_QUEUE_TIMEOUT``      longest wait for a slot, s (then 503)             10
 ``GENRIFY_ANALYSIS_TIMEOUT``   longest analysis, s (then 504)                    120
 ``GENRIFY_UPLOAD_TIMEOUT``     longest upload, s (then 408)                      60
+``GENRIFY_MAX_LOOKUPS``        searches / look-ups running at once               4
+``GENRIFY_LOOKUP_TIMEOUT``     longest search or look-up, s (then 504)           30
+``GENRIFY_HEADER_TIMEOUT``     longest wait for a request's head, s (then 408)   10
+``GENRIFY_MAX_CONNECTIONS``    open connections in all (more: 503)               200
+``GENRIFY_MAX_PER_CLIENT``     open connections per client address (0: no cap)   32
 ``GENRIFY_CORS_ORIGINS``       origins allowed cross-site (none: CORS closed)    (none)
 ``GENRIFY_ALLOWED_HOSTS``      accepted ``Host`` headers                         loopback names
 ``GENRIFY_SCAN``               library scan at start: background, blocking, off  ``background``
@@ -59,6 +64,11 @@ class Settings:
     queue_timeout_s: float = 10.0
     analysis_timeout_s: float = 120.0
     upload_timeout_s: float = 60.0
+    max_lookups: int = 4
+    lookup_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    max_connections: int = 200
+    max_per_client: int = 32
     retry_after_s: int = 2
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] | None = None
@@ -68,8 +78,12 @@ class Settings:
     def __post_init__(self):
         if self.max_upload_bytes <= 0:
             raise ConfigError("the upload limit must be positive")
-        if self.max_analyses < 1 or self.max_waiting < 0:
-            raise ConfigError("max_analyses must be >= 1 and max_waiting >= 0")
+        if self.max_analyses < 1 or self.max_waiting < 0 or self.max_lookups < 1:
+            raise ConfigError("max_analyses and max_lookups must be >= 1 and max_waiting >= 0")
+        if self.max_connections < 1 or self.max_per_client < 0:
+            raise ConfigError("max_connections must be >= 1 and max_per_client >= 0 (0: no cap)")
+        if min(self.header_timeout_s, self.upload_timeout_s, self.lookup_timeout_s) <= 0:
+            raise ConfigError("the header, upload and look-up timeouts must be positive")
         if self.scan not in ("background", "blocking", "off"):
             raise ConfigError(f"scan must be 'background', 'blocking' or 'off', not {self.scan!r}")
         if not self.providers:
@@ -121,6 +135,11 @@ class Settings:
             "queue_timeout_s": number("QUEUE_TIMEOUT", float),
             "analysis_timeout_s": number("ANALYSIS_TIMEOUT", float),
             "upload_timeout_s": number("UPLOAD_TIMEOUT", float),
+            "max_lookups": number("MAX_LOOKUPS", int),
+            "lookup_timeout_s": number("LOOKUP_TIMEOUT", float),
+            "header_timeout_s": number("HEADER_TIMEOUT", float),
+            "max_connections": number("MAX_CONNECTIONS", int),
+            "max_per_client": number("MAX_PER_CLIENT", int),
             "cors_origins": names("CORS_ORIGINS"),
             "allowed_hosts": names("ALLOWED_HOSTS"),
             "scan": get("SCAN"),
@@ -144,6 +163,11 @@ class Settings:
             "GENRIFY_QUEUE_TIMEOUT": repr(self.queue_timeout_s),
             "GENRIFY_ANALYSIS_TIMEOUT": repr(self.analysis_timeout_s),
             "GENRIFY_UPLOAD_TIMEOUT": repr(self.upload_timeout_s),
+            "GENRIFY_MAX_LOOKUPS": str(self.max_lookups),
+            "GENRIFY_LOOKUP_TIMEOUT": repr(self.lookup_timeout_s),
+            "GENRIFY_HEADER_TIMEOUT": repr(self.header_timeout_s),
+            "GENRIFY_MAX_CONNECTIONS": str(self.max_connections),
+            "GENRIFY_MAX_PER_CLIENT": str(self.max_per_client),
             "GENRIFY_SCAN": self.scan,
             "GENRIFY_FAST": "1" if self.fast else "0",
         }
