@@ -13,7 +13,9 @@ Matching (:meth:`LibraryIndex.search`) compares *normalised* text and accepts
 small typos (see :mod:`genrify.sources.matching`): a track matches when the
 similarity of both the artist and the title is at least
 :data:`~genrify.sources.matching.MATCH_THRESHOLD`. An empty artist matches on
-title alone.
+title alone. A search takes bounded time whatever the query or the library
+size: an FTS5 trigram index, kept in sync by triggers, proposes the candidates
+and a deadline stops it (see :mod:`genrify.sources.search`).
 
 :class:`LibrarySource` wraps an index as a :class:`~genrify.sources.base.Source`.
 Track ids are 16 hex digits derived from the file's resolved path, so they are
@@ -37,8 +39,9 @@ from pathlib import Path
 
 from genrify.errors import DatasetError, NotFoundError
 from genrify.sources.base import SongRef
-from genrify.sources.matching import MATCH_THRESHOLD, normalize, parse_filename, similarity, variants
+from genrify.sources.matching import parse_filename
 from genrify.sources.scan import FolderScan, ScanSummary, file_tags, inside
+from genrify.sources.search import Ranking, indexed_names, install, rank_tracks
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,8 @@ CREATE TABLE IF NOT EXISTS tracks (
 );
 CREATE INDEX IF NOT EXISTS tracks_root ON tracks(root);
 CREATE INDEX IF NOT EXISTS tracks_norm ON tracks(norm_artist, norm_title);
+CREATE INDEX IF NOT EXISTS tracks_norm_title ON tracks(norm_title);
+CREATE INDEX IF NOT EXISTS tracks_norm_title_short ON tracks(norm_title_short);
 """
 
 
@@ -116,6 +121,7 @@ class LibraryIndex:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
             self._conn.commit()
+            install(self._conn)
         except sqlite3.DatabaseError as exc:
             raise DatasetError(f"{self.db_path}: not a usable library index ({exc})") from None
 
@@ -226,7 +232,7 @@ class LibraryIndex:
                      norm_title_short=excluded.norm_title_short,
                      status='ok', error=NULL""",
                 (track_id(path), root, path, size, mtime_ns, artist, title, album, duration, genre,
-                 normalize(artist), normalize(title), normalize(title, drop_brackets=True)),
+                 *indexed_names(artist=artist, title=title)),
             )
             self._conn.commit()
 
@@ -277,40 +283,25 @@ class LibraryIndex:
             raise NotFoundError("no such track")
         return real
 
-    def search(self, *, artist: str = "", track: str, limit: int = 5) -> list[SongRef]:
-        """Tracks matching ``artist`` and ``track`` (the title), best first.
+    def rank(self, *, artist: str = "", track: str, deadline: float | None = None) -> Ranking:
+        """Every match of a search as ``(score, id)``, best first, with what the search cost.
+
+        ``deadline`` is a :func:`time.monotonic` instant (default: now +
+        :data:`~genrify.sources.search.SEARCH_BUDGET_S`); what was found when it
+        passes is returned, with ``complete=False``. See :func:`~genrify.sources.search.rank_tracks`.
+        """
+        return rank_tracks(self._conn, lock=self._lock, artist=artist, track=track, deadline=deadline)
+
+    def search(self, *, artist: str = "", track: str, limit: int = 5, deadline: float | None = None) -> list[SongRef]:
+        """Tracks matching ``artist`` and ``track`` (the title), best first, at most ``limit``.
 
         Exact matches of the normalised names come first, then fuzzy matches
         whose artist and title similarities both reach
         :data:`~genrify.sources.matching.MATCH_THRESHOLD`,
-        ordered by their mean similarity.
+        ordered by their mean similarity. Bounded in time by ``deadline`` (see :meth:`rank`).
         """
-        q_artist, q_titles = normalize(artist or ""), variants(track or "")
-        q_title = max(q_titles, key=len)
-        if not q_title and not q_artist:
-            return []
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, norm_artist, norm_title, norm_title_short FROM tracks WHERE status = 'ok'"
-            ).fetchall()
-        scored: list[tuple[float, str]] = []
-        for row in rows:
-            if q_title:
-                s_title = similarity(q_titles, {row["norm_title"], row["norm_title_short"]})
-                if s_title < MATCH_THRESHOLD:
-                    continue
-            else:
-                s_title = 1.0
-            if q_artist:
-                s_artist = similarity(q_artist, row["norm_artist"])
-                if s_artist < MATCH_THRESHOLD:
-                    continue
-            else:
-                s_artist = 1.0
-            scored.append(((s_title + s_artist) / 2, row["id"]))
-        scored.sort(key=lambda t: (-t[0], t[1]))
         out = []
-        for _, tid in scored[: max(0, int(limit))]:
+        for _, tid in self.rank(artist=artist, track=track, deadline=deadline).hits[: max(0, int(limit))]:
             try:
                 out.append(self.get(tid).to_ref())
             except NotFoundError:
@@ -334,8 +325,9 @@ class LibrarySource:
     def __init__(self, index: LibraryIndex):
         self.index = index
 
-    def search(self, *, artist: str, track: str, limit: int = 5) -> list[SongRef]:
-        return self.index.search(artist=artist, track=track, limit=limit)
+    def search(self, *, artist: str, track: str, limit: int = 5, deadline: float | None = None) -> list[SongRef]:
+        """Best matches first (see :meth:`LibraryIndex.search`); ``deadline`` bounds the time it takes."""
+        return self.index.search(artist=artist, track=track, limit=limit, deadline=deadline)
 
     def fetch_audio(self, ref: SongRef) -> Path:
         if ref.source != self.name:

@@ -6,6 +6,12 @@ into spaces, a leading "the" dropped. Small typos are accepted through
 :class:`difflib.SequenceMatcher` (:func:`similarity`): a track matches when the
 similarity of both the artist and the title is at least :data:`MATCH_THRESHOLD`
 (0.8, about one wrong letter in five).
+
+Every step costs time in proportion to the text, so :func:`normalize` reads at
+most :data:`MAX_NAME_CHARS` × 2 characters and returns at most
+:data:`MAX_NAME_CHARS`: compatibility decomposition can expand one character
+18-fold (U+FDFA), and a 4.5 KB query once cost seconds of difflib per track.
+Indexed names and queries are cut alike, so an exact match stays exact.
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ from pathlib import Path
 #: Minimum :class:`difflib.SequenceMatcher` ratio, for the artist and for the
 #: title separately, for a fuzzy match (1.0 = identical normalised text).
 MATCH_THRESHOLD = 0.8
+
+#: Longest normalised name, in characters (longer ones are cut; real titles rarely pass 100).
+MAX_NAME_CHARS = 200
+# Characters read before and after compatibility decomposition: enough for any real name,
+# and the cap that keeps the per-character work below bounded whatever the input.
+_RAW_CHARS = 2 * MAX_NAME_CHARS
 
 _FEAT_RE = re.compile(
     r"(\s*[\(\[]\s*(feat|ft|featuring|with)\b.*$)|(\s+(feat|ft|featuring)\b\.?\s.*$)", re.IGNORECASE
@@ -35,9 +47,12 @@ def normalize(text: str, *, drop_brackets: bool = False) -> str:
     (and "(with …)") removed, ``&`` read as "and", punctuation and underscores
     turned into spaces, a leading "the " dropped, spaces collapsed.
     ``drop_brackets`` also removes "(…)" and "[…]" parts ("(Remastered 2011)").
+    At most :data:`MAX_NAME_CHARS` characters are returned.
     """
-    text = unicodedata.normalize("NFKD", text or "")
+    text = unicodedata.normalize("NFKD", (text or "")[:_RAW_CHARS])[:_RAW_CHARS]
     text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    # Spaces collapsed first: a run of them made the "feat." pattern retry at every position (quadratic).
+    text = _SPACE_RE.sub(" ", text)
     text = _FEAT_RE.sub("", text)
     if drop_brackets:
         text = _BRACKETS_RE.sub(" ", text)
@@ -46,14 +61,16 @@ def normalize(text: str, *, drop_brackets: bool = False) -> str:
     text = _SPACE_RE.sub(" ", text).strip()
     if text.startswith("the "):
         text = text[4:]
-    return text
+    return text[:MAX_NAME_CHARS].rstrip()
 
 
-def similarity(query: str | set[str], candidate: str | set[str]) -> float:
+def similarity(query: str | set[str], candidate: str | set[str], *, at_least: float = 0.0) -> float:
     """Best :class:`difflib.SequenceMatcher` ratio between normalised names, 0–1.
 
     Either side may be a set of variants (e.g. a title with and without its
     bracketed part, so "Song" still matches "Song (Live)"); the best pair counts.
+    Pairs whose cheap upper bounds stay below ``at_least`` are not compared in
+    full (the costly step), so a result below ``at_least`` only means "below it".
     """
     qs = {query} if isinstance(query, str) else set(query)
     cs = {candidate} if isinstance(candidate, str) else set(candidate)
@@ -63,7 +80,8 @@ def similarity(query: str | set[str], candidate: str | set[str]) -> float:
             if q == c:
                 return 1.0
             m = difflib.SequenceMatcher(None, q, c, autojunk=False)
-            if m.real_quick_ratio() <= best or m.quick_ratio() <= best:
+            # Upper bounds first (length, then letter counts): ratio() is the quadratic step.
+            if any((b := bound()) <= best or b < at_least for bound in (m.real_quick_ratio, m.quick_ratio)):
                 continue
             best = max(best, m.ratio())
     return best
