@@ -7,13 +7,17 @@
 Inputs are drawn by hypothesis: a seed file generated on the spot (a 2 s synthetic
 clip as 16-bit WAV, float WAV, FLAC, Ogg Vorbis or MP3; never real recordings) with
 a few mutations applied (bit flips, overwritten header fields with extreme integers,
-cuts, inserted or repeated blocks, random bytes), plus raw sample arrays with
-extreme values at odd sample rates.
+cuts, inserted or repeated blocks, random bytes); files whose channel count (1, 2,
+3, 6, 8), sample rate (8 kHz … 192 kHz) and duration are drawn together, as WAV,
+FLAC or AAC in M4A (5.1 and 7.1 included), valid or with a few mutations; plus raw
+sample arrays with extreme values at odd sample rates.
 
 * ``pipeline``: each input goes to ``GenreClassifier.analyse`` in a worker
   process. A result or a :class:`genrify.errors.GenrifyError` is fine; any
   other exception, a dead worker (a crash in C) or an input that takes longer
-  than ``--hang`` seconds is a finding.
+  than ``--hang`` seconds is a finding. So is a decoder worker that crashed
+  (genrify's isolation turns it into an ``AudioDecodeError``, but the decoder
+  still died in C, and with ``GENRIFY_DECODE_IN_PROCESS=1`` the caller would).
 * ``upload``: each mutated file is POSTed to ``/api/predict`` of a real
   ``genrify serve`` on 127.0.0.1 (raw body or multipart). A JSON answer below
   500 is fine; a 5xx, a non-JSON answer, a dropped connection or a dead server
@@ -32,6 +36,7 @@ import io
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -65,12 +70,12 @@ def make_seeds() -> dict[str, bytes]:
     return seeds
 
 
-def mutated_files(seeds: dict[str, bytes]):
-    """A hypothesis strategy: a seed with 1-6 mutations."""
+def _mutations():
+    """A hypothesis strategy for one mutation, applied by :func:`_mutate`."""
     from hypothesis import strategies as st
 
     extreme = st.sampled_from([0, 1, 2, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF])
-    mutation = st.one_of(
+    return st.one_of(
         st.tuples(st.just("flip"), st.floats(0, 1), st.integers(0, 7)),
         st.tuples(st.just("int"), st.floats(0, 0.05), extreme, st.sampled_from([1, 2, 4])),  # mostly headers
         st.tuples(st.just("cut"), st.floats(0, 1)),
@@ -79,31 +84,156 @@ def mutated_files(seeds: dict[str, bytes]):
         st.tuples(st.just("delete"), st.floats(0, 1), st.integers(1, 512)),
     )
 
-    def apply(args):
-        name, muts = args
-        data = bytearray(seeds[name])
-        for m in muts:
-            n = len(data)
-            if n == 0:
-                break
-            pos = min(n - 1, int(m[1] * n))
-            if m[0] == "flip":
-                data[pos] ^= 1 << m[2]
-            elif m[0] == "int":
-                value, width = m[2] % (1 << (8 * m[3])), m[3]
-                data[pos:pos + width] = value.to_bytes(width, "little")
-            elif m[0] == "cut":
-                del data[pos:]
-            elif m[0] == "insert":
-                data[pos:pos] = m[2]
-            elif m[0] == "repeat":
-                block = bytes(data[pos:pos + m[2]])
-                data[pos:pos] = block * m[3]
-            elif m[0] == "delete":
-                del data[pos:pos + m[2]]
-        return bytes(data)
 
-    return st.tuples(st.sampled_from(sorted(seeds)), st.lists(mutation, min_size=1, max_size=6)).map(apply)
+def _mutate(data: bytes, muts) -> bytes:
+    """``data`` with the mutations of :func:`_mutations` applied in order."""
+    data = bytearray(data)
+    for m in muts:
+        n = len(data)
+        if n == 0:
+            break
+        pos = min(n - 1, int(m[1] * n))
+        if m[0] == "flip":
+            data[pos] ^= 1 << m[2]
+        elif m[0] == "int":
+            value, width = m[2] % (1 << (8 * m[3])), m[3]
+            data[pos:pos + width] = value.to_bytes(width, "little")
+        elif m[0] == "cut":
+            del data[pos:]
+        elif m[0] == "insert":
+            data[pos:pos] = m[2]
+        elif m[0] == "repeat":
+            block = bytes(data[pos:pos + m[2]])
+            data[pos:pos] = block * m[3]
+        elif m[0] == "delete":
+            del data[pos:pos + m[2]]
+    return bytes(data)
+
+
+def mutated_files(seeds: dict[str, bytes]):
+    """A hypothesis strategy: a seed with 1-6 mutations."""
+    from hypothesis import strategies as st
+
+    return st.tuples(st.sampled_from(sorted(seeds)), st.lists(_mutations(), min_size=1, max_size=6)).map(
+        lambda args: _mutate(seeds[args[0]], args[1]))
+
+
+# --------------------------------------------------------------------------- channels × rate × duration
+
+#: Channel counts drawn together with rate and duration: mono, stereo, an odd count, 5.1, 7.1.
+CHANNELS = (1, 2, 3, 6, 8)
+#: AAC channel layouts by channel count (7.1 is the layout that once segfaulted PyAV).
+AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 6: "5.1", 8: "7.1"}
+RATES = (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000)
+#: FFmpeg's AAC encoder stops at 96 kHz; higher draws are encoded at its highest rate.
+AAC_MAX_RATE = 96000
+DURATIONS = (0.01, 0.1, 0.5, 1.0, 1.5, 3.0, 10.0, 60.0)
+#: Channel-samples per seed (samples x channels): a longer draw is cut to fit, so that the
+#: largest rates and channel counts get the shortest files and each seed takes well under a
+#: second to write (AAC encodes slowest). Silence compresses to almost nothing in FLAC, so a
+#: silent FLAC may be 8 times longer (11 s of 8 channels at 192 kHz: the shape of the "bomb").
+MAX_CHANNEL_SAMPLES = {"wav16": 1 << 21, "wav24": 1 << 21, "flac": 1 << 21, "m4a": 1 << 18}
+SILENT_FLAC_CHANNEL_SAMPLES = 1 << 24
+#: Encoded files kept for reuse across draws.
+CACHE_BYTES = 128 * 1024 * 1024
+
+
+def _scaled_samples(*, channels: int, sr: int, n: int, content: str, seed: int):
+    """``(n, channels)`` float32 test signal: each channel its own tone, so a downmix is not a copy."""
+    import numpy as np
+
+    if content == "silence":
+        return np.zeros((n, channels), np.float32)
+    rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=np.float64) / sr
+    y = np.empty((n, channels), np.float32)
+    for ch in range(channels):
+        freq = min(110.0 * (ch + 2), sr / 3)  # below Nyquist at every drawn rate
+        y[:, ch] = 0.3 * np.sin(2 * np.pi * freq * t)
+    if content == "noise":
+        y += 0.2 * rng.standard_normal((n, channels)).astype(np.float32)
+    elif content == "antiphase" and channels > 1:  # channels that cancel in the average
+        y[:, 1::2] = -y[:, 0::2][:, : y[:, 1::2].shape[1]]
+    elif content == "full_scale":
+        y = np.sign(y).astype(np.float32)  # clipped square waves at +-1
+    return y
+
+
+def _encode_m4a(y, *, sr: int) -> bytes:
+    """AAC in an M4A from ``(n, channels)`` samples, by filling each frame's planes.
+
+    Not ``AudioFrame.from_ndarray``: PyAV miscounts the planes of 8-channel
+    frames (tests/helpers/badinput.py::_write_aac_71 does the same)."""
+    import av
+    import numpy as np
+
+    channels = y.shape[1]
+    layout = AAC_LAYOUTS[channels]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=sr, layout=layout)
+        for start in range(0, len(y), 1024):
+            block = np.zeros((1024, channels), np.float32)
+            chunk = y[start:start + 1024]
+            block[: len(chunk)] = chunk
+            frame = av.AudioFrame(format="fltp", layout=layout, samples=1024)
+            frame.sample_rate, frame.pts = sr, start
+            for ch, plane in enumerate(frame.planes[:channels]):
+                plane.update(np.ascontiguousarray(block[:, ch]).tobytes())
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def encode_scaled(*, fmt: str, channels: int, sr: int, duration: float, content: str, seed: int) -> bytes:
+    """One valid file of the drawn shape (cut to :data:`MAX_CHANNEL_SAMPLES`); see :func:`scaled_files`."""
+    import soundfile as sf
+
+    if fmt == "m4a":
+        sr = min(sr, AAC_MAX_RATE)
+    cap = SILENT_FLAC_CHANNEL_SAMPLES if (fmt == "flac" and content == "silence") else MAX_CHANNEL_SAMPLES[fmt]
+    n = max(1, min(int(round(duration * sr)), cap // channels))
+    y = _scaled_samples(channels=channels, sr=sr, n=n, content=content, seed=seed)
+    if fmt == "m4a":
+        return _encode_m4a(y, sr=sr)
+    buf = io.BytesIO()
+    subtype = {"wav16": "PCM_16", "wav24": "PCM_24", "flac": "PCM_24"}[fmt]
+    sf.write(buf, y, sr, format="FLAC" if fmt == "flac" else "WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def scaled_files(cache: dict | None = None):
+    """A hypothesis strategy: ``(shape, description, bytes, valid)``, a file of drawn channels x rate x duration.
+
+    Formats: 16/24-bit WAV, 24-bit FLAC, AAC in M4A. Half the draws are the valid
+    file as written (``valid`` true), the others carry 1-3 mutations. Encoded files are
+    kept in ``cache`` (keyed by shape, at most :data:`CACHE_BYTES`), so a shape drawn
+    again costs no encoding.
+    """
+    from hypothesis import strategies as st
+
+    cache = {} if cache is None else cache
+
+    def build(args):
+        fmt, channels, sr, duration, content, seed, muts = args
+        key = (fmt, channels, sr, duration, content, seed)
+        if key not in cache:
+            cache[key] = encode_scaled(fmt=fmt, channels=channels, sr=sr, duration=duration, content=content,
+                                       seed=seed)
+            while sum(map(len, cache.values())) > CACHE_BYTES and len(cache) > 1:
+                del cache[next(iter(cache))]  # the oldest shape: a long run must not grow without bound
+        data = _mutate(cache[key], muts) if muts else cache[key]
+        what = f"{fmt} {channels} ch {sr} Hz {duration:g} s {content} seed {seed}" + (
+            f", {len(muts)} mutations" if muts else "")
+        return key, what, data, not muts
+
+    mutations = st.one_of(st.just([]), st.lists(_mutations(), min_size=1, max_size=3))
+    return st.tuples(st.sampled_from(sorted(MAX_CHANNEL_SAMPLES)), st.sampled_from(CHANNELS), st.sampled_from(RATES),
+                     st.sampled_from(DURATIONS), st.sampled_from(["tones", "noise", "silence", "antiphase",
+                                                                  "full_scale"]),
+                     st.integers(0, 3), mutations).map(build)
 
 
 def sample_arrays():
@@ -129,7 +259,7 @@ def sample_arrays():
 
     return st.tuples(st.sampled_from(["const", "noise", "spike"]), st.integers(1, 3 * 48000),
                      st.sampled_from([1, 100, 8000, 22050, 44100, 48000, 192000]), special,
-                     st.sampled_from([1, 2, 8]), st.integers(0, 2**32 - 1)).map(build)
+                     st.sampled_from([1, 2, 3, 6, 8]), st.integers(0, 2**32 - 1)).map(build)
 
 
 # --------------------------------------------------------------------------- the pipeline target (worker process)
@@ -186,6 +316,12 @@ class PipelineRunner:
             except EOFError:
                 pass
         alive = self.proc.is_alive()
+        # The worker's own decoder processes go too: a hung decoder would outlive it and keep a core busy.
+        for pid in _descendants(self.proc.pid):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
         self.proc.kill()
         self.proc.join()
         self._start()
@@ -198,6 +334,33 @@ class PipelineRunner:
         finally:
             if self.proc.is_alive():
                 self.proc.kill()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+#: How genrify's decoder isolation words a decoder that died (genrify.audio.isolation.DecoderPool.decode).
+DECODER_DIED = "the decoder crashed on this file"
+#: How GenreClassifier.analyse refuses a song shorter than the model's minimum: expected for short draws.
+TOO_SHORT = "too short"
+#: Findings larger than this are reported, not saved: tests/fuzz_regressions holds files of a few KB.
+MAX_SAVED_BYTES = 256 * 1024
+OVERSIZED = Path(tempfile.gettempdir()) / "genrify-fuzz-findings"
 
 
 # --------------------------------------------------------------------------- bookkeeping
@@ -218,6 +381,13 @@ class Findings:
         key = what.splitlines()[0][:200]
         self.count[key] = self.count.get(key, 0) + 1
         self.examples.setdefault(key, what)
+        if len(data) > MAX_SAVED_BYTES:  # too big for tests/: kept outside the repository for a look
+            OVERSIZED.mkdir(parents=True, exist_ok=True)
+            path = OVERSIZED / f"{target}-{hashlib.sha256(data).hexdigest()[:16]}.bin"
+            path.write_bytes(data)
+            if self.count[key] == 1:
+                self.examples[key] += f"\n(too big for tests/: {len(data)} bytes, written to {path})"
+            return
         if self.save and self.count[key] <= 3:  # a few inputs per distinct failure are enough
             REGRESSIONS.mkdir(parents=True, exist_ok=True)
             path = REGRESSIONS / f"{target}-{hashlib.sha256(data).hexdigest()[:16]}.bin"
@@ -268,24 +438,50 @@ def _time_boxed(strategy, seconds: float, check) -> int:
 def fuzz_pipeline(model: Path, seeds: dict[str, bytes], seconds: float, hang_s: float, findings: Findings) -> int:
     runner = PipelineRunner(model, hang_s)
 
-    def check_bytes(data: bytes):
+    def judge(kind: str, what: str) -> str:
+        # Isolation turns a decoder's death into an AudioDecodeError: fine for the caller, still a crash in C.
+        return "decoder-crash" if kind == "error" and DECODER_DIED in what else kind
+
+    def check_bytes(data: bytes, label: str = ""):
         kind, what = runner.run(data)
+        kind = judge(kind, what)
         findings.outcome(kind)
-        if kind in ("crash", "hang"):
-            findings.found("pipeline", data, f"{kind}: {what}")
+        if kind in ("crash", "hang", "decoder-crash"):
+            findings.found("pipeline", data, f"{kind}{label}: {what}")
+
+    scaled: dict[str, int] = {}
+    shapes: set[tuple] = set()  # (format, channels, rate, duration, content, seed) drawn
+
+    def check_scaled(item):
+        shape, what, data, valid = item
+        shapes.add(shape)
+        kind, answer = runner.run(data)
+        kind = judge(kind, answer)
+        if valid and kind == "error" and TOO_SHORT not in answer:
+            kind = "refused-valid"  # a valid file, long enough, that genrify would not analyse
+        findings.outcome(kind)
+        scaled[kind] = scaled.get(kind, 0) + 1
+        if kind in ("crash", "hang", "decoder-crash", "refused-valid"):
+            findings.found("pipeline", data, f"{kind} ({what}): {answer}")
 
     def check_array(item):
         y, sr = item
         kind, what = runner.run((y, sr))
-        findings.outcome(kind)
+        findings.outcome(judge(kind, what))
         if kind in ("crash", "hang"):
             findings.found("pipeline", _array_bytes(y, sr), f"{kind} (array, sr={sr}, shape={y.shape}): {what}")
 
+    encoded: dict = {}  # shape → valid file, kept across draws (the oldest dropped past CACHE_BYTES)
     try:
-        n = _time_boxed(mutated_files(seeds), seconds * 0.8, check_bytes)
+        n = _time_boxed(mutated_files(seeds), seconds * 0.5, check_bytes)
+        n += _time_boxed(scaled_files(encoded), seconds * 0.3, check_scaled)
         n += _time_boxed(sample_arrays(), seconds * 0.2, check_array)
     finally:
         runner.close()
+    print(f"scaled files: {len(shapes)} shapes (formats {', '.join(sorted({k[0] for k in shapes}))}; channels "
+          f"{', '.join(map(str, sorted({k[1] for k in shapes})))}; rates {min((k[2] for k in shapes), default=0)}-"
+          f"{max((k[2] for k in shapes), default=0)} Hz); outcomes: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(scaled.items())))
     return n
 
 

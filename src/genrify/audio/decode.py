@@ -25,9 +25,9 @@ import numpy as np
 
 from genrify.errors import AudioDecodeError, InvalidAudioError
 
-#: The most memory a decoded file may take (mono float32 at the target rate,
-#: counted twice for the final concatenation): 600 s at 44.1 kHz takes 212 MB.
-DECODE_BUDGET_BYTES = 384 * 1024 * 1024
+#: The most memory a decoded file may take (mono float32 at the target rate):
+#: 600 s at 44.1 kHz takes 106 MB.
+DECODE_BUDGET_BYTES = 256 * 1024 * 1024
 
 #: Bytes of interleaved float32 input decoded per block (before downmixing).
 BLOCK_BYTES = 16 * 1024 * 1024
@@ -40,11 +40,19 @@ def decode_audio(source: str | os.PathLike | bytes, *, sr: int | None, max_durat
     The caller has checked that ``source`` exists and is a regular file; see
     :func:`genrify.audio.load_audio` for the arguments.
     """
+    chunks, out_sr = decode_chunks(source, sr=sr, max_duration=max_duration, offset=offset, label=label)
+    return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)), out_sr
+
+
+def decode_chunks(source: str | os.PathLike | bytes, *, sr: int | None, max_duration: float | None,
+                  offset: float = 0.0, label: str) -> tuple[list[np.ndarray], int]:
+    """:func:`decode_audio`'s samples as the consecutive blocks they were decoded in (never empty),
+    so that a caller streaming them on needs no second copy of the whole song."""
     try:
-        y, native_sr = _decode_soundfile(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
+        chunks, native_sr = _decode_soundfile(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
     except _Unsupported:
-        y, native_sr = _decode_av(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
-    return y, (sr or native_sr)
+        chunks, native_sr = _decode_av(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
+    return chunks, (sr or native_sr)
 
 
 def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -75,7 +83,7 @@ class _MonoSink:
             self._check_budget(int(expected_seconds * self.out_sr))
 
     def _check_budget(self, samples: int) -> None:
-        need = 2 * 4 * samples
+        need = 4 * samples
         if need > DECODE_BUDGET_BYTES:
             raise InvalidAudioError(
                 f"{self.label}: too large to decode: {samples / self.out_sr:.0f} s at {self.out_sr} Hz would take "
@@ -94,15 +102,13 @@ class _MonoSink:
             self._check_budget(self.out_samples)
             self.chunks.append(mono)
 
-    def result(self) -> np.ndarray:
-        """The mono samples; empty when no input came, an error when input came but resampled to nothing."""
-        if self.in_samples == 0:
-            return np.zeros(0, np.float32)
+    def result(self) -> list[np.ndarray]:
+        """The mono samples, in blocks; an error when input came but resampled to nothing."""
         self.add(np.zeros(0, np.float32), last=True)
         if not self.chunks:  # a handful of samples can resample to none at all
             raise InvalidAudioError(
                 f"{self.label}: too short to resample from {self.native_sr} Hz to {self.out_sr} Hz")
-        return np.concatenate(self.chunks)
+        return self.chunks
 
 
 @contextlib.contextmanager

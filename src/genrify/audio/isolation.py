@@ -55,7 +55,7 @@ class _Worker:
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
         self._buf = bytearray()
 
-    def request(self, header: dict, payload: bytes, *, timeout: float) -> tuple[dict, bytes]:
+    def request(self, header: dict, payload: bytes, *, timeout: float) -> tuple[dict, np.ndarray]:
         deadline = time.monotonic() + timeout
         try:
             self.proc.stdin.write(json.dumps(header).encode() + b"\n")
@@ -64,15 +64,17 @@ class _Worker:
         except (BrokenPipeError, OSError):
             raise _WorkerGone() from None
         answer = json.loads(self._read_line(deadline))
-        data = self._read_exact(int(answer.get("n", 0)) * 4, deadline)
-        return answer, data
+        return answer, self._read_samples(int(answer.get("n", 0)), deadline)
 
-    def _fill(self, deadline: float) -> None:
+    def _wait(self, deadline: float) -> int:
         fd = self.proc.stdout.fileno()
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             raise TimeoutError()
-        chunk = os.read(fd, 1 << 20)
+        return fd
+
+    def _fill(self, deadline: float) -> None:
+        chunk = os.read(self._wait(deadline), 1 << 16)
         if not chunk:
             raise _WorkerGone()
         self._buf += chunk
@@ -84,12 +86,19 @@ class _Worker:
         del self._buf[: end + 1]
         return line
 
-    def _read_exact(self, n: int, deadline: float) -> bytes:
-        while len(self._buf) < n:
-            self._fill(deadline)
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        return data
+    def _read_samples(self, n: int, deadline: float) -> np.ndarray:
+        """``n`` float32 samples, read straight into their array (the only copy of the song here)."""
+        samples = np.empty(n, np.float32)
+        view = memoryview(samples).cast("B")
+        got = min(len(self._buf), len(view))
+        view[:got] = self._buf[:got]
+        del self._buf[:got]
+        while got < len(view):
+            k = os.readv(self._wait(deadline), [view[got:]])
+            if k == 0:
+                raise _WorkerGone()
+            got += k
+        return samples
 
     def kill(self) -> int | None:
         try:
@@ -138,7 +147,7 @@ class DecoderPool:
                   "sr": sr, "max_duration": max_duration, "offset": offset, "label": label}
         worker = self._take()
         try:
-            answer, data = worker.request(header, payload, timeout=self.timeout if timeout is None else timeout)
+            answer, samples = worker.request(header, payload, timeout=self.timeout if timeout is None else timeout)
         except TimeoutError:
             self._discard(worker)
             limit = self.timeout if timeout is None else timeout
@@ -149,7 +158,7 @@ class DecoderPool:
         self._give_back(worker)
         if not answer.get("ok"):
             raise _ERRORS.get(answer.get("error"), AudioDecodeError)(answer.get("message") or f"{label}: failed")
-        return np.frombuffer(data, dtype=np.float32).copy(), int(answer["sr"])
+        return samples, int(answer["sr"])
 
     def close(self) -> None:
         """Stop every idle worker."""
