@@ -14,7 +14,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "genrify"
 #: Import layers, lowest first: a module may import its own layer or lower ones only.
 LAYERS = [
-    {"errors", "fileio", "config"},
+    {"errors", "fileio", "config", "taxonomy"},
     {"audio"},
     {"features"},
     {"sources", "dataset"},

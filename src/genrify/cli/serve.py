@@ -25,7 +25,8 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", metavar="PATH", help="model file (default: the bundled model)")
+    p.add_argument("--model", metavar="PATH",
+                   help="model file, or 'gtzan' / 'musicnn' (default: the bundled taxonomy model)")
     p.add_argument("--fast", action="store_true",
                    help="musicnn models: 3 spread windows per song in bfloat16 (about 4x the throughput)")
     p.add_argument("--library", metavar="DIR", help="music folder to search (default: the generated demo library)")
@@ -128,7 +129,10 @@ def run_serve(args) -> int:
     settings = _settings(args)
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    if settings.model and not os.path.exists(settings.model):  # a FIFO or a device: loading it below says so
+    from genrify.predict.classifier import BUNDLED_MODELS
+
+    named = settings.model in BUNDLED_MODELS or settings.model == "musicnn"
+    if settings.model and not named and not os.path.exists(settings.model):  # a FIFO or a device: loading says so
         raise ModelFileError(f"{settings.model}: no such model file")
     if not settings.model:
         from genrify.predict import default_model_path

@@ -26,6 +26,8 @@ EMBEDDING_PROBE = "embedding-probe"
 EMBEDDING_NET = "embedding-net"
 #: musicnn's own tagger: nothing to train.
 TAGGER = "tagger"
+#: genrify's genre taxonomy over the pretrained taggers' tags (trained by tools/train_taxonomy_model.py).
+TAXONOMY_HEAD = "taxonomy-head"
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class ModelSpec:
 
     @property
     def trainable(self) -> bool:
-        return self.kind != TAGGER
+        return self.kind not in (TAGGER, TAXONOMY_HEAD)
 
 
 def _mlp(config: ModelConfig, *, n_features: int, n_frames: int, n_classes: int):
@@ -80,6 +82,9 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("musicnn-finetune", EMBEDDING_NET,
               "fine-tunes musicnn's last dense layer with a new genre layer; for a few dozen songs per genre "
               "and more", _musicnn_finetune, backbone=MUSICNN_BACKBONE),
+    ModelSpec("taxonomy", TAXONOMY_HEAD,
+              "14 top-level genres and their styles from musicnn's pretrained taggers (the bundled default)",
+              backbone=MUSICNN_BACKBONE),
     ModelSpec("musicnn", TAGGER, "musicnn's own 50 Million-Song-Dataset tags, no training",
               backbone=MUSICNN_BACKBONE),
 )}

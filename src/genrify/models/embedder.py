@@ -13,7 +13,7 @@ patches with the timbral convolutions in bfloat16.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,11 +26,13 @@ EMBEDDING_DIM = MUSICNN_EMBEDDING_DIM
 
 @dataclass(frozen=True)
 class Embedded:
-    """Per-window outputs for one song: ``embeddings (n, 1506)``, ``taggram (n, 50)``, ``starts (n,)`` seconds."""
+    """Per-window outputs for one song: ``embeddings (n, 1506)``, ``taggram (n, 50)``, ``starts (n,)`` seconds,
+    and ``taggrams``: every backbone's tag probabilities ``(n, 50)`` by name (``msd_musicnn`` included)."""
 
     embeddings: np.ndarray
     taggram: np.ndarray
     starts: np.ndarray
+    taggrams: dict = field(default_factory=dict)
 
 
 class MusicnnEmbedder:
@@ -38,13 +40,17 @@ class MusicnnEmbedder:
 
     ``max_patches``: at most this many patches per song, spread evenly (``None``: all).
     ``fast``: bfloat16 timbral convolutions (where the CPU runs bfloat16 natively).
+    ``also``: other backbones (:mod:`genrify.models.backbones`) whose tags are
+    computed on the same patches, into :attr:`Embedded.taggrams`.
     """
 
-    def __init__(self, *, max_patches: int | None = None, fast: bool = False):
+    def __init__(self, *, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = ()):
+        from genrify.models.backbones import load_backbone
         from genrify.models.musicnn import load_musicnn
 
         self.max_patches = max_patches
         self.model = load_musicnn(fast=fast)
+        self.others = {name: load_backbone(name, fast=fast) for name in also if name != "msd_musicnn"}
         self.tags = list(self.model.tags)
         self.logmel = MusicnnLogMel()
 
@@ -56,5 +62,9 @@ class MusicnnEmbedder:
         out = self.model.forward_features(patches)
         emb = torch.cat([out["max_pool"], out["mean_pool"]], dim=1)
         starts = patch_starts(mel.shape[0], patch_frames=PATCH_FRAMES, max_patches=self.max_patches) * HOP_LENGTH / SR
-        return Embedded(embeddings=emb.numpy().astype(np.float32), taggram=out["taggram"].numpy().astype(np.float32),
-                        starts=starts.astype(np.float64))
+        taggram = out["taggram"].numpy().astype(np.float32)
+        taggrams = {"msd_musicnn": taggram}
+        taggrams.update({name: net.forward_features(patches)["taggram"].numpy().astype(np.float32)
+                         for name, net in self.others.items()})
+        return Embedded(embeddings=emb.numpy().astype(np.float32), taggram=taggram, starts=starts.astype(np.float64),
+                        taggrams=taggrams)

@@ -18,6 +18,7 @@ from genrify.errors import ConfigError, ModelFileError
 from genrify.models.modelfile import ModelFile
 from genrify.predict.checks import signal_checks
 from genrify.predict.heads import genre_logits_function, probe_logits, sigmoid, window_softmax
+from genrify.predict.taxonomy import genre_window_probabilities, song_pool, style_probabilities
 
 
 def _temperature(tensors: dict) -> float:
@@ -89,19 +90,61 @@ class MusicnnHeadBackend:
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         emb = self.embedder.embed(y)
         probs = self.embedding_probabilities(emb.embeddings)
-        details: dict = {"mode": "fast" if self.fast else "full"}
-        if self.has_music_probe:
-            p_music = sigmoid(probe_logits(self.tensors, emb.embeddings, prefix="music")[:, 0])
-            details["music_probability"] = round(float(p_music.mean()), 4)
-            if p_music.mean() < self.config.verdict.music_threshold:
-                details["not_music"] = True
-                details["not_music_reason"] = (f"This does not sound like music (music probability "
-                                               f"{p_music.mean():.0%}); no genre given.")
-        signal = signal_checks(y, sr=self.sr, verdict=self.config.verdict)
-        if signal:
+        return probs, emb.starts, _music_details(self, emb.embeddings, y)
+
+
+def _music_details(backend, embeddings: np.ndarray, y: np.ndarray) -> dict:
+    """The mode, the music probe's verdict over ``embeddings`` and the signal checks on ``y``."""
+    details: dict = {"mode": "fast" if backend.fast else "full"}
+    if backend.has_music_probe:
+        p_music = sigmoid(probe_logits(backend.tensors, embeddings, prefix="music")[:, 0])
+        details["music_probability"] = round(float(p_music.mean()), 4)
+        if p_music.mean() < backend.config.verdict.music_threshold:
             details["not_music"] = True
-            details["not_music_reason"] = signal
+            details["not_music_reason"] = (f"This does not sound like music (music probability "
+                                           f"{p_music.mean():.0%}); no genre given.")
+    signal = signal_checks(y, sr=backend.sr, verdict=backend.config.verdict)
+    if signal:
+        details["not_music"] = True
+        details["not_music_reason"] = signal
+    return details
+
+
+class TaxonomyBackend:
+    """genrify's taxonomy (``taxonomy``): top-level genres and styles from the pretrained taggers'
+    tags (:mod:`genrify.predict.taxonomy`), with the music / not-music probe over musicnn embeddings."""
+
+    kind = "musicnn"
+
+    def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
+        from genrify.models.embedder import MusicnnEmbedder
+
+        cfg = model_file.config
+        self.config = cfg
+        self.sr = cfg.audio.sr
+        self.fast = cfg.model.fast if fast is None else fast
+        try:
+            self.backbones = [str(b) for b in model_file.extra["backbones"]]
+            self.styles = [(str(name), str(genre)) for name, genre in model_file.extra["styles"]]
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError("taxonomy model file lacks its backbones or styles") from None
+        self.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if self.fast else cfg.window.max_windows,
+                                        fast=self.fast, also=tuple(self.backbones))
+        self.tensors = model_file.tensors
+        self.has_music_probe = "music.coef" in self.tensors
+
+    def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        emb = self.embedder.embed(y)
+        probs = genre_window_probabilities(emb.taggrams, self.tensors, self.backbones).astype(np.float32)
+        styles = style_probabilities(emb.taggrams, song_pool(probs), self.tensors, self.backbones)
+        details = _music_details(self, emb.embeddings, y)
+        details["styles"] = [[name, genre, round(float(p), 4)] for (name, genre), p in zip(self.styles, styles)]
         return probs, emb.starts, details
+
+    @staticmethod
+    def song_probabilities(window_probabilities: np.ndarray) -> np.ndarray:
+        """The song's genre probabilities from its windows' (see :func:`~genrify.predict.taxonomy.song_pool`)."""
+        return song_pool(window_probabilities).astype(np.float32)
 
 
 class MusicnnTaggerBackend:
@@ -127,9 +170,10 @@ class MusicnnTaggerBackend:
 
 
 def _backends() -> dict:
-    from genrify.models import EMBEDDING_NET, EMBEDDING_PROBE, WINDOW_NET
+    from genrify.models import EMBEDDING_NET, EMBEDDING_PROBE, TAXONOMY_HEAD, WINDOW_NET
 
-    return {WINDOW_NET: WindowNetBackend, EMBEDDING_PROBE: MusicnnHeadBackend, EMBEDDING_NET: MusicnnHeadBackend}
+    return {WINDOW_NET: WindowNetBackend, EMBEDDING_PROBE: MusicnnHeadBackend, EMBEDDING_NET: MusicnnHeadBackend,
+            TAXONOMY_HEAD: TaxonomyBackend}
 
 
 def build_backend(model_file: ModelFile, *, fast: bool | None = None):

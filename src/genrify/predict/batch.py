@@ -10,7 +10,7 @@ import numpy as np
 
 from genrify.errors import GenrifyError
 from genrify.models.modelfile import load_model_file
-from genrify.predict.classifier import Analysis, GenreClassifier, load_classifier
+from genrify.predict.classifier import Analysis, GenreClassifier, bundled_model_path, load_classifier
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | 
             yield _analyse_file(clf, path, top_k)
         return
     if model is not None and str(model) != "musicnn":
-        load_model_file(model)  # a bad model file fails here, with its reason, not in every worker
+        load_model_file(bundled_model_path(str(model)) or model)  # a bad model file fails here, with its reason, not in every worker
     todo = deque(paths)
     while todo:
         yield from _pool_run(todo, model=model, fast=fast, top_k=top_k, workers=workers)

@@ -24,6 +24,19 @@ from genrify.models.modelfile import ModelFile, load_model_file
 from genrify.predict.checks import verdict
 
 
+#: A style is named when its probability (its genre's × its own tag evidence) reaches this.
+STYLE_MIN_PROBABILITY = 0.3
+
+
+def canonical_genre(label: str) -> str:
+    """``label``'s canonical spelling in genrify's taxonomy ("hiphop" → "Hip-Hop", "rnb" → "R&B"); ``label``
+    itself when the taxonomy does not know it (a user's own genres)."""
+    from genrify.taxonomy import default_taxonomy
+
+    node = default_taxonomy().canonical(label)
+    return label if node is None else node.name
+
+
 @dataclass(frozen=True)
 class Analysis:
     """The result of analysing one song.
@@ -44,10 +57,41 @@ class Analysis:
     duration: float
     details: dict = field(default_factory=dict)
 
+    @property
+    def genre(self) -> str | None:
+        """The top-level genre's canonical name (taxonomy spelling), or ``None`` when the verdict is not a genre."""
+        if self.verdict != "genre" or not self.top:
+            return None
+        return canonical_genre(self.top[0][0])
+
+    @property
+    def genres(self) -> dict[str, float]:
+        """Every label's song-level probability, under its canonical name where the taxonomy knows it."""
+        if self.verdict == "tags":
+            return {}
+        names = [canonical_genre(g) for g in self.labels]
+        if len(set(names)) < len(names):  # two of a model's own labels spell one genre: keep the labels
+            names = list(self.labels)
+        return {name: round(float(p), 4) for name, p in zip(names, self.probabilities)}
+
+    def styles(self, *, min_probability: float = STYLE_MIN_PROBABILITY) -> list[dict]:
+        """The styles of the top genre at or above ``min_probability``, most likely first (none unless
+        the verdict is a genre and the model speaks the taxonomy)."""
+        genre = self.genre
+        found = [{"name": name, "probability": p} for name, parent, p in self.details.get("styles", ())
+                 if genre is not None and parent == genre and p >= min_probability]
+        return sorted(found, key=lambda s: -s["probability"])
+
     def to_dict(self, *, top_k: int | None = None) -> dict:
         """The one JSON-able view of an analysis (floats rounded to 4 decimals), for the CLI's
-        ``--json``, the web API and library tagging. ``top_k``: list only that many of ``top``."""
+        ``--json``, the web API and library tagging. ``top_k``: list only that many of ``top``.
+
+        ``genre`` is the top-level genre's canonical name (``None`` when unsure or not
+        music), ``styles`` the top genre's likely styles, ``genres`` every genre's probability."""
         return {
+            "genre": self.genre,
+            "styles": self.styles(),
+            "genres": self.genres,
             "verdict": self.verdict,
             "message": self.message,
             "duration": round(float(self.duration), 3),
@@ -65,6 +109,18 @@ class Analysis:
 def default_model_path() -> Path:
     """The model shipped inside the package (see docs/results.md for how it was trained)."""
     return Path(str(resources.files("genrify") / "assets" / "default.genrify"))
+
+
+#: Models shipped inside the package, by the name ``--model`` takes: ``gtzan`` is the
+#: ten-genre GTZAN probe that was the default before the taxonomy.
+BUNDLED_MODELS = {"default": "default.genrify", "gtzan": "gtzan.genrify"}
+
+
+def bundled_model_path(name: str) -> Path | None:
+    """The file of the bundled model called ``name`` (see :data:`BUNDLED_MODELS`), else ``None``."""
+    if name not in BUNDLED_MODELS:
+        return None
+    return Path(str(resources.files("genrify") / "assets" / BUNDLED_MODELS[name]))
 
 
 class GenreClassifier:
@@ -89,11 +145,13 @@ class GenreClassifier:
     def from_file(cls, path: str | os.PathLike, *, fast: bool | None = None) -> "GenreClassifier":
         """Load a ``.genrify`` model file (never executes code from it).
 
-        ``"musicnn"`` names musicnn's own 50-tag tagger (no file needed).
+        ``"musicnn"`` names musicnn's own 50-tag tagger (no file needed); ``"gtzan"``
+        and ``"default"`` name bundled models (:data:`BUNDLED_MODELS`).
         ``fast`` overrides a musicnn model's mode (3 spread windows, bfloat16).
         """
         if str(path) == "musicnn":
             return cls.musicnn_tagger(fast=fast)
+        path = bundled_model_path(str(path)) or path
         model = load_model_file(path)
         try:
             return cls(model, source=str(path), fast=fast)
@@ -150,7 +208,8 @@ class GenreClassifier:
             label = name or (str(audio) if isinstance(audio, (str, os.PathLike)) else "audio")
             raise AudioTooShortError(f"{label}: too short ({duration:.2f} s; at least {min_d:g} s needed)")
         window_probs, starts, details = self.backend.window_probabilities(y)
-        probs = window_probs.mean(axis=0)
+        pool = getattr(self.backend, "song_probabilities", None)  # a backend may pool its windows its own way
+        probs = pool(window_probs) if pool else window_probs.mean(axis=0)
         if self.multi_label:
             details = {**details, "multi_label": True}
         order = np.argsort(-probs)[: max(1, top_k)]

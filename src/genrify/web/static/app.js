@@ -52,6 +52,10 @@
       li.textContent = (i + 1) + ". " + item[0] + ", certainty: " + percent(item[1]);
       top.appendChild(li);
     });
+    const styles = $("styles");
+    const named = (data.styles || []).map(function (s) { return s.name + " (" + percent(s.probability) + ")"; });
+    styles.textContent = named.length ? "Style: " + named.join(", ") : "";
+    styles.hidden = !named.length || data.verdict !== "genre";
     if (data.verdict === "genre") {
       verdict.hidden = true;
       heading.textContent = "The best prediction of the model:";
