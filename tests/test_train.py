@@ -250,3 +250,21 @@ def test_finetune_cross_validation_scores_every_song_out_of_fold(real_embeddings
     oof = finetune_oof_logits(E, y, groups, config=_finetune_config(epochs=15), labels=labels, folds=3)
     assert len(oof) == len(y) and all(z.shape == (len(e), len(labels)) for z, e in zip(oof, E))
     assert float(np.mean(song_softmax(oof).argmax(1) == y)) >= 0.75
+
+
+def test_splits_group_by_artist_unless_asked_to_group_by_track():
+    from genrify.dataset.index import Track
+
+    def track(i, artist):
+        return Track(id=i, path=f"/x/{i}.wav", sha256=f"h{i}", genre="rock", artist=artist, title=None,
+                     duration=1.0, n_frames=10, status="ok", error=None)
+
+    a, b, c = track(1, "Queen"), track(2, "queen"), track(3, None)
+    assert a.group_for("artist") == b.group_for("artist") == "artist:queen"
+    assert c.group_for("artist") == "track:h3"
+    assert a.group_for("track") != b.group_for("track")
+    from genrify.config import TrainConfig
+    from genrify.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="grouping"):
+        TrainConfig(group_by="album")

@@ -116,6 +116,13 @@ class TrainConfig:
     val_fraction: float = 0.2
     class_weighting: str = "balanced"
     threads: int | None = None
+    #: What stays on one side of every split: ``"artist"`` (the artist when known, else the
+    #: track: songs of one artist never train and test each other) or ``"track"``.
+    group_by: str = "artist"
+
+    def __post_init__(self):
+        if self.group_by not in ("artist", "track"):
+            raise ConfigError(f"unknown grouping {self.group_by!r} (expected 'artist' or 'track')")
 
 
 @dataclass(frozen=True)

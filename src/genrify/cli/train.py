@@ -66,6 +66,9 @@ def _add_hyperparameters(p) -> None:
     p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction)
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--threads", type=int, default=TrainConfig.threads)
+    p.add_argument("--group-by", choices=("artist", "track"), default=TrainConfig.group_by,
+                   help="keep each artist (when the manifest or tags name one; else each track) on one side of "
+                        "every split, or only each track (optimistic when an artist has several songs)")
 
 
 def run_config(args, dataset):
@@ -82,7 +85,8 @@ def run_config(args, dataset):
         model=ModelConfig(name=args.model, hidden=hidden, dropout=args.dropout, C=args.C,
                           backbone=model_spec(args.model).backbone),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                          patience=args.patience, seed=args.seed, val_fraction=args.val_fraction, threads=args.threads),
+                          patience=args.patience, seed=args.seed, val_fraction=args.val_fraction, threads=args.threads,
+                          group_by=args.group_by),
     )
 
 

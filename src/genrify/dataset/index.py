@@ -53,7 +53,13 @@ class Track:
     @property
     def group(self) -> str:
         """What must stay on one side of a split: the artist when known, else the track."""
-        return f"artist:{self.artist.casefold()}" if self.artist else f"track:{self.sha256 or self.id}"
+        return self.group_for("artist")
+
+    def group_for(self, by: str) -> str:
+        """The split group when grouping ``by`` ``"artist"`` (the artist when known, else the track) or ``"track"``."""
+        if by == "artist" and self.artist:
+            return f"artist:{self.artist.casefold()}"
+        return f"track:{self.sha256 or self.id}"
 
 
 class TrackIndex:

@@ -60,7 +60,7 @@ def train_tracks(images: list[np.ndarray], y: np.ndarray, groups: list[str], *, 
     return ModelFile(config=config, labels=list(labels), tensors=tensors, extra=extra), history, va
 
 
-def load_dataset_images(dataset, *, progress: bool = False):
+def load_dataset_images(dataset, *, progress: bool = False, group_by: str = "artist"):
     """All usable tracks of ``dataset`` with their memory-mapped images, label ids and split groups."""
     tracks = dataset.tracks()
     if not tracks:
@@ -68,7 +68,7 @@ def load_dataset_images(dataset, *, progress: bool = False):
     labels = sorted({t.genre for t in tracks})
     images = [dataset.features(t) for t in tracks]
     y = np.array([labels.index(t.genre) for t in tracks], dtype=np.int64)
-    return tracks, images, y, [t.group for t in tracks], labels
+    return tracks, images, y, [t.group_for(group_by) for t in tracks], labels
 
 
 def track_probabilities(model_file: ModelFile, images: list[np.ndarray]) -> np.ndarray:

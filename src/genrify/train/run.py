@@ -45,8 +45,15 @@ class Fitted:
     held_out: np.ndarray | None  # None: nothing held out by design (scored by cross-validation instead)
 
 
-def _describe_dataset(dataset, tracks, labels) -> str:
-    return f"dataset: {dataset.root} ({len(tracks)} tracks, {len(labels)} genres)"
+def _describe_dataset(dataset, tracks, labels, group_by: str = "artist") -> str:
+    artists = {t.artist.casefold() for t in tracks if t.artist}
+    if group_by == "artist":
+        grouping = (f"splits keep each of {len(artists)} artists on one side"
+                    + (f" ({sum(1 for t in tracks if not t.artist)} tracks without an artist count alone)"
+                       if any(not t.artist for t in tracks) else ""))
+    else:
+        grouping = "splits keep only each track on one side (an artist's songs may train and test each other)"
+    return f"dataset: {dataset.root} ({len(tracks)} tracks, {len(labels)} genres); {grouping}"
 
 
 def _write_curves(history, curves: Path, name: str) -> None:
@@ -65,8 +72,8 @@ class WindowNetTrainer:
     def prepare(self, dataset, config: RunConfig, *, progress: bool, say: Say) -> Prepared:
         from genrify.train.nets import load_dataset_images
 
-        tracks, images, y, groups, labels = load_dataset_images(dataset)
-        context = [_describe_dataset(dataset, tracks, labels),
+        tracks, images, y, groups, labels = load_dataset_images(dataset, group_by=config.train.group_by)
+        context = [_describe_dataset(dataset, tracks, labels, config.train.group_by),
                    f"model: {config.model.name}, window {config.window.seconds:g} s, seed {config.train.seed}"]
         return Prepared(config, tracks, labels, y, groups, images, context)
 
@@ -111,9 +118,9 @@ class EmbeddingHeadTrainer:
         E = [e[: config.window.max_windows] for e in load_embeddings(dataset, tracks)]
         labels = sorted({t.genre for t in tracks})
         y = np.array([labels.index(t.genre) for t in tracks])
-        context = [_describe_dataset(dataset, tracks, labels),
+        context = [_describe_dataset(dataset, tracks, labels, config.train.group_by),
                    f"model: {config.model.name} ({self.hyper(config)}), seed {config.train.seed}"]
-        return Prepared(config, tracks, labels, y, [t.group for t in tracks], E, context)
+        return Prepared(config, tracks, labels, y, [t.group_for(config.train.group_by) for t in tracks], E, context)
 
     def cross_validate(self, p: Prepared, *, folds: int, progress: bool) -> dict:
         from genrify.evaluate import evaluate
