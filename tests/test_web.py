@@ -23,7 +23,7 @@ pytest.importorskip("uvicorn")
 from genrify.web.app import create_app  # noqa: E402
 from genrify.web.service import NOT_FOUND_MESSAGE  # noqa: E402
 from genrify.web.settings import Settings  # noqa: E402
-from helpers.server import XSS_TITLE, ServerThread, make_library, real_classifier  # noqa: E402
+from helpers.server import XSS_TITLE, ServerThread, make_library, read_until_closed, real_classifier  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UPLOAD_LIMIT = 1024 * 1024
@@ -36,16 +36,7 @@ def raw_request(port: int, request: bytes, *, timeout: float = 10.0) -> tuple[in
     """Send bytes exactly as given (no URL normalisation) and return (status, whole response)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(request)
-        chunks = []
-        while True:
-            try:
-                data = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not data:
-                break
-            chunks.append(data)
-    response = b"".join(chunks)
+        response = read_until_closed(s)
     status = int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/") else 0
     return status, response
 

@@ -19,7 +19,7 @@ pytest.importorskip("uvicorn")
 
 from genrify.web.app import create_app  # noqa: E402
 from genrify.web.settings import Settings  # noqa: E402
-from helpers.server import ServerThread, make_library, real_classifier  # noqa: E402
+from helpers.server import ServerThread, make_library, read_until_closed, real_classifier  # noqa: E402
 
 HEAD_TIMEOUT = 1.0
 PER_CLIENT = 4
@@ -38,20 +38,6 @@ def connect(port: int, *, source: str = "127.0.0.1", timeout: float = 10.0) -> s
     s.bind((source, 0))
     s.connect(("127.0.0.1", port))
     return s
-
-
-def read_until_closed(s: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (or the socket times out)."""
-    chunks = []
-    while True:
-        try:
-            data = s.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
 
 
 def read_response(s: socket.socket) -> bytes:

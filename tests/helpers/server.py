@@ -18,6 +18,20 @@ import uvicorn
 XSS_TITLE = "<script>alert(1)</script>"
 
 
+def read_until_closed(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (or the socket times out)."""
+    chunks = []
+    while True:
+        try:
+            data = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
 def real_classifier(request):
     """The bundled default model; where it is not installed, the session's tiny CNN (``tiny_cnn_model``)."""
     from genrify.errors import ModelFileError

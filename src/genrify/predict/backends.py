@@ -70,17 +70,8 @@ class MusicnnHeadBackend:
     kind = "musicnn"
 
     def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
-        from genrify.models.embedder import MusicnnEmbedder
-
-        cfg = model_file.config
-        self.config = cfg
-        self.sr = cfg.audio.sr
-        self.fast = cfg.model.fast if fast is None else fast
-        self.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if self.fast else cfg.window.max_windows,
-                                        fast=self.fast)
-        self.tensors = model_file.tensors
+        _set_up_musicnn(self, model_file, fast=fast)
         self.temperature = _temperature(self.tensors)
-        self.has_music_probe = "music.coef" in self.tensors
         self._genre_logits = genre_logits_function(model_file)
 
     def embedding_probabilities(self, embeddings: np.ndarray) -> np.ndarray:
@@ -91,6 +82,21 @@ class MusicnnHeadBackend:
         emb = self.embedder.embed(y)
         probs = self.embedding_probabilities(emb.embeddings)
         return probs, emb.starts, _music_details(self, emb.embeddings, y)
+
+
+def _set_up_musicnn(backend, model_file: ModelFile, *, fast: bool | None, also: tuple[str, ...] = ()) -> None:
+    """What every backend over musicnn holds: config, rate, mode, the embedder (with the taggers
+    in ``also``), the model file's tensors and whether it has a music probe."""
+    from genrify.models.embedder import MusicnnEmbedder
+
+    cfg = model_file.config
+    backend.config = cfg
+    backend.sr = cfg.audio.sr
+    backend.fast = cfg.model.fast if fast is None else fast
+    backend.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if backend.fast else cfg.window.max_windows,
+                                       fast=backend.fast, also=also)
+    backend.tensors = model_file.tensors
+    backend.has_music_probe = "music.coef" in backend.tensors
 
 
 def _music_details(backend, embeddings: np.ndarray, y: np.ndarray) -> dict:
@@ -117,21 +123,12 @@ class TaxonomyBackend:
     kind = "musicnn"
 
     def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
-        from genrify.models.embedder import MusicnnEmbedder
-
-        cfg = model_file.config
-        self.config = cfg
-        self.sr = cfg.audio.sr
-        self.fast = cfg.model.fast if fast is None else fast
         try:
             self.backbones = [str(b) for b in model_file.extra["backbones"]]
             self.styles = [(str(name), str(genre)) for name, genre in model_file.extra["styles"]]
         except (KeyError, TypeError, ValueError):
             raise ModelFileError("taxonomy model file lacks its backbones or styles") from None
-        self.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if self.fast else cfg.window.max_windows,
-                                        fast=self.fast, also=tuple(self.backbones))
-        self.tensors = model_file.tensors
-        self.has_music_probe = "music.coef" in self.tensors
+        _set_up_musicnn(self, model_file, fast=fast, also=tuple(self.backbones))
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         emb = self.embedder.embed(y)
