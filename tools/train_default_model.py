@@ -1,4 +1,7 @@
-"""Train genrify's bundled default model and measure it; writes the model and its figures.
+"""Train genrify's bundled ten-genre GTZAN model (``--model gtzan``, the default before the
+taxonomy) and measure it on song-grouped folds; writes the model and its figures.
+
+The bundled default is now the taxonomy model: ``tools/train_taxonomy_model.py``.
 
     .venv/bin/python tools/train_default_model.py [--shared ../shared] [--work /tmp/genrify-default]
 
@@ -16,7 +19,7 @@ What it does, all on real recordings from ``shared/data`` (read by path):
    half of music-speech, not music = the speech half + generated noise, tones,
    hum and clicks; cross-validated on music-speech, then tested on cc-audio
    (never trained on);
-5. the final model on all the data → ``src/genrify/assets/default.genrify``,
+5. the final model on all the data → ``src/genrify/assets/gtzan.genrify``,
    figures → ``docs/results/default-model.json`` and ``docs/results/*.png``.
 """
 
@@ -116,7 +119,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--work", default="/tmp/genrify-default")
-    ap.add_argument("--out", default=str(ROOT / "src" / "genrify" / "assets" / "default.genrify"))
+    ap.add_argument("--out", default=str(ROOT / "src" / "genrify" / "assets" / "gtzan.genrify"))
     args = ap.parse_args()
     shared, work = Path(args.shared), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

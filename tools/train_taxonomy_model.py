@@ -1,7 +1,7 @@
 """Train genrify's default model — the genre taxonomy over pretrained taggers — and measure it honestly.
 
     .venv/bin/python tools/train_taxonomy_model.py [--shared ../shared] [--debian DIR] [--work DIR]
-        [--backbones msd_musicnn,mtt_musicnn] [--out src/genrify/assets/default.genrify] [--no-write]
+        [--backbones msd_musicnn[,mtt_musicnn]] [--out src/genrify/assets/default.genrify] [--no-write]
 
 All on real recordings read by path (nothing is copied into the repository):
 
