@@ -111,3 +111,14 @@ def test_the_gtzan_model_stays_available_by_name():
     a = load_classifier("gtzan").analyse(CC / "sorohanro_-_solo-trumpet-06.ogg")
     assert "hiphop" in a.labels and len(a.labels) == 10
     assert a.to_dict()["genres"].keys() >= {"Hip-Hop", "Jazz"}
+
+
+def test_a_constant_dc_offset_changes_nothing(clf):
+    from genrify.audio import load_audio
+
+    y, _ = load_audio(SHARED_DATA / "gtzan-mini" / "metal" / "metal.00002.wav", sr=SR)
+    plain, offset = clf.analyse(y, sr=SR), clf.analyse(y + np.float32(0.1), sr=SR)
+    assert plain.verdict == offset.verdict == "genre"
+    assert offset.genre == plain.genre == "Metal"
+    # a pure offset is silence, not a tone
+    assert clf.analyse(np.full(SR * 6, 0.1, np.float32), sr=SR).message.startswith("This sounds like silence")

@@ -21,12 +21,15 @@ def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictCon
     steady broadband noise and one steady tone. Conservative by design: music with
     a strong bass or a solo instrument changes pitch and timbre over time and passes.
 
-    Works on 1024-point frames; returns the reason, or ``None``.
+    Works on 1024-point frames, each with its own mean (DC) removed first: a constant
+    offset would otherwise leak into the lowest bins and read as a steady ~16 Hz tone.
+    Returns the reason, or ``None``.
     """
     n = 1024
     if len(y) < 4 * n:
         return None
     frames = np.lib.stride_tricks.sliding_window_view(y, n)[:: n // 2][:2000]
+    frames = frames - frames.mean(axis=1, keepdims=True)
     spec = np.abs(np.fft.rfft(frames * np.hanning(n), axis=1))[:, 1:] ** 2 + 1e-20
     loud = spec.sum(axis=1) > 1e-6 * spec.sum(axis=1).max()
     spec = spec[loud]
@@ -50,7 +53,7 @@ def verdict(y: np.ndarray, probabilities: np.ndarray, details: dict, *, config: 
     """``(verdict, message)`` for a song: ``"not_music"`` (silence, or a backend's not-music finding),
     ``"tags"`` (a multi-label tagger), ``"unsure"`` (top probability below ``config.unsure_below``)
     or ``"genre"``."""
-    level = rms_dbfs(y)
+    level = rms_dbfs(y - np.mean(y, dtype=np.float64))  # a constant offset is not sound
     if level < config.silence_dbfs:
         return "not_music", f"This sounds like silence ({level:.0f} dBFS), not music."
     if details.get("not_music"):
