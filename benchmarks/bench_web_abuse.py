@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine_header, synthetic_song  # noqa: E402
+from _common import descendants, machine_header, synthetic_song  # noqa: E402
 
 HOST = "127.0.0.1"
 ATTACKER = "127.0.0.2"
@@ -63,18 +63,8 @@ def free_port() -> int:
 
 def tree_vmrss(pid: int) -> int:
     """VmRSS in bytes of ``pid`` plus all its descendants (0 for a process that is gone)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
+    total = 0
+    for p in [pid, *descendants(pid)]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -44,7 +44,7 @@ from pathlib import Path
 # The serving harness and machine facts are the benchmarks' (benchmarks/_common.py, bench_serve.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from _common import REPO, machine_header  # noqa: E402
+from _common import REPO, descendants, machine_header  # noqa: E402
 
 REGRESSIONS = REPO / "tests" / "fuzz_regressions"
 SR = 22050
@@ -317,7 +317,7 @@ class PipelineRunner:
                 pass
         alive = self.proc.is_alive()
         # The worker's own decoder processes go too: a hung decoder would outlive it and keep a core busy.
-        for pid in _descendants(self.proc.pid):
+        for pid in descendants(self.proc.pid):
             try:
                 os.kill(pid, 9)
             except OSError:
@@ -334,24 +334,6 @@ class PipelineRunner:
         finally:
             if self.proc.is_alive():
                 self.proc.kill()
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo.extend(children.get(p, []))
-    return found
 
 
 #: How genrify's decoder isolation words a decoder that died (genrify.audio.isolation.DecoderPool.decode).

@@ -276,8 +276,7 @@ def main() -> int:
     config = musicnn_run_config(RunConfig(
         model=ModelConfig(name="taxonomy", backbone=MUSICNN_BACKBONE, C=C),
         verdict=VerdictConfig(unsure_below=UNSURE_BELOW, music_threshold=MUSIC_THRESHOLD)))
-    extra = {"seed": SEED, "backbones": backbones, "styles": [[s.name, g.name] for g, s in taxonomy.styles()],
-             "taxonomy": taxonomy.source,
+    extra = {"seed": SEED, "backbones": backbones, "taxonomy": taxonomy.source,
              "provenance": "genrify taxonomy over the tags of " + " + ".join(backbones) + ", fitted by "
                            "tools/train_taxonomy_model.py on 270 GTZAN songs; music probe also on music/speech"
                            + (" and Debian game soundtracks" if args.debian else "") + "; see docs/results.md"}

@@ -309,19 +309,9 @@ def load_musicnn(*, weights: str | Path | None = None, fast: bool = False) -> Mu
     Returns:
         the model; its ``tags`` attribute lists the 50 tag names in output order.
     """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     path = Path(weights) if weights is not None else WEIGHTS_PATH
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        state = load_file(str(path))
-        tags = json.loads(metadata["tags"])
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: musicnn weights not found") from None
-    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise ModelFileError(f"{path}: not a musicnn weights file ({exc})") from None
+    state, metadata = read_weights(path, what="musicnn")
+    tags = json.loads(metadata["tags"])
     model = MusiCNN(n_tags=len(tags), tags=tags)
     try:
         model.load_state_dict(state, strict=True)

@@ -123,11 +123,15 @@ class TaxonomyBackend:
     kind = "musicnn"
 
     def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
+        from genrify.taxonomy import parse_taxonomy
+
         try:
             self.backbones = [str(b) for b in model_file.extra["backbones"]]
-            self.styles = [(str(name), str(genre)) for name, genre in model_file.extra["styles"]]
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError("taxonomy model file lacks its backbones or styles") from None
+            taxonomy = parse_taxonomy(str(model_file.extra["taxonomy"]))
+        except (KeyError, TypeError, ValueError, ConfigError):
+            raise ModelFileError("taxonomy model file lacks its backbones or its taxonomy") from None
+        # The styles, in the order of the fitted tensors, come from the taxonomy saved with the model.
+        self.styles = [(style.name, genre.name) for genre, style in taxonomy.styles()]
         _set_up_musicnn(self, model_file, fast=fast, also=tuple(self.backbones))
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
