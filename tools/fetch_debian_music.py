@@ -30,11 +30,18 @@ PACKAGES = ("singularity-music", "hyperrogue-music", "planetblupi-music-ogg", "f
 #: Held out for independent evaluation of genrify: never downloaded by its tools.
 HELD_OUT = ("nexuiz-music", "warzone2100-music", "wesnoth-*-music", "fretsonfire-songs-*")
 AUDIO = (".ogg", ".mp3", ".flac", ".wav", ".opus")
+#: Folders of game sound effects shipped beside the music (hyperrogue-music's ``sounds/``): not music.
+SOUND_EFFECTS = ("sounds", "sound", "sfx", "effects")
 
 
 def held_out(package: str) -> bool:
     """Whether ``package`` belongs to the held-out evaluation material."""
     return any(fnmatch.fnmatch(package, pattern) for pattern in HELD_OUT)
+
+
+def is_sound_effect(relative: Path) -> bool:
+    """Whether a file of a package lies in a sound-effects folder."""
+    return any(part.lower() in SOUND_EFFECTS for part in relative.parts[:-1])
 
 
 def fetch(out: Path, packages=PACKAGES) -> list[dict]:
@@ -62,7 +69,7 @@ def fetch(out: Path, packages=PACKAGES) -> list[dict]:
                         if name.lower().endswith(AUDIO) and ".." not in name:
                             z.extract(name, target)
         for f in sorted(root.rglob("*")):
-            if f.is_file() and f.suffix.lower() in AUDIO:
+            if f.is_file() and f.suffix.lower() in AUDIO and not is_sound_effect(f.relative_to(root)):
                 rows.append({"path": str(f), "package": package, "title": f.stem})
     with open(out / "manifest.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["path", "package", "title"])

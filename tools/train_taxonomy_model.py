@@ -134,6 +134,17 @@ def cross_validate_gtzan_probe(E, y, groups, *, taxonomy) -> np.ndarray:
     return P
 
 
+def ece_if_calibrated(confidence: np.ndarray, *, draws: int = 2000, seed: int = SEED) -> tuple[float, float]:
+    """Median and 90th percentile of the ECE a perfectly calibrated model with these top-1 confidences
+    would score (each answer right with probability equal to its confidence): the sampling floor
+    below which a measured ECE on this many songs means nothing."""
+    rng = np.random.default_rng(seed)
+    n = len(confidence)
+    two = np.stack([confidence, 1 - confidence], axis=1)
+    eces = [expected_calibration_error(two, (rng.random(n) >= confidence).astype(int)) for _ in range(draws)]
+    return float(np.median(eces)), float(np.quantile(eces, 0.9))
+
+
 def report(P, y, rows, taxonomy) -> dict:
     """Accuracy per source, calibration, per-genre recall with its number of artists, and how often
     a labelled song is called a genre known only from the taggers."""
@@ -146,6 +157,8 @@ def report(P, y, rows, taxonomy) -> dict:
         m = source == s
         out[f"accuracy_{s}"] = round(float((pred[m] == y[m]).mean()), 3)
         out[f"ece_{s}"] = round(expected_calibration_error(P[m], y[m]), 3)
+        out[f"ece_{s}_if_calibrated_median_p90"] = [round(v, 3) for v in ece_if_calibrated(P[m].max(axis=1))]
+        out[f"mean_confidence_{s}"] = round(float(P[m].max(axis=1).mean()), 3)
     out["accuracy"] = round(float((pred == y).mean()), 3)
     out["ece"] = round(expected_calibration_error(P, y), 3)
     sure = P.max(axis=1) >= UNSURE_BELOW
@@ -201,6 +214,23 @@ def noise_files(work: Path) -> list[str]:
                 sf.write(path, x, 16000, subtype="FLOAT")
             out.append(str(path))
     return out
+
+
+def sound_effects_flagged(debian: Path, work: Path, music_t: dict, computed: list[str]) -> str:
+    """How many of the sound effects the Debian packages ship beside their music (left out of the
+    manifest by ``fetch_debian_music.is_sound_effect``) the fitted music probe calls not music."""
+    from fetch_debian_music import AUDIO, is_sound_effect
+
+    from genrify.predict.heads import probe_logits, sigmoid
+
+    root = debian / "unpacked"
+    files = sorted(str(f) for f in root.rglob("*") if f.suffix.lower() in AUDIO
+                   and is_sound_effect(f.relative_to(root)))
+    if not files:
+        return "none found"
+    _, E_sfx = per_song(featurize(files, work / "sfx.npz", backbones=computed, max_seconds=30.0), len(files), [])
+    n = sum(sigmoid(probe_logits(music_t, e, prefix="music")[:, 0]).mean() < MUSIC_THRESHOLD for e in E_sfx)
+    return f"{int(n)} of {len(files)} flagged not music"
 
 
 def debian_rows(manifest: Path) -> list[dict]:
@@ -270,6 +300,9 @@ def main() -> int:
     sources = src_music + ["speech"] * len(speech_files) + ["generated noise"] * len(noise)
     results["music_probe_cv"] = {s: f"{int(sum(flagged[i] for i, x in enumerate(sources) if x == s))} of "
                                     f"{sum(1 for x in sources if x == s)} flagged not music" for s in dict.fromkeys(sources)}
+    if args.debian:
+        results["music_probe_cv"]["game sound effects (never trained on)"] = sound_effects_flagged(
+            args.debian, args.work, music_t, computed)
 
     tensors = fit_taxonomy(tg, y, groups, taxonomy=taxonomy, tags=tags, C=C, seed=SEED)
     tensors.update(music_t)
