@@ -25,7 +25,11 @@ end). Timed per clip, decode included on both sides:
   + mel spectrogram + patches) and one ``session.run`` on all patches;
 * ``genrify full``: ``genrify.audio.load_audio(path, sr=16000)`` +
   ``MusicnnEmbedder().embed`` (every patch, float32);
-* ``genrify fast``: the same with ``MusicnnEmbedder(max_patches=3, fast=True)``.
+* ``genrify fast``: the same with ``MusicnnEmbedder(max_patches=3, fast=True)``;
+* ``genrify int8``: full mode with the timbral convolutions in int8
+  (``model.set_precision("int8")``, forced so it is measured on every machine;
+  genrify itself uses int8 only where ``genrify.models.quantize`` measured it
+  faster, and the header prints that decision).
 
 Threads: TF intra/inter-op = N (``tf.config.threading`` and the ``ConfigProto``
 of every session, including the one ``extractor()`` opens); genrify
@@ -270,6 +274,7 @@ def main(argv=None) -> int:
     from genrify.audio import load_audio
     from genrify.models.embedder import MusicnnEmbedder
     from genrify.models.musicnn import bfloat16_is_fast
+    from genrify.models.quantize import machine_precision
 
     tf_skip = "--no-tf" if args.no_tf else None
     if not tf_skip:
@@ -285,6 +290,7 @@ def main(argv=None) -> int:
 
     C.machine_header("musicnn 0.1.0 (TensorFlow) vs genrify (PyTorch), MSD_musicnn, seconds per 30 s clip",
                      extra={"bfloat16 native (genrify fast)": bfloat16_is_fast(),
+                            "precision decision (measured, cached)": machine_precision().describe(),
                             "load average at start (1/5/15 min)": loadavg()})
     if tf_skip:
         print(f"SKIPPING the TensorFlow side: {tf_skip}")
@@ -296,6 +302,8 @@ def main(argv=None) -> int:
               f"{args.reps} repetition(s) each; threads {threads}")
         t0 = C.clock()
         full, fast = MusicnnEmbedder(), MusicnnEmbedder(max_patches=3, fast=True)
+        int8 = MusicnnEmbedder()
+        int8.model.set_precision("int8")
         genrify_setup = C.clock() - t0
 
         def genrify_run(emb, path):
@@ -317,7 +325,8 @@ def main(argv=None) -> int:
                 except (RuntimeError, OSError) as e:
                     tf_skip = f"TF worker failed: {e}"
                     print(f"SKIPPING the TensorFlow side: {tf_skip}")
-            runs = {"genrify full": lambda p: genrify_run(full, p), "genrify fast": lambda p: genrify_run(fast, p)}
+            runs = {"genrify full": lambda p: genrify_run(full, p), "genrify fast": lambda p: genrify_run(fast, p),
+                    "genrify int8": lambda p: genrify_run(int8, p)}
             if worker:
                 runs["TF session kept open"] = lambda p: worker.run("session", p)
                 runs["TF extractor() as shipped"] = lambda p: worker.run("shipped", p)
@@ -345,8 +354,10 @@ def main(argv=None) -> int:
                     shipped_ref = tmp / "tf-taggram-shipped.npz"
                     worker.run("shipped", clips[0], save=shipped_ref)
                     ours = genrify_run(full, clips[0]).taggram
+                    sanity["genrify int8 vs genrify full"] = float(np.abs(genrify_run(int8, clips[0]).taggram
+                                                                          - ours).max())
                     ours_same_audio = full.embed(d["audio_16k"].astype(np.float32)).taggram
-                    sanity = {
+                    sanity |= {
                         "genrify full (its own decode) vs TF session": float(np.abs(ours - d["taggram"]).max()),
                         "genrify full on librosa's 16 kHz audio vs TF session":
                             float(np.abs(ours_same_audio - d["taggram"]).max()),
@@ -364,19 +375,21 @@ def main(argv=None) -> int:
                   f"once: {i['setup_wall']:.2f} s wall; versions " +
                   ", ".join(f"{k} {v}" for k, v in i["versions"].items()))
         names = list(dict.fromkeys(name for _, name in wall))
-        print("\nseconds per 30 s clip (decode included); median over clips x repetitions, (min), "
-              "and CPU time of the measuring process:")
+        print("\nseconds per 30 s clip (decode included); median over clips x repetitions, (min–max), "
+              "and CPU time of the measuring process (median, min–max):")
         print("| threads | " + " | ".join(names) + " |")
         print("|---|" + "---|" * len(names))
         for n in threads:
             cells = []
             for name in names:
                 w, c = wall.get((n, name)), cpu.get((n, name))
-                cells.append(f"{med(w):.3f} (min {min(w):.3f}; cpu {med(c):.3f})" if w else "—")
+                cells.append(f"{med(w):.3f} ({min(w):.3f}–{max(w):.3f}; cpu {med(c):.3f}, "
+                             f"{min(c):.3f}–{max(c):.3f})" if w else "—")
             print(f"| {n} | " + " | ".join(cells) + " |")
             print(f"  load average (1/5/15 min) before / after the timed loop: {loads[n][0]} / {loads[n][1]}")
         pairs = [("TF session kept open", "genrify full"), ("TF extractor() as shipped", "genrify full"),
-                 ("TF session kept open", "genrify fast"), ("TF extractor() as shipped", "genrify fast")]
+                 ("TF session kept open", "genrify fast"), ("TF extractor() as shipped", "genrify fast"),
+                 ("TF session kept open", "genrify int8"), ("genrify full", "genrify int8")]
         if not tf_skip:
             print("\nratios (TF time / genrify time; > 1: genrify faster), median wall | median CPU:")
             for n in threads:

@@ -8,7 +8,9 @@ docs/results.md).
 
 Modes: full fidelity embeds every non-overlapping patch (up to ``max_patches``
 spread patches for long songs); the fast mode embeds ``FAST_PATCHES`` spread
-patches with the timbral convolutions in bfloat16.
+patches with the timbral convolutions in bfloat16. ``precision="int8"`` runs
+the timbral convolutions in int8 instead (either only where this machine runs
+it faster than float32, see :mod:`genrify.models.quantize`).
 """
 
 from __future__ import annotations
@@ -39,18 +41,25 @@ class MusicnnEmbedder:
     """Holds the backbone and its input transform; ``embed(y)`` takes 16 kHz mono audio.
 
     ``max_patches``: at most this many patches per song, spread evenly (``None``: all).
-    ``fast``: bfloat16 timbral convolutions (where the CPU runs bfloat16 natively).
+    ``fast``: bfloat16 timbral convolutions (where the CPU runs bfloat16 faster, measured).
+    ``precision``: overrides ``fast``'s arithmetic ("float32", "bfloat16", "int8",
+    "fastest"; each only where measured faster, see :meth:`MusiCNN.use_precision`).
     ``also``: other backbones (:mod:`genrify.models.backbones`) whose tags are
     computed on the same patches, into :attr:`Embedded.taggrams`.
     """
 
-    def __init__(self, *, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = ()):
+    def __init__(self, *, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = (),
+                 precision: str | None = None):
         from genrify.models.backbones import load_backbone
         from genrify.models.musicnn import load_musicnn
 
         self.max_patches = max_patches
-        self.model = load_musicnn(fast=fast)
+        self.model = load_musicnn(fast=fast, precision=precision)
         self.others = {name: load_backbone(name, fast=fast) for name in also if name != "msd_musicnn"}
+        if precision is not None:
+            for net in self.others.values():
+                if hasattr(net, "use_precision"):  # the vgg backbones have no reduced-precision path
+                    net.use_precision(precision)
         self.tags = list(self.model.tags)
         self.logmel = MusicnnLogMel()
 

@@ -31,7 +31,10 @@ passes over the largest tensors; it runs one patch and a few dozen frames at a
 time so the conv outputs stay in the CPU caches, and the timbral convs are
 matrix products of the unfolded input. ``load_musicnn(fast=True)`` (or
 :func:`quantize_musicnn`) computes those products in bfloat16 for the fast
-mode, usually paired with ``FAST_PATCHES`` spread patches per song.
+mode, usually paired with ``FAST_PATCHES`` spread patches per song;
+``precision="int8"`` computes them in int8. Either is used only where
+:func:`genrify.models.quantize.machine_precision` measured it faster than
+float32 on this machine (bfloat16 is emulated, and slower, on most CPUs).
 
 The MTT_musicnn checkpoint (MagnaTagATune, 50 other tags) has the same
 architecture and sizes: ``load_musicnn(weights=...)`` loads it too, and
@@ -95,8 +98,9 @@ class _FrequencyMaxBlock(nn.Module):
 
     ``matmul`` evaluates the conv as one matrix product of the unfolded input
     (faster than oneDNN's direct conv for the wide, single-channel timbral
-    kernels); ``matmul_dtype`` (float32, or bfloat16 in the fast mode) is the
-    precision of that product. ``time_chunk`` output frames of one patch are
+    kernels); ``precision`` ("float32", "bfloat16" or "int8", see
+    :mod:`genrify.models.quantize`) is the precision of that product, and a
+    reduced one always takes the matrix-product form. ``time_chunk`` output frames of one patch are
     computed at a time so the conv output stays in the CPU caches: for a whole
     batch (B × 204 × 187 × 59 floats) it does not, and runs at a third of the
     speed. Neither choice changes the arithmetic beyond float32 round-off.
@@ -107,20 +111,45 @@ class _FrequencyMaxBlock(nn.Module):
         super().__init__()
         self.time_pad = time_pad
         self.matmul = matmul
-        self.matmul_dtype = torch.float32
+        self.precision = "float32"
         self.time_chunk = time_chunk
+        self._packed: tuple[int, object] | None = None  # (weight version, int8 weight packed for it)
         self.conv = nn.Conv2d(1, filters, kernel)
         self.bn = FrozenBatchNorm(filters)
 
-    def _pooled_conv(self, xs: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _weight(self):
+        """The conv weight in the form the forward pass multiplies by: ``None`` (direct conv),
+        a ``(kh·kw, C)`` float32/bfloat16 matrix, or an int8 packing of it."""
+        if self.precision == "int8":
+            # Packing quantises the weights (about 1 ms); keep it while the weights are unchanged.
+            version = self.conv.weight._version
+            if self._packed is None or self._packed[0] != version:
+                from genrify.models.quantize import pack_int8
+
+                self._packed = (version, pack_int8(self.conv.weight.reshape(self.conv.out_channels, -1).t()))
+            return self._packed[1]
+        if not self.matmul and self.precision == "float32":
+            return None
+        dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+        # (kh·kw, C); rebuilt per call (cheap) so it never goes stale
+        return self.conv.weight.reshape(self.conv.out_channels, -1).t().contiguous().to(dtype)
+
+    def _pooled_conv(self, xs: torch.Tensor, weight) -> tuple[torch.Tensor, torch.Tensor]:
         """Conv of one padded chunk ``(1, 1, t + kh - 1, F)``, then max and min over frequency: 2 × ``(1, C, t)``."""
         if weight is None:
             z = self.conv(xs)  # (1, C, t, F')
             return z.amax(dim=3), z.amin(dim=3)
         kh, kw = self.conv.kernel_size
-        cols = xs[0, 0].to(weight.dtype).unfold(0, kh, 1).unfold(1, kw, 1)  # (t, F', kh, kw)
-        t, f = cols.shape[:2]
-        z = (cols.reshape(t * f, kh * kw) @ weight).view(t, f, -1)  # (t, F', C)
+        if isinstance(weight, torch.Tensor):
+            cols = xs[0, 0].to(weight.dtype).unfold(0, kh, 1).unfold(1, kw, 1)  # (t, F', kh, kw)
+            t, f = cols.shape[:2]
+            z = (cols.reshape(t * f, kh * kw) @ weight).view(t, f, -1)  # (t, F', C)
+        else:
+            from genrify.models.quantize import int8_matmul
+
+            cols = xs[0, 0].unfold(0, kh, 1).unfold(1, kw, 1)
+            t, f = cols.shape[:2]
+            z = int8_matmul(cols.reshape(t * f, kh * kw), weight).view(t, f, -1)
         # The bias is constant over frequency: add it after pooling, in float32.
         bias = self.conv.bias.view(1, -1, 1)
         return z.amax(dim=1).t().float().unsqueeze(0) + bias, z.amin(dim=1).t().float().unsqueeze(0) + bias
@@ -132,9 +161,7 @@ class _FrequencyMaxBlock(nn.Module):
         scale, shift = self.bn.scale_shift()
         positive = (scale >= 0).view(1, -1, 1)
         mixed_signs = not bool(positive.all())
-        weight = None
-        if self.matmul:  # (kh·kw, C); rebuilt per call (cheap) so it never goes stale
-            weight = self.conv.weight.reshape(self.conv.out_channels, -1).t().contiguous().to(self.matmul_dtype)
+        weight = self._weight()
         pooled = xp.new_empty((x.shape[0], self.conv.out_channels, n_out))
         for b in range(x.shape[0]):
             for t0 in range(0, n_out, self.time_chunk):
@@ -237,39 +264,73 @@ class MusiCNN(nn.Module):
         """Tag logits ``(B, 50)`` for log-mel patches ``x`` of shape ``(B, T, 96)``."""
         return self.forward_features(x)["logits"]
 
-    def use_bfloat16(self, enabled: bool = True) -> "MusiCNN":
-        """Compute the two timbral convs (most of the work) as bfloat16 matrix products.
+    def set_precision(self, precision: str) -> "MusiCNN":
+        """Compute the two timbral convs (most of the work) in ``precision``, unconditionally.
 
-        About 1.7× faster overall on CPUs with native bfloat16 (AVX512-BF16,
-        AMX); tag probabilities move by up to about 0.01 (see
-        tests/test_musicnn.py). Ignored where the CPU lacks native bfloat16,
-        since emulated bfloat16 is slower than float32. Returns ``self``.
+        ``"float32"`` (exact), ``"bfloat16"`` or ``"int8"`` (see
+        :mod:`genrify.models.quantize`). This does not ask whether the machine
+        runs it faster: the loaders use :meth:`use_precision`, which does; this
+        is for measuring and testing. Returns ``self``.
         """
-        dtype = torch.bfloat16 if enabled and bfloat16_is_fast() else torch.float32
+        from genrify.models.quantize import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         for block in self.timbral:
-            block.matmul_dtype = dtype
+            block.precision = precision
         return self
+
+    def use_precision(self, requested: str) -> "MusiCNN":
+        """Use ``requested`` ("float32", "bfloat16", "int8" or "fastest") where this machine runs it faster.
+
+        The machine's answer is measured once and cached
+        (:func:`genrify.models.quantize.machine_precision`); where the reduced
+        precision is not faster, the model stays float32. Returns ``self``.
+        """
+        from genrify.models.quantize import machine_precision, resolve_precision
+
+        decision = machine_precision() if requested != "float32" else None
+        return self.set_precision(resolve_precision(requested, decision) if decision else "float32")
+
+    def use_bfloat16(self, enabled: bool = True) -> "MusiCNN":
+        """:meth:`use_precision` ``("bfloat16")`` (or float32 when not ``enabled``): the fast mode's arithmetic.
+
+        About 1.7× faster overall on CPUs with native bfloat16; tag
+        probabilities move by up to about 0.01 (see tests/test_musicnn.py).
+        Where this machine does not run bfloat16 faster (emulated, or no
+        AVX512-BF16/AMX), the model stays float32. Returns ``self``.
+        """
+        return self.use_precision("bfloat16" if enabled else "float32")
+
+    @property
+    def precision(self) -> str:
+        """The precision the timbral convs run in: "float32", "bfloat16" or "int8"."""
+        return self.timbral[0].precision
 
     @property
     def uses_bfloat16(self) -> bool:
-        return self.timbral[0].matmul_dtype == torch.bfloat16
+        return self.precision == "bfloat16"
 
 
-def quantize_musicnn(model: MusiCNN) -> MusiCNN:
-    """The fast-mode variant of ``model``: a copy whose timbral convs run in bfloat16.
+def quantize_musicnn(model: MusiCNN, *, precision: str = "bfloat16") -> MusiCNN:
+    """A copy of ``model`` whose timbral convs run in ``precision`` where this machine runs it faster.
 
-    The argument is left unchanged; the copy keeps its ``tags``. On CPUs without
-    native bfloat16 the copy computes in float32 (see :meth:`MusiCNN.use_bfloat16`).
+    The argument is left unchanged; the copy keeps its ``tags``. Where the
+    machine does not run ``precision`` faster than float32 (measured, see
+    :meth:`MusiCNN.use_precision`) the copy computes in float32.
     """
-    return copy.deepcopy(model).use_bfloat16()
+    return copy.deepcopy(model).use_precision(precision)
 
 
 def bfloat16_is_fast() -> bool:
-    """Whether this CPU computes bfloat16 matrix products natively (oneDNN's check)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether this machine computes bfloat16 products faster than float32: measured once, cached.
+
+    oneDNN's own check also answers yes where bfloat16 is only emulated (and
+    several times slower); see :func:`genrify.models.quantize.machine_precision`.
+    """
+    from genrify.models.quantize import machine_precision
+
+    return machine_precision().bfloat16
 
 
 def read_weights(path: str | Path, *, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -296,7 +357,7 @@ def read_weights(path: str | Path, *, what: str) -> tuple[dict[str, torch.Tensor
     return state, metadata
 
 
-def load_musicnn(*, weights: str | Path | None = None, fast: bool = False) -> MusiCNN:
+def load_musicnn(*, weights: str | Path | None = None, fast: bool = False, precision: str | None = None) -> MusiCNN:
     """Build :class:`MusiCNN` with pretrained weights, in eval mode.
 
     Args:
@@ -305,6 +366,9 @@ def load_musicnn(*, weights: str | Path | None = None, fast: bool = False) -> Mu
         fast: compute the timbral convs in bfloat16 (:meth:`MusiCNN.use_bfloat16`);
             pair it with ``musicnn_patches(..., max_patches=FAST_PATCHES)`` for
             the fast whole-song mode.
+        precision: overrides ``fast``'s choice: "float32", "bfloat16", "int8"
+            or "fastest", each used only where this machine runs it faster
+            (:meth:`MusiCNN.use_precision`).
 
     Returns:
         the model; its ``tags`` attribute lists the 50 tag names in output order.
@@ -318,7 +382,9 @@ def load_musicnn(*, weights: str | Path | None = None, fast: bool = False) -> Mu
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: weights do not fit the musicnn architecture ({exc})") from None
     model = model.eval().requires_grad_(False)
-    return model.use_bfloat16() if fast else model  # in place: same as quantize_musicnn, without the copy
+    if precision is None:
+        precision = "bfloat16" if fast else "float32"
+    return model.use_precision(precision)  # in place: same as quantize_musicnn, without the copy
 
 
 class MusicnnBackEnd(nn.Module):
