@@ -21,7 +21,7 @@ import pytest
 
 from genrify.errors import TagError
 from genrify.sources.tagjournal import TagJournal
-from genrify.sources.tags import id3v1_genre, read_genre, read_tags, undo_genres, write_genre
+from genrify.sources.tags import id3v1_genre, read_genre, read_genres, read_tags, undo_genres, write_genre
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
 
@@ -292,3 +292,116 @@ def test_copies_left_by_killed_runs_are_removed_at_the_next_write(tag_files, son
     assert young.name in names  # a minute has not passed: it may belong to a run still writing
     assert {p.name for p in keep} | {link.name, "killed.mp3", "other.mp3"} <= names
     assert read_genre(killed) == "classical"  # the killed run never touched the song
+
+
+# ---------------------------------------------------------------------------- several genres, per container
+
+
+@pytest.fixture(scope="module")
+def every_format(tag_files, tmp_path_factory):
+    """One clip per container genrify writes: the corpus writer's four, plus Ogg Vorbis, Opus and AIFF
+    made by libsndfile (READ-ONLY: copy first)."""
+    import soundfile as sf
+
+    from genrify.sources.synthetic import write_demo_corpus
+
+    root = tmp_path_factory.mktemp("every-format")
+    files = dict(tag_files)
+    write_demo_corpus(root / "ogg", per_genre=1, duration=2.0, fmt="ogg")
+    files["ogg"] = sorted((root / "ogg").glob("classical/*.ogg"))[0]
+    t = np.arange(48000 * 2) / 48000
+    y = (0.3 * np.sin(2 * np.pi * 330 * t)).astype("float32")
+    sf.write(root / "clip.opus", y, 48000, format="OGG", subtype="OPUS")
+    sf.write(root / "clip.aiff", y, 48000, format="AIFF")
+    files["opus"], files["aiff"] = root / "clip.opus", root / "clip.aiff"
+    return files
+
+
+def _samples(path):
+    from genrify.audio import load_audio
+
+    return load_audio(path, sr=None, max_duration=None)[0]
+
+
+ALL_FORMATS = ["mp3", "flac", "ogg", "opus", "m4a", "wav", "aiff"]
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_several_genres_are_written_as_the_containers_multi_values_and_the_audio_is_untouched(every_format, songs,
+                                                                                               fmt):
+    import mutagen
+
+    path = _copy(every_format[fmt], songs, f"song.{fmt}")
+    before, other = _samples(path), read_tags(path)
+    mode = 0o640
+    os.chmod(path, mode)
+    assert write_genre(path, ["Rock", "Jazz", "Blues"]) == ["Rock", "Jazz", "Blues"]
+    assert np.array_equal(_samples(path), before)  # decoded samples identical, bit for bit
+    assert os.stat(path).st_mode & 0o777 == mode
+    assert {k: v for k, v in read_tags(path).items() if k != "genre"} == \
+        {k: v for k, v in other.items() if k != "genre"}  # artist, title, album, duration kept
+    raw = mutagen.File(path)
+    if fmt in ("mp3", "wav", "aiff"):
+        assert raw.tags.version[:2] == (2, 4) and raw.tags.getall("TCON")[0].text == ["Rock", "Jazz", "Blues"]
+    elif fmt == "m4a":
+        assert raw.tags["\xa9gen"] == ["Rock", "Jazz", "Blues"]  # one ©gen atom with three values
+    else:
+        assert raw.tags["genre"] == ["Rock", "Jazz", "Blues"]  # one GENRE field per value
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "wav", "aiff"])
+def test_id3v23_joins_the_genres_with_the_chosen_separator(every_format, songs, fmt):
+    import mutagen
+
+    path = _copy(every_format[fmt], songs, f"song.{fmt}")
+    before = _samples(path)
+    assert write_genre(path, ["Rock", "Jazz"], id3_separator="; ") == ["Rock; Jazz"]
+    raw = mutagen.File(path)
+    assert raw.tags.version[:2] == (2, 3)
+    assert np.array_equal(_samples(path), before)
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_undo_restores_the_exact_previous_values(every_format, songs, fmt):
+    import mutagen
+
+    path = _copy(every_format[fmt], songs, f"song.{fmt}")
+    old = read_genres(path)
+    raw_before = mutagen.File(path)
+    version = getattr(raw_before.tags, "version", None)
+    write_genre(path, ["Rock", "Jazz"], id3_separator="/" if fmt == "mp3" else None)
+    undo_genres()
+    assert read_genres(path) == old
+    if version is not None:
+        assert mutagen.File(path).tags.version[:2] == version[:2]  # back in its own ID3 version
+
+
+def test_a_file_changed_since_it_was_analysed_is_not_written(tag_files, songs):
+    path = _copy(tag_files["flac"], songs)
+    st = path.stat()
+    seen = (st.st_size, st.st_mtime_ns)
+    with open(path, "ab") as f:
+        f.write(b"\0")
+    before = path.read_bytes()
+    with pytest.raises(TagError, match="changed since it was analysed"):
+        write_genre(path, "Rock", expect=seen)
+    assert path.read_bytes() == before
+
+
+def test_a_journal_of_an_earlier_genrify_is_still_read(tag_files, songs, data_dir):
+    data_dir.mkdir()
+    with sqlite3.connect(data_dir / "tag-journal.sqlite") as conn:  # the schema before old_id3 existed
+        conn.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL, at REAL NOT NULL,"
+                     " path TEXT NOT NULL, old TEXT, new TEXT NOT NULL, state TEXT NOT NULL)")
+    path = _copy(tag_files["flac"], songs)
+    write_genre(path, ["Rock", "Pop"])
+    assert undo_genres() == [(str(path), "restored genre classical")]
+
+
+def test_a_read_only_file_is_refused_and_left_as_it_is(tag_files, songs):
+    path = _copy(tag_files["mp3"], songs)
+    os.chmod(path, 0o444)
+    before = path.read_bytes()
+    with pytest.raises(TagError, match="read-only"):
+        write_genre(path, "Rock")
+    assert path.read_bytes() == before and os.stat(path).st_mode & 0o777 == 0o444

@@ -1,30 +1,166 @@
-"""``genrify tag --undo``: put back the genre tags that ``genrify predict --write-tags`` replaced."""
+"""``genrify tag``: genres for a whole library (dry run by default), and ``--undo``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from genrify.cli import example_epilog
 from genrify.fileio import terminal_safe
 
 
 def register(sub) -> None:
-    p = sub.add_parser("tag", help="undo the genre tags a run of 'predict --write-tags' wrote",
+    p = sub.add_parser("tag", help="tag a music library with genres (a dry run unless --write), or undo tags",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=example_epilog("genrify tag --undo", "genrify tag --undo --run 20250101-120000-4242-a1b2c3"))
+                       epilog=example_epilog("genrify tag ~/Music", "genrify tag ~/Music --write --workers 2 --fast",
+                                             "genrify tag ~/Music --write --album --level both --max 3",
+                                             "genrify tag ~/Music --export genres.csv", "genrify tag --undo ~/Music",
+                                             "genrify tag --undo --run 20250101-120000-4242-a1b2c3"))
+    p.add_argument("paths", nargs="*", metavar="PATH", help="folders (walked recursively) or audio files")
+    p.add_argument("--write", action="store_true", help="write the genres (default: only show what would be written)")
+    p.add_argument("--album", action="store_true",
+                   help="one genre per album (album tag within a folder, else the folder), from its tracks' mean")
+    p.add_argument("--level", choices=("genre", "style", "both"), default="genre",
+                   help="write top-level genres, the finer styles, or both (default: genre)")
+    p.add_argument("--max", type=int, default=1, help="at most this many names of each level (default: 1)")
+    p.add_argument("--min-certainty", type=float, default=0.5,
+                   help="write a genre only at or above this probability, 0-1 (default: 0.5)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace a genre tag the file already has")
+    mode.add_argument("--merge", action="store_true", help="add the new genres after those the file already has")
+    p.add_argument("--id3v23", metavar="SEP", default=None,
+                   help="write MP3/WAV/AIFF ID3 tags as v2.3 with the genres joined by SEP (default: v2.4 multi-value)")
+    p.add_argument("--names", metavar="YAML", default=None, help="names file: aliases, ignore, whitelist")
+    p.add_argument("--export", metavar="FILE", default=None,
+                   help="also write the results to FILE (.csv or .json): path, artist, album, title, genres, ...")
+    p.add_argument("--index", metavar="FILE", default=None,
+                   help="results index and tag journal (default: tag-journal.sqlite in genrify's data folder)")
+    p.add_argument("--model", default=None, help="a .genrify model file or a built-in model (default: bundled)")
+    p.add_argument("--fast", action="store_true", help="analyse fewer windows per song: faster, a little less sure")
+    p.add_argument("--workers", type=int, default=1, help="analyse in this many processes (default: 1)")
+    p.add_argument("--ray", metavar="ADDRESS", help="analyse on a Ray cluster: 'auto' or host:port (see docs/scale.md)")
     p.add_argument("--undo", action="store_true",
-                   help="restore the genres recorded before the latest run wrote tags (files changed since are left alone)")
-    p.add_argument("--run", default=None, help="undo this run instead of the latest (ids are in the tag journal)")
+                   help="restore the genres genrify replaced: under PATH (every run), else the latest run")
+    p.add_argument("--run", default=None, help="with --undo and no PATH: undo this run instead of the latest")
     p.set_defaults(handler=cmd_tag, parser=p)
 
 
 def cmd_tag(args) -> int:
-    from genrify.sources.tags import undo_genres
+    from genrify.errors import ConfigError
 
-    if not args.undo:
+    if args.undo:
+        return _undo(args)
+    if not args.paths:
         args.parser.print_help()
         return 2
-    outcomes = undo_genres(run=args.run)
+    if args.export and not args.export.lower().endswith((".csv", ".json")):
+        raise ConfigError(f"{args.export}: --export writes .csv or .json")
+    from genrify.tagging import ChoiceConfig, NameRules, ResultsIndex, TagJobConfig, load_names, run_tag_job
+
+    names = load_names(args.names) if args.names else NameRules()
+    config = TagJobConfig(choice=ChoiceConfig(level=args.level, max=args.max, min_certainty=args.min_certainty,
+                                              names=names),
+                          album=args.album, write=args.write, workers=args.workers, fast=True if args.fast else None,
+                          model=args.model, id3_separator=args.id3v23,
+                          existing="overwrite" if args.overwrite else "merge" if args.merge else "keep")
+    with ResultsIndex(args.index) as index, _Progress() as progress:
+        on_ray = 0
+        if args.ray:  # the cluster analyses what the index lacks; the job below then finds it all there
+            from genrify.scale import RayConfig, analyse_library_on_ray
+
+            on_ray = analyse_library_on_ray(args.paths, index=index, job=config, config=RayConfig.from_environment(args.ray))
+        summary = run_tag_job(args.paths, index=index, config=config, progress=progress)
+        summary.analysed, summary.reused = summary.analysed + on_ray, summary.reused - on_ray
+    _print_summary(summary, config)
+    if args.export:
+        _export(summary, args.export)
+    return 1 if summary.nothing_done else 0
+
+
+def _undo(args) -> int:
+    from pathlib import Path
+
+    from genrify.errors import TagError
+    from genrify.sources.tagjournal import TagJournal
+    from genrify.sources.tags import undo_genres
+    from genrify.tagging.index import default_index_path
+
+    if len(args.paths) > 1:
+        raise TagError("--undo takes one folder (or none: the latest run)")
+    with TagJournal(path=Path(args.index) if args.index else default_index_path()) as journal:
+        outcomes = undo_genres(run=args.run, under=args.paths[0] if args.paths else None, journal=journal)
     for path, what in outcomes:
         print(terminal_safe(f"{path}: {what}"))
     return 0 if all(what.startswith(("restored", "unchanged")) for _, what in outcomes) else 1
+
+
+class _Progress:
+    """A tqdm bar per stage (scan, analyse, write) with an ETA, on a terminal only."""
+
+    def __init__(self) -> None:
+        self.bar, self.stage = None, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=stage, unit="song", disable=not sys.stderr.isatty(), leave=False)
+        self.bar.n = done
+        self.bar.refresh() if done == total else self.bar.update(0)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _print_summary(summary, config) -> None:
+    """The per-file table, the per-album table with --album, then counts and one line per failed file."""
+    ok = [f for f in summary.files if not f.error]
+    width = min(60, max([len(f.path) for f in ok] + [4]))
+    print(terminal_safe(f"{'file':<{width}}  {'genres':<28} {'certainty':>9}  {'verdict':<9} action"))
+    for f in ok:
+        c = f.choice
+        names = ", ".join(c.names) if c and c.names else "-"
+        cert = f"{c.certainty:.2f}" if c and c.certainty is not None else "-"
+        print(terminal_safe(f"{f.path:<{width}}  {names:<28} {cert:>9}  {(c.verdict if c else '-'):<9} {f.action}"))
+    if summary.albums:
+        print()
+        print(f"{'album':<{width}}  {'genres':<28} {'certainty':>9}  verdict")
+        for key, c in summary.albums.items():
+            cert = f"{c.certainty:.2f}" if c.certainty is not None else "-"
+            print(terminal_safe(f"{key:<{width}}  {', '.join(c.names) or '-':<28} {cert:>9}  {c.verdict}"))
+    failed = summary.failed
+    written = f"{summary.written} written" if config.write else "dry run: nothing written (add --write)"
+    print(f"\n{len(summary.files)} files: {summary.analysed} analysed, {summary.reused} known from the index, "
+          f"{len(failed)} failed; {written}")
+    for f in failed:
+        print(terminal_safe(f"failed: {f.error}"))
+
+
+def _export(summary, target: str) -> None:
+    import csv
+    import io
+    import json
+
+    from genrify.fileio import write_text_atomic
+    from genrify.tagging import export_rows
+
+    rows = export_rows(summary)
+    if target.lower().endswith(".json"):
+        write_text_atomic(target, json.dumps(rows, indent=2) + "\n")
+        return
+    out = io.StringIO()
+    fields = ["path", "artist", "album", "title", "genres", "styles", "certainty", "verdict"]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:  # several values in one cell, joined as most taggers show them
+        writer.writerow(row | {"genres": "; ".join(row["genres"]), "styles": "; ".join(row["styles"])})
+    write_text_atomic(target, out.getvalue())

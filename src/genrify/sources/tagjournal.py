@@ -34,8 +34,9 @@ CREATE TABLE IF NOT EXISTS changes (
     at    REAL NOT NULL,            -- unix time of the record
     path  TEXT NOT NULL,            -- the resolved file
     old   TEXT,                     -- JSON list of the genre values before, NULL when there was no genre
-    new   TEXT NOT NULL,            -- the genre written
-    state TEXT NOT NULL             -- pending (recorded, write not confirmed) | written | failed | undone
+    new   TEXT NOT NULL,            -- the genre written: the name, or a JSON list of several values
+    state TEXT NOT NULL,            -- pending (recorded, write not confirmed) | written | failed | undone
+    old_id3 INTEGER                 -- the ID3v2 minor version (3 or 4) of the file's tag before, else NULL
 );
 CREATE INDEX IF NOT EXISTS changes_run ON changes (run);
 """
@@ -62,6 +63,28 @@ class TagChange:
     old: list[str] | None
     new: str
     state: str
+    old_id3: int | None = None
+
+    @property
+    def values(self) -> list[str]:
+        """The genre values written (``new`` holds one name, or a JSON list of several)."""
+        return _decode_new(self.new)
+
+
+def _encode_new(values: list[str]) -> str:
+    # One plain name keeps journals readable (and those of earlier versions valid); several are JSON.
+    return values[0] if len(values) == 1 and not values[0].startswith("[") else json.dumps(values)
+
+
+def _decode_new(text: str) -> list[str]:
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except ValueError:
+            return [text]
+        if isinstance(values, list):
+            return [str(v) for v in values]
+    return [text]
 
 
 class TagJournal:
@@ -83,6 +106,10 @@ class TagJournal:
             self._conn = sqlite3.connect(str(self.path), timeout=30)
             self._conn.row_factory = sqlite3.Row
             self._conn.executescript(_SCHEMA)
+            columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(changes)")}
+            if "old_id3" not in columns:  # a journal written by an earlier genrify
+                with self._conn:
+                    self._conn.execute("ALTER TABLE changes ADD COLUMN old_id3 INTEGER")
         except (OSError, sqlite3.Error) as exc:
             raise self._error(exc) from None
 
@@ -98,15 +125,24 @@ class TagJournal:
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
-    def record(self, *, path: str | os.PathLike, old: list[str] | None, new: str) -> int:
-        """Record that ``path``'s genre ``old`` is about to become ``new``; returns the change's id."""
-        cur = self._execute("INSERT INTO changes (run, at, path, old, new, state) VALUES (?, ?, ?, ?, ?, 'pending')",
-                            (self.run, time.time(), os.fspath(path), None if old is None else json.dumps(old), new))
+    def record(self, *, path: str | os.PathLike, old: list[str] | None, new: str | list[str],
+               old_id3: int | None = None) -> int:
+        """Record that ``path``'s genre ``old`` is about to become ``new`` (one name or several);
+        ``old_id3``: the ID3v2 minor version of the file's tag, if it has one. Returns the change's id."""
+        new = [new] if isinstance(new, str) else list(new)
+        cur = self._execute("INSERT INTO changes (run, at, path, old, new, state, old_id3) "
+                            "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                            (self.run, time.time(), os.fspath(path), None if old is None else json.dumps(old),
+                             _encode_new(new), old_id3))
         return int(cur.lastrowid)
 
-    def mark(self, change_id: int, *, state: str) -> None:
-        """Set the state of the change ``change_id`` (``written``, ``failed`` or ``undone``)."""
-        self._execute("UPDATE changes SET state = ? WHERE id = ?", (state, change_id))
+    def mark(self, change_id: int, *, state: str, new: list[str] | None = None) -> None:
+        """Set the state of the change ``change_id`` (``written``, ``failed`` or ``undone``); ``new``:
+        the genre values as the file holds them after the write, when they differ from those recorded."""
+        if new:
+            self._execute("UPDATE changes SET state = ?, new = ? WHERE id = ?", (state, _encode_new(new), change_id))
+        else:
+            self._execute("UPDATE changes SET state = ? WHERE id = ?", (state, change_id))
 
     def last_run(self) -> str | None:
         """The id of the latest run that wrote (or may have written) a tag not undone yet, or ``None``."""
@@ -116,10 +152,18 @@ class TagJournal:
 
     def changes(self, *, run: str) -> list[TagChange]:
         """The changes of the run ``run``, oldest first."""
-        rows = self._execute("SELECT * FROM changes WHERE run = ? ORDER BY id", (run,)).fetchall()
+        return self._rows("SELECT * FROM changes WHERE run = ? ORDER BY id", (run,))
+
+    def changes_under(self, folder: str | os.PathLike) -> list[TagChange]:
+        """The changes of every run to files inside ``folder`` (a resolved path), oldest first."""
+        folder = Path(folder)
+        return [c for c in self._rows("SELECT * FROM changes ORDER BY id") if Path(c.path).is_relative_to(folder)]
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[TagChange]:
+        rows = self._execute(sql, params).fetchall()
         return [TagChange(id=r["id"], run=r["run"], at=r["at"], path=r["path"],
-                          old=None if r["old"] is None else json.loads(r["old"]), new=r["new"], state=r["state"])
-                for r in rows]
+                          old=None if r["old"] is None else json.loads(r["old"]), new=r["new"], state=r["state"],
+                          old_id3=r["old_id3"]) for r in rows]
 
     def close(self) -> None:
         """Close the database."""

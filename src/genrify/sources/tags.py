@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from genrify.errors import DatasetError, GenrifyError, TagError
@@ -70,10 +71,22 @@ def _genres(audio) -> list[str] | None:
     return [str(v) for v in values] or None
 
 
+def _id3_version(audio) -> int | None:
+    """The ID3v2 minor version (3 or 4) of an opened file's tag, ``None`` for other tags or none."""
+    tags = getattr(audio.tags, "_EasyID3__id3", audio.tags)  # EasyID3 wraps the real ID3 object
+    version = getattr(tags, "version", None)
+    return int(version[1]) if version and version[0] == 2 and version[1] in (3, 4) else None
+
+
 def read_genre(path: str | os.PathLike) -> str | None:
-    """The file's genre tag, or ``None`` when it has none."""
+    """The file's genre tag (its first value), or ``None`` when it has none."""
     values = _genres(_open(Path(path)))
     return values[0] if values else None
+
+
+def read_genres(path: str | os.PathLike) -> list[str]:
+    """Every genre value of the file's genre tag, in order (empty when it has none)."""
+    return _genres(_open(Path(path))) or []
 
 
 def id3v1_genre(genre: str | None) -> int:
@@ -89,8 +102,18 @@ def id3v1_genre(genre: str | None) -> int:
     return ID3V1_NO_GENRE
 
 
-def write_genre(path: str | os.PathLike, genre: str, *, journal: TagJournal | None = None) -> None:
+def write_genre(path: str | os.PathLike, genre: str | Sequence[str], *, journal: TagJournal | None = None,
+                id3_separator: str | None = None, expect: tuple[int, int] | None = None) -> list[str]:
     """Set the genre tag of the audio file ``path`` to ``genre`` (replacing any earlier genre).
+
+    ``genre`` is one name or a list of names, written as the container's
+    multi-value convention: ID3v2.4 TCON with one value per name (MP3, and the
+    ID3 chunk of WAV / AIFF), one ``GENRE`` field per value (FLAC, Ogg Vorbis,
+    Opus), one ``©gen`` atom with several values (MP4 / M4A). With
+    ``id3_separator`` an ID3 tag is saved as ID3v2.3 instead, the values joined
+    by that separator (for players that read only v2.3). ``expect``: the
+    ``(size, mtime_ns)`` the file had when it was analysed; a file that differs
+    is not written. Returns the genre values as the file now holds them.
 
     The file's previous genre values are recorded in ``journal`` (default: the
     journal in genrify's data folder) before the file is touched, so
@@ -100,31 +123,42 @@ def write_genre(path: str | os.PathLike, genre: str, *, journal: TagJournal | No
     genre byte (:func:`id3v1_genre`). Raises :class:`~genrify.errors.TagError`,
     with the file untouched, for a file that is missing, not a regular file or
     over :data:`~genrify.fileio.MAX_FILE_BYTES`, has several hard links, belongs
-    to an owner this user cannot give the rewritten file, cannot be tagged, or
-    whose old genre cannot be recorded.
+    to an owner this user cannot give the rewritten file, cannot be tagged,
+    changed since it was analysed, or whose old genre cannot be recorded.
     """
+    values = [genre] if isinstance(genre, str) else [str(g) for g in genre]
+    if not values or not all(v.strip() for v in values):
+        raise TagError(f"{path}: no genre to write (an empty name)")
     path, st = _target(path)
+    if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
+        # Replacing it would work (the folder is writable) but would override the owner's wish.
+        raise TagError(f"{path}: is read-only; left untouched")
+    if expect is not None and (st.st_size, st.st_mtime_ns) != tuple(expect):
+        raise TagError(f"{path}: changed since it was analysed; not written (analyse it again)")
     audio = _open(path)  # refuse what cannot be tagged before copying anything
     kind, old = type(audio), _genres(audio)
     remove_stale_temporaries(path.parent)
     own = journal is None
     journal = journal if journal is not None else TagJournal()
     try:
-        change = journal.record(path=path, old=old, new=genre)
+        change = journal.record(path=path, old=old, new=values, old_id3=_id3_version(audio))
         try:
-            _replace_tagged(path, st, kind, [genre])
+            written = _replace_tagged(path, st, kind, values, id3_separator=id3_separator)
         except BaseException:
             with contextlib.suppress(GenrifyError):
                 journal.mark(change, state="failed")
             raise
-        journal.mark(change, state="written")
+        journal.mark(change, state="written", new=written)
+        return written
     finally:
         if own:
             journal.close()
 
 
-def undo_genres(*, run: str | None = None, journal: TagJournal | None = None) -> list[tuple[str, str]]:
-    """Put back the genre tags that one run of :func:`write_genre` replaced (default: the latest run).
+def undo_genres(*, run: str | None = None, under: str | os.PathLike | None = None,
+                journal: TagJournal | None = None) -> list[tuple[str, str]]:
+    """Put back the genre tags that one run of :func:`write_genre` replaced (default: the latest run),
+    or, with ``under``, every genre tag written to a file in that folder by any run not undone yet.
 
     Returns ``(path, what happened)`` per recorded change, newest first. A file
     whose genre is no longer the one genrify wrote (changed since, by anyone) is
@@ -134,10 +168,14 @@ def undo_genres(*, run: str | None = None, journal: TagJournal | None = None) ->
     own = journal is None
     journal = journal if journal is not None else TagJournal()
     try:
-        run = run or journal.last_run()
-        changes = [c for c in journal.changes(run=run) if c.state in ("written", "pending")] if run else []
-        if not changes:
+        if under is not None:
+            changes = [c for c in journal.changes_under(Path(under).resolve()) if c.state in ("written", "pending")]
+            what = f"any run in {under}"
+        else:
+            run = run or journal.last_run()
+            changes = [c for c in journal.changes(run=run) if c.state in ("written", "pending")] if run else []
             what = f"run {run}" if run else "any run"
+        if not changes:
             raise TagError(f"{journal.path}: no genre tag written by {what} is left to undo")
         done = []
         for change in reversed(changes):
@@ -153,12 +191,13 @@ def _undo_one(change, journal: TagJournal) -> str:
         path, st = _target(change.path)
         audio = _open(path)
         now = _genres(audio)
-        if now != [change.new]:
+        if now != change.values:
             if change.state == "pending" and now == change.old:  # killed before the file was replaced
                 journal.mark(change.id, state="failed")
                 return "unchanged (the write never happened)"
-            return f"left alone: its genre is now {', '.join(now or ['(none)'])}, not {change.new}"
-        _replace_tagged(path, st, type(audio), change.old)
+            return f"left alone: its genre is now {', '.join(now or ['(none)'])}, not {', '.join(change.values)}"
+        # Back in the ID3 version the file had: a v2.3 tag written as v2.4 would not be the tag it was.
+        _replace_tagged(path, st, type(audio), change.old, id3_separator="/" if change.old_id3 == 3 else None)
     except GenrifyError as exc:
         return f"not restored: {str(exc).removeprefix(f'{change.path}: ')}"
     journal.mark(change.id, state="undone")
@@ -181,8 +220,10 @@ def _target(path: str | os.PathLike) -> tuple[Path, os.stat_result]:
     return path, st
 
 
-def _replace_tagged(path: Path, st: os.stat_result, kind, genres: list[str] | None) -> None:
-    """Write ``genres`` (``None``: no genre tag) into a copy of ``path`` and rename it over ``path``."""
+def _replace_tagged(path: Path, st: os.stat_result, kind, genres: list[str] | None, *,
+                    id3_separator: str | None = None) -> list[str]:
+    """Write ``genres`` (``None``: no genre tag) into a copy of ``path`` and rename it over ``path``;
+    returns the genre values the copy holds (an ID3v2.3 tag holds them joined)."""
     from mutagen.id3 import ID3, TCON, ID3FileType
 
     with atomic_path(path) as tmp:
@@ -207,7 +248,11 @@ def _replace_tagged(path: Path, st: os.stat_result, kind, genres: list[str] | No
             elif "genre" in audio.tags:
                 del audio.tags["genre"]
         try:
-            audio.save()
+            if _id3_version(audio) is not None and id3_separator is not None:
+                audio.save(v2_version=3, v23_sep=id3_separator)
+            else:
+                audio.save()
+            written = _genres(kind(str(tmp))) or []
         except Exception as exc:
             raise TagError(f"{path}: cannot write its tags ({_reason(exc)})") from None
         with open(tmp, "rb+") as f:
@@ -215,6 +260,7 @@ def _replace_tagged(path: Path, st: os.stat_result, kind, genres: list[str] | No
                 _set_id3v1_genre(f, id3v1_genre(genres[0] if genres else None))
             os.fsync(f.fileno())
         _copy_owner_and_mode(path, tmp, st)
+    return written
 
 
 def _copy_owner_and_mode(path: Path, tmp: Path, st: os.stat_result) -> None:

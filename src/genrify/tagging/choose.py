@@ -1,0 +1,177 @@
+"""Which genre names to write: analyses (or an album of them) + the user's choices → names. Pure.
+
+Everything here works on the JSON view of an analysis
+(:meth:`~genrify.predict.classifier.Analysis.to_dict`): ``genres`` (every genre's
+song probability, by canonical name), ``details.styles`` (``[style, genre, p]``
+rows, when the model speaks the taxonomy) and ``verdict``. Names are spelt as the
+taxonomy's display names, then the user's :class:`NameRules` apply (aliases,
+ignore list, whitelist), and a name differing only in case from one already
+chosen is dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from genrify.errors import ConfigError
+from genrify.predict.classifier import STYLE_MIN_PROBABILITY
+from genrify.taxonomy import default_taxonomy
+
+LEVELS = ("genre", "style", "both")
+
+#: An album whose tracks agree with its mean genre less often than this is "unsure".
+ALBUM_AGREEMENT = 0.5
+
+
+@dataclass(frozen=True)
+class NameRules:
+    """The user's names: ``aliases`` (any case → the spelling to write), ``ignore`` (never written),
+    ``whitelist`` (when not empty, only these are written). Keys are compared case-insensitively."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    ignore: frozenset[str] = frozenset()
+    whitelist: frozenset[str] = frozenset()
+
+    def apply(self, names: list[str]) -> list[str]:
+        """``names`` renamed by the aliases, filtered by ignore list and whitelist, case duplicates dropped."""
+        aliases = {k.casefold(): v for k, v in self.aliases.items()}
+        ignore = {n.casefold() for n in self.ignore}
+        allowed = {n.casefold() for n in self.whitelist}
+        out, seen = [], set()
+        for name in names:
+            name = aliases.get(name.casefold(), name).strip()
+            key = name.casefold()
+            if not name or key in seen or key in ignore or (allowed and key not in allowed):
+                continue
+            seen.add(key)
+            out.append(name)
+        return out
+
+
+def load_names(path: str | os.PathLike) -> NameRules:
+    """The :class:`NameRules` of a YAML file with optional keys ``aliases`` (a mapping),
+    ``ignore`` and ``whitelist`` (lists). Raises :class:`~genrify.errors.ConfigError` for a
+    file that is missing or not of that shape."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the names file ({exc.strerror or exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a YAML names file ({str(exc).splitlines()[0][:80]})") from None
+    return names_from_mapping(data, source=str(path))
+
+
+def names_from_mapping(data, *, source: str = "names") -> NameRules:
+    """The :class:`NameRules` of a mapping shaped like the names YAML (also beets' plugin config)."""
+    if not isinstance(data, dict) or set(data) - {"aliases", "ignore", "whitelist"}:
+        raise ConfigError(f"{source}: expected a mapping with keys aliases, ignore, whitelist")
+    aliases, ignore, whitelist = data.get("aliases") or {}, data.get("ignore") or [], data.get("whitelist") or []
+    if not isinstance(aliases, dict) or not all(isinstance(v, (str, int, float)) for v in aliases.values()):
+        raise ConfigError(f"{source}: 'aliases' must map names to names")
+    for key, value in (("ignore", ignore), ("whitelist", whitelist)):
+        if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+            raise ConfigError(f"{source}: '{key}' must be a list of names")
+    return NameRules(aliases={str(k): str(v) for k, v in aliases.items()},
+                     ignore=frozenset(map(str, ignore)), whitelist=frozenset(map(str, whitelist)))
+
+
+@dataclass(frozen=True)
+class ChoiceConfig:
+    """What to write: ``level`` genre | style | both; at most ``max`` names of each level; genres at or
+    above ``min_certainty`` (probability); styles at or above ``min_style`` under a chosen genre."""
+
+    level: str = "genre"
+    max: int = 1
+    min_certainty: float = 0.5
+    min_style: float = STYLE_MIN_PROBABILITY
+    names: NameRules = field(default_factory=NameRules)
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ConfigError(f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
+        if self.max < 1:
+            raise ConfigError(f"max must be at least 1, not {self.max}")
+        if not 0.0 <= self.min_certainty <= 1.0:
+            raise ConfigError(f"min_certainty must be between 0 and 1, not {self.min_certainty}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The names to write (genres then styles, as written) and what they rest on."""
+
+    genres: list[str]
+    styles: list[str]
+    certainty: float | None
+    verdict: str
+
+    @property
+    def names(self) -> list[str]:
+        """Every name to write, case duplicates dropped."""
+        return NameRules().apply(self.genres + self.styles)
+
+
+@functools.lru_cache(maxsize=4096)  # a library repeats the same few dozen labels on every song
+def display_name(label: str) -> str:
+    """The taxonomy's display name for ``label`` (any case or alias), else ``label`` itself."""
+    node = default_taxonomy().canonical(label)
+    return node.name if node is not None else label
+
+
+def choose(analysis: dict, *, config: ChoiceConfig = ChoiceConfig()) -> Choice:
+    """The names to write for one analysed song (the JSON view of its analysis)."""
+    genres = {display_name(g): float(p) for g, p in (analysis.get("genres") or {}).items()}
+    styles = [(display_name(s), display_name(g), float(p)) for s, g, p in
+              (analysis.get("details") or {}).get("styles", ())]
+    return _pick(genres, styles, analysis.get("verdict", "unsure"), config)
+
+
+def _pick(genres: dict[str, float], styles: list, verdict: str, config: ChoiceConfig) -> Choice:
+    ranked = sorted(genres.items(), key=lambda kv: -kv[1])
+    certainty = ranked[0][1] if ranked else None
+    if verdict != "genre" or certainty is None or certainty < config.min_certainty:
+        return Choice([], [], certainty, verdict if verdict != "genre" else "unsure")
+    top = config.names.apply([g for g, p in ranked if p >= config.min_certainty])[:config.max]
+    parents = {g.casefold() for g, p in ranked if p >= config.min_certainty}
+    picked = sorted((p, s) for s, g, p in styles if g.casefold() in parents and p >= config.min_style)
+    style_names = config.names.apply([s for _, s in reversed(picked)])[:config.max]
+    if config.level == "genre":
+        return Choice(top, [], certainty, verdict)
+    if config.level == "style":
+        return Choice([], style_names, certainty, verdict)
+    return Choice(top, [s for s in style_names if s.casefold() not in {g.casefold() for g in top}], certainty, verdict)
+
+
+def choose_album(analyses: list[dict], *, config: ChoiceConfig = ChoiceConfig()) -> Choice:
+    """One choice for an album: the mean of its tracks' genre (and style) probabilities.
+
+    The album is ``unsure`` (nothing written) when fewer than :data:`ALBUM_AGREEMENT`
+    of its analysed tracks have the album's top genre as their own top genre, or when
+    the mean falls under ``min_certainty``; tracks that are not music do not vote.
+    """
+    voting = [a for a in analyses if a.get("verdict") in ("genre", "unsure") and a.get("genres")]
+    if not voting:
+        return Choice([], [], None, "not_music" if analyses else "unsure")
+    names = sorted({display_name(g) for a in voting for g in a["genres"]})
+    probs = np.array([[_by_display(a["genres"]).get(n, 0.0) for n in names] for a in voting])
+    mean = probs.mean(axis=0)
+    best = int(mean.argmax())
+    agree = float((probs.argmax(axis=1) == best).mean())
+    style_sum: dict[tuple[str, str], float] = {}
+    for a in voting:
+        for s, g, p in (a.get("details") or {}).get("styles", ()):
+            key = (display_name(s), display_name(g))
+            style_sum[key] = style_sum.get(key, 0.0) + float(p) / len(voting)
+    verdict = "genre" if agree >= ALBUM_AGREEMENT else "unsure"
+    return _pick(dict(zip(names, map(float, mean))), [(s, g, p) for (s, g), p in style_sum.items()], verdict, config)
+
+
+def _by_display(genres: dict) -> dict[str, float]:
+    return {display_name(g): float(p) for g, p in genres.items()}

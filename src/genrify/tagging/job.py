@@ -1,0 +1,276 @@
+"""The library job: walk → stat / hash → skip what the index knows → analyse → choose → write (or dry run).
+
+:func:`run_tag_job` drives it; every song analysed is committed to the
+:class:`~genrify.tagging.index.ResultsIndex` as it finishes, so a killed run is
+resumed by running it again. Writing goes through
+:func:`~genrify.sources.tags.write_genre` (atomic, journaled, undoable) and only
+to a file still exactly as it was analysed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genrify.errors import ConfigError, GenrifyError
+from genrify.fileio import stat_regular
+from genrify.predict.batch import analyse_many
+from genrify.sources.folder import audio_files
+from genrify.sources.tagjournal import TagJournal
+from genrify.sources.tags import read_genres, write_genre
+from genrify.tagging.choose import Choice, ChoiceConfig, choose, choose_album
+from genrify.tagging.index import ResultsIndex
+from genrify.tagging.stage import FileFacts, SongResult, content_hash, file_facts
+
+#: What to do with a genre tag a file already has (one genrify did not write).
+EXISTING = ("keep", "overwrite", "merge")
+
+
+@dataclass(frozen=True)
+class TagJobConfig:
+    """A tagging job: what to choose (:class:`ChoiceConfig`), one genre per ``album`` or per file,
+    ``write`` or only show, what to do with an ``existing`` genre (keep | overwrite | merge), the
+    analysis (``model``, ``fast``, ``workers``), and ``id3_separator`` to write ID3v2.3 instead of v2.4."""
+
+    choice: ChoiceConfig = field(default_factory=ChoiceConfig)
+    album: bool = False
+    write: bool = False
+    existing: str = "keep"
+    model: str | None = None
+    fast: bool | None = None
+    workers: int = 1
+    id3_separator: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.existing not in EXISTING:
+            raise ConfigError(f"existing must be one of {', '.join(EXISTING)}, not {self.existing!r}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, not {self.workers}")
+
+    @property
+    def model_id(self) -> str:
+        """How the index names the analysis: the model, and whether it ran fast."""
+        return f"{self.model or 'default'}{'+fast' if self.fast else ''}"
+
+
+@dataclass
+class FileOutcome:
+    """One file of the job: its index row (``song``), the album it belongs to, the choice and what
+    was done (``action``), or the one-line ``error``."""
+
+    path: str
+    song: dict | None = None
+    album: str | None = None
+    choice: Choice | None = None
+    action: str = ""
+    error: str | None = None
+    seen: tuple[int, int] | None = None  # (size, mtime_ns) as analysed or last recorded
+
+
+@dataclass
+class JobSummary:
+    """What a job did: every file's outcome, each album's choice, and counts."""
+
+    files: list[FileOutcome]
+    albums: dict[str, Choice]
+    analysed: int = 0
+    reused: int = 0
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.error]
+
+    @property
+    def written(self) -> int:
+        return sum(f.action.startswith("wrote") for f in self.files)
+
+    @property
+    def nothing_done(self) -> bool:
+        """True when no file could be handled at all (the CLI's non-zero exit)."""
+        return not self.files or all(f.error for f in self.files)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def list_files(paths) -> list[FileOutcome]:
+    """A :class:`FileOutcome` per audio file of ``paths`` (folders walked recursively, files kept as
+    given); a folder with no audio files in it is one outcome with that error, not silently nothing."""
+    found: list[FileOutcome] = []
+    for p in map(Path, paths):
+        inside = audio_files(p) if p.is_dir() else [p]
+        found += [FileOutcome(str(f)) for f in inside] or [
+            FileOutcome(str(p), error=f"{p}: is a folder with no audio files in it")]
+    return found
+
+
+def run_tag_job(paths, *, index: ResultsIndex, config: TagJobConfig = TagJobConfig(),
+                progress: Progress = _silent) -> JobSummary:
+    """Tag the audio files under ``paths`` (folders or files) as ``config`` says; returns the summary.
+
+    Files the index knows (same path, size and time, or same content hash, analysed by
+    the same model) are not analysed again. With ``config.write`` the chosen genres are
+    written, journaled in the index's file so ``genrify tag --undo`` restores them.
+    """
+    summary = analyse_files(paths, index=index, config=config, progress=progress)
+    files = summary.files
+    _choose(files, config, summary)
+    if config.write:
+        with TagJournal(path=index.path) as journal:
+            for i, f in enumerate(files):
+                _write(f, index, journal, config)
+                progress("write", i + 1, len(files))
+    else:
+        for f in files:
+            _plan(f, config)
+    return summary
+
+
+def analyse_files(paths, *, index: ResultsIndex, config: TagJobConfig = TagJobConfig(),
+                  progress: Progress = _silent) -> JobSummary:
+    """The first half of a job: every audio file under ``paths`` with its index row (``song``),
+    analysed now or known from ``index``, or its one-line error. Nothing is chosen or written."""
+    files = list_files(paths)
+    summary = JobSummary(files=files, albums={})
+    todo = _lookup(files, index, config, summary, progress)
+    _analyse(todo, index, config, summary, progress)
+    return summary
+
+
+def _lookup(files, index, config, summary, progress) -> dict[str, tuple[FileOutcome, FileFacts]]:
+    todo = {}
+    for i, f in enumerate(files):
+        progress("scan", i + 1, len(files))
+        if f.error:
+            continue
+        try:
+            st = stat_regular(f.path)
+            song = index.known_path(f.path, size=st.st_size, mtime_ns=st.st_mtime_ns, model=config.model_id)
+            if song is None:
+                facts = file_facts(f.path)
+                song = index.known_hash(facts.digest, model=config.model_id)
+                if song is not None:  # moved, renamed or retagged by someone: same song
+                    index.see(song, path=f.path, size=facts.size, mtime_ns=facts.mtime_ns, digest=facts.digest)
+                else:
+                    todo[f.path] = (f, facts)
+                    continue
+            f.song, f.seen = index.song(song), (st.st_size, st.st_mtime_ns)
+            summary.reused += 1
+        except OSError as exc:
+            f.error = f"{f.path}: cannot read it ({exc.strerror or type(exc).__name__})"
+        except GenrifyError as exc:
+            f.error = str(exc)
+    return todo
+
+
+def _analyse(todo, index, config, summary, progress) -> None:
+    if not todo:  # all known: not even the model is loaded
+        return
+    for i, result in enumerate(analyse_many(list(todo), model=config.model, fast=config.fast,
+                                            workers=config.workers)):
+        f, facts = todo[result.path]
+        progress("analyse", i + 1, len(todo))
+        if result.analysis is None:
+            f.error = result.error
+            continue
+        f.song = record_song(index, SongResult(f.path, facts, result.analysis.to_dict()), model_id=config.model_id)
+        f.seen = (facts.size, facts.mtime_ns)
+        summary.analysed += 1
+
+
+def record_song(index: ResultsIndex, result: SongResult, *, model_id: str) -> dict:
+    """Commit one analysed song of the per-file stage (:func:`~genrify.tagging.stage.analyse_song`)
+    to ``index``; returns its row. The one place a job's analyses enter the index, whichever
+    engine ran the stage."""
+    facts = result.facts
+    song = index.add_song(path=result.path, digest=facts.digest, size=facts.size, mtime_ns=facts.mtime_ns,
+                          model=model_id, analysis=result.analysis, tags=facts.tags)
+    return index.song(song)
+
+
+def album_key(path: str, tags: dict) -> str:
+    """The album a file belongs to: its album tag within its folder, else its folder."""
+    folder = str(Path(path).parent)
+    return f"{tags['album']} ({folder})" if tags.get("album") else folder
+
+
+def _choose(files, config, summary) -> None:
+    ok = [f for f in files if f.song is not None]
+    if not config.album:
+        for f in ok:
+            f.choice = choose(f.song["analysis"], config=config.choice)
+        return
+    albums: dict[str, list[FileOutcome]] = {}
+    for f in ok:
+        f.album = album_key(f.path, f.song["tags"])
+        albums.setdefault(f.album, []).append(f)
+    for key, members in albums.items():
+        summary.albums[key] = choose_album([m.song["analysis"] for m in members], config=config.choice)
+        for m in members:
+            m.choice = summary.albums[key]
+
+
+def _values(f: FileOutcome, current: list[str], config: TagJobConfig) -> tuple[list[str] | None, str]:
+    """The genre values to write into ``f`` (``None``: nothing) and why."""
+    names = f.choice.names if f.choice else []
+    if not names:
+        return None, f"nothing to write ({f.choice.verdict if f.choice else 'no analysis'})"
+    if current == names:  # exactly: --overwrite also corrects a name's spelling ("classical" → "Classical")
+        return None, "already tagged"
+    ours = f.song.get("written") and [c.casefold() for c in current] == [w.casefold() for w in f.song["written"]]
+    if current and not ours:
+        if config.existing == "keep":
+            return None, f"kept existing genre {', '.join(current)}"
+        if config.existing == "merge":
+            merged = current + [n for n in names if n.casefold() not in {c.casefold() for c in current}]
+            return (merged, "merge") if len(merged) > len(current) else (None, "already tagged")
+    return names, "write"
+
+
+def _plan(f: FileOutcome, config: TagJobConfig) -> None:
+    if f.error or f.song is None:
+        return
+    # The genres as read when the file was hashed or last written (its size and time are unchanged
+    # since): a dry run over a known library opens no file.
+    values, why = _values(f, f.song["tags"].get("genres") or [], config)
+    f.action = f"would write {', '.join(values)}" if values else why
+
+
+def _write(f: FileOutcome, index: ResultsIndex, journal: TagJournal, config: TagJobConfig) -> None:
+    if f.error or f.song is None:
+        return
+    try:
+        previous = read_genres(f.path)
+        values, why = _values(f, previous, config)
+        if values is None:
+            f.action = why
+            return
+        written = write_genre(f.path, values, journal=journal, id3_separator=config.id3_separator, expect=f.seen)
+        digest, st = content_hash(f.path)
+        index.see(f.song["id"], path=f.path, size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest)
+        index.set_written(f.song["id"], written=written, previous=previous or None)
+        f.action = f"wrote {', '.join(written)}"
+    except GenrifyError as exc:
+        f.error = str(exc)
+
+
+def export_rows(summary: JobSummary) -> list[dict]:
+    """One row per analysed file for ``--export``: path, artist, album, title, genres, styles,
+    certainty, verdict (the choice's; an album's when the job chose per album)."""
+    rows = []
+    for f in summary.files:
+        if f.song is None:
+            continue
+        tags, choice = f.song["tags"], f.choice
+        rows.append({"path": f.path, "artist": tags.get("artist"), "album": tags.get("album"),
+                     "title": tags.get("title"), "genres": choice.genres if choice else [],
+                     "styles": choice.styles if choice else [],
+                     "certainty": None if choice is None or choice.certainty is None else round(choice.certainty, 4),
+                     "verdict": choice.verdict if choice else f.song["verdict"]})
+    return rows
+

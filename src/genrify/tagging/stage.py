@@ -1,0 +1,90 @@
+"""The per-file stage of a tagging job: path → what the file is (size, time, content hash, tags) + its analysis.
+
+No side effects: nothing is written, no index is opened, so the same functions run
+in this process, in a pool of worker processes, or on another machine, and the
+caller records the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from genrify.errors import GenrifyError, TagError
+from genrify.fileio import stat_regular
+from genrify.sources.tags import read_genres, read_tags
+
+#: Bytes read at a time while hashing.
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """A file as the job saw it: ``size`` (bytes), ``mtime_ns``, ``digest`` (content hash) and ``tags``
+    (artist, album, title and ``genres``, the genre values, as read)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    digest: str
+    tags: dict
+
+
+@dataclass(frozen=True)
+class SongResult:
+    """One file through the stage: its facts and analysis (``Analysis.to_dict()``), or the one-line error."""
+
+    path: str
+    facts: FileFacts | None
+    analysis: dict | None
+    error: str | None = None
+
+
+def content_hash(path: str | os.PathLike) -> tuple[str, os.stat_result]:
+    """BLAKE2b-128 of the whole file's bytes, and its stat (taken before reading).
+
+    The whole file is hashed, tags included: it needs no parser (so a damaged file
+    hashes as well as a sound one) and costs about a millisecond per MB. A file
+    genrify retags gets a new hash, which the job records beside the old one, so
+    the song is still recognised after it is moved.
+    """
+    try:
+        st = stat_regular(path)
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise TagError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise TagError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    return h.hexdigest(), st
+
+
+def file_facts(path: str | os.PathLike) -> FileFacts:
+    """Stat, hash and read the tags of ``path``; raises a :class:`~genrify.errors.GenrifyError`
+    (one line, naming the file) when it cannot be read. Tags that cannot be read are empty."""
+    digest, st = content_hash(path)
+    try:
+        tags = read_tags(Path(path))
+    except GenrifyError:
+        tags = {}
+    try:
+        genres = read_genres(path)
+    except GenrifyError:
+        genres = []
+    tags = {k: tags.get(k) for k in ("artist", "album", "title")} | {"genres": genres}
+    return FileFacts(path=os.fspath(path), size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest, tags=tags)
+
+
+def analyse_song(path: str | os.PathLike, *, classifier, top_k: int = 2) -> SongResult:
+    """The whole stage for one file: :func:`file_facts` and ``classifier.analyse`` (a
+    :class:`~genrify.predict.classifier.GenreClassifier`). Never raises for a bad file: the
+    result carries the one-line reason instead."""
+    try:
+        facts = file_facts(path)
+        return SongResult(os.fspath(path), facts, classifier.analyse(facts.path, top_k=top_k).to_dict())
+    except GenrifyError as exc:
+        return SongResult(os.fspath(path), None, None, str(exc))

@@ -1,0 +1,277 @@
+"""Tagging a library (``tagging/``, ``genrify tag``): the names chosen, the results index, the job.
+
+The choice of names is pure and tested on hand-made analyses; the job runs the
+real tiny CNN (``tiny_cnn_model``) over real encoded files, with a real SQLite
+index, real writes through mutagen, a really killed process, and the whole
+bad-input corpus.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from genrify.errors import ConfigError
+from genrify.sources.tags import read_genres
+from genrify.tagging import (ChoiceConfig, NameRules, ResultsIndex, TagJobConfig, choose, choose_album, load_names,
+                             run_tag_job)
+from helpers.badinput import make_bad_corpus
+
+# ---------------------------------------------------------------------------- choosing names (pure)
+
+
+def _analysis(genres: dict, *, verdict="genre", styles=()) -> dict:
+    return {"genres": genres, "verdict": verdict, "details": {"styles": [list(s) for s in styles]}}
+
+
+SONG = _analysis({"rock": 0.55, "Metal": 0.3, "jazz": 0.15},
+                 styles=[("hard rock", "Rock", 0.4), ("progressive rock", "Rock", 0.35), ("heavy metal", "Metal", 0.5)])
+
+
+def test_genre_level_writes_the_top_genres_above_the_cut_off_in_display_spelling():
+    assert choose(SONG).genres == ["Rock"]
+    assert choose(SONG, config=ChoiceConfig(max=3, min_certainty=0.2)).genres == ["Rock", "Metal"]
+    assert choose(SONG, config=ChoiceConfig(min_certainty=0.6)).names == []
+    assert choose(SONG, config=ChoiceConfig(min_certainty=0.6)).verdict == "unsure"
+
+
+def test_style_and_both_levels_take_styles_of_the_chosen_genres_only():
+    assert choose(SONG, config=ChoiceConfig(level="style")).names == ["Hard Rock"]
+    both = choose(SONG, config=ChoiceConfig(level="both", max=2))
+    # heavy metal is left out: its genre was not chosen
+    assert both.genres == ["Rock"] and both.styles == ["Hard Rock", "Progressive Rock"]
+    assert both.names == ["Rock", "Hard Rock", "Progressive Rock"]
+
+
+def test_not_music_and_unsure_songs_get_nothing():
+    for verdict in ("not_music", "unsure"):
+        choice = choose(_analysis({"rock": 0.9}, verdict=verdict))
+        assert choice.names == [] and choice.verdict == verdict
+
+
+def test_aliases_ignore_and_whitelist_apply_case_insensitively_and_drop_case_duplicates():
+    rules = NameRules(aliases={"METAL": "rock", "jazz": "Jazz Music"}, ignore=frozenset({"blues"}))
+    assert rules.apply(["Rock", "Metal", "Jazz", "Blues", "ROCK"]) == ["Rock", "Jazz Music"]
+    assert NameRules(whitelist=frozenset({"jazz"})).apply(["Rock", "Jazz"]) == ["Jazz"]
+    choice = choose(SONG, config=ChoiceConfig(max=3, min_certainty=0.2, names=rules))
+    assert choice.genres == ["Rock"]  # Metal became rock, a case duplicate of Rock
+
+
+def test_names_yaml_is_read_and_bad_ones_are_one_line_errors(tmp_path):
+    good = tmp_path / "names.yaml"
+    good.write_text("aliases:\n  hip hop: Hip-Hop\nignore: [Pop]\nwhitelist: [Hip-Hop, Rock]\n")
+    rules = load_names(good)
+    assert rules.aliases == {"hip hop": "Hip-Hop"} and rules.ignore == {"Pop"}
+    assert rules.whitelist == {"Hip-Hop", "Rock"}
+    for text in ("aliases: [1, 2]\n", "colour: red\n", "- a list\n", "aliases: {a: b\n"):
+        good.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_names(good)
+        assert str(good) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_names(tmp_path / "missing.yaml")
+
+
+def test_an_album_is_the_mean_of_its_tracks_and_unsure_when_it_disagrees_with_itself():
+    a, b = _analysis({"rock": 0.9, "jazz": 0.1}), _analysis({"rock": 0.4, "jazz": 0.6})
+    album = choose_album([a, a, b])
+    assert album.genres == ["Rock"] and album.certainty == pytest.approx((0.9 + 0.9 + 0.4) / 3)
+    split = choose_album([_analysis({"rock": 0.9, "jazz": 0.1}), _analysis({"rock": 0.1, "jazz": 0.9}),
+                          _analysis({"pop": 0.9, "rock": 0.1})])
+    assert split.names == [] and split.verdict == "unsure"
+    noise = _analysis({"rock": 0.9}, verdict="not_music")
+    assert choose_album([a, noise, noise]).genres == ["Rock"]  # not-music tracks do not vote
+
+
+def test_bad_options_are_config_errors():
+    for kw in ({"level": "subgenre"}, {"max": 0}, {"min_certainty": 1.5}):
+        with pytest.raises(ConfigError):
+            ChoiceConfig(**kw)
+    with pytest.raises(ConfigError):
+        TagJobConfig(existing="replace")
+
+
+# ---------------------------------------------------------------------------- the job, real files
+
+
+@pytest.fixture(scope="module")
+def library_src(tmp_path_factory):
+    """Twelve tagged songs (MP3, FLAC, Ogg, M4A) in per-style folders (READ-ONLY: copy first)."""
+    from genrify.sources.synthetic import write_demo_corpus
+
+    root = tmp_path_factory.mktemp("library-src")
+    for fmt in ("mp3", "flac", "ogg", "m4a"):
+        write_demo_corpus(root / fmt, per_genre=1, duration=4.0, fmt=fmt, styles=("classical", "metal", "jazz"))
+    return root
+
+
+@pytest.fixture
+def library(library_src, tmp_path):
+    dst = tmp_path / "music"
+    shutil.copytree(library_src, dst, ignore=shutil.ignore_patterns("manifest.csv"))
+    return dst
+
+
+def _job(library, model, index_path, **kw):
+    kw.setdefault("choice", ChoiceConfig(min_certainty=0.0))
+    with ResultsIndex(index_path) as index:
+        return run_tag_job([library], index=index, config=TagJobConfig(model=str(model), **kw))
+
+
+def _songs(root):
+    return sorted(p for p in root.rglob("*") if p.suffix in (".mp3", ".flac", ".ogg", ".m4a"))
+
+
+def test_a_dry_run_writes_nothing_and_a_rerun_analyses_nothing(library, tiny_cnn_model, tmp_path):
+    before = {p: p.read_bytes() for p in _songs(library)}
+    first = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", existing="overwrite")
+    assert first.analysed == 12 and not first.failed
+    actions = [f.action for f in first.files]
+    assert all(a.startswith(("would write", "already tagged")) for a in actions), actions
+    assert {p: p.read_bytes() for p in _songs(library)} == before
+    again = _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
+    assert again.analysed == 0 and again.reused == 12
+    with ResultsIndex(tmp_path / "index.sqlite") as index:
+        rows = index.rows()
+    assert len(rows) == 12 and all(r["analysis"]["genres"] and r["verdict"] for r in rows)
+
+
+def test_write_keeps_existing_genres_by_default_then_overwrite_merge_and_undo(library, tiny_cnn_model, tmp_path):
+    index = tmp_path / "index.sqlite"
+    old = {p: read_genres(p) for p in _songs(library)}
+    assert all(old.values())  # the corpus writer tagged every song
+    kept = _job(library, tiny_cnn_model, index, write=True)
+    assert kept.written == 0 and {p: read_genres(p) for p in _songs(library)} == old
+    done = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
+    assert done.analysed == 0 and done.written == 12
+    for f in done.files:
+        assert read_genres(f.path) == f.choice.names
+    rerun = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
+    assert rerun.analysed == 0 and rerun.written == 0  # retagged files are recognised by their new hash
+    assert {f.action for f in rerun.files} == {"already tagged"}
+    from genrify.cli import main
+
+    assert main(["tag", "--undo", str(library), "--index", str(index)]) == 0
+    assert {p: read_genres(p) for p in _songs(library)} == old
+
+
+def test_merge_adds_after_the_existing_genre(library, tiny_cnn_model, tmp_path):
+    summary = _job(library, tiny_cnn_model, tmp_path / "i.sqlite", write=True, existing="merge")
+    for f in summary.files:
+        now = read_genres(f.path)
+        if f.action.startswith("wrote"):
+            assert len(now) == 2 and now[1] == f.choice.names[0]
+
+
+def test_a_moved_file_is_recognised_by_its_content(library, tiny_cnn_model, tmp_path):
+    _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
+    (library / "moved").mkdir()
+    song = _songs(library / "mp3")[0]
+    song.rename(library / "moved" / "renamed.mp3")
+    again = _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
+    assert again.analysed == 0 and str(library / "moved" / "renamed.mp3") in {f.path for f in again.files}
+
+
+def test_album_mode_writes_one_genre_to_every_track_of_a_folder(library, tiny_cnn_model, tmp_path):
+    summary = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", album=True, write=True, existing="overwrite")
+    assert len(summary.albums) == 12  # each song is alone in its style folder here
+    for f in summary.files:
+        assert f.choice is summary.albums[f.album]
+
+
+def test_the_cli_table_export_and_exit_codes(library, tiny_cnn_model, tmp_path, run_genrify):
+    out = tmp_path / "genres.csv"
+    proc = run_genrify("tag", library, "--model", tiny_cnn_model, "--index", tmp_path / "i.sqlite",
+                       "--min-certainty", "0", "--export", out, "--album")
+    assert proc.returncode == 0, proc.stderr
+    assert "dry run" in proc.stdout and "album" in proc.stdout and "Traceback" not in proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 12 and set(rows[0]) == {"path", "artist", "album", "title", "genres", "styles", "certainty",
+                                                "verdict"}
+    assert all(r["artist"].startswith("Synthetic") for r in rows)
+    proc = run_genrify("tag", library, "--model", tiny_cnn_model, "--index", tmp_path / "i.sqlite",
+                       "--export", tmp_path / "g.json")
+    assert proc.returncode == 0 and len(json.loads((tmp_path / "g.json").read_text())) == 12
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_genrify("tag", empty, "--model", tiny_cnn_model, "--index", tmp_path / "i.sqlite")
+    assert proc.returncode == 1 and "no audio files" in proc.stdout
+    proc = run_genrify("tag", library, "--names", tmp_path / "nope.yaml")
+    assert proc.returncode == 1 and proc.stderr.startswith("genrify: error:") and proc.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------- kill -9, bad input
+
+
+@pytest.mark.slow
+def test_kill_9_mid_job_then_rerun_analyses_nothing_twice_and_corrupts_nothing(library, tiny_cnn_model, tmp_path,
+                                                                               run_genrify):
+    from genrify.audio import load_audio
+    from conftest import genrify_env
+
+    index = tmp_path / "index.sqlite"
+    decoded = {p: load_audio(p, sr=None)[0] for p in _songs(library)}
+    proc = subprocess.Popen([sys.executable, "-m", "genrify", "tag", str(library), "--model", str(tiny_cnn_model),
+                             "--index", str(index), "--write", "--overwrite", "--min-certainty", "0"],
+                            env=genrify_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while _committed(index) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _committed(index)
+    assert 4 <= done < 12, done  # killed halfway through the analyses
+    rerun = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
+    assert rerun.analysed == 12 - done and not rerun.failed  # nothing analysed twice, nothing lost
+    with sqlite3.connect(index) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0] == 12
+    for path, y in decoded.items():
+        assert np.array_equal(load_audio(path, sr=None)[0], y)  # every song decodes as before
+        assert read_genres(path) == next(f.choice.names for f in rerun.files if f.path == str(path))
+
+
+def _committed(index) -> int:
+    if not index.exists():
+        return 0
+    try:
+        with sqlite3.connect(index, timeout=5) as conn:
+            return conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_the_whole_bad_input_corpus_through_genrify_tag(tiny_cnn_model, tmp_path, run_genrify):
+    cases = make_bad_corpus(tmp_path / "music" / "bad")
+    good = tmp_path / "music" / "good"
+    from genrify.sources.synthetic import write_demo_corpus
+
+    write_demo_corpus(good, per_genre=1, duration=3.0, fmt="flac", styles=("metal",))
+    paths = [c.path for c in cases] + [good]
+    before = {c.path: c.path.read_bytes() for c in cases if c.path.is_file() and os.access(c.path, os.R_OK)}
+    proc = run_genrify("tag", *paths, "--model", tiny_cnn_model, "--index", tmp_path / "i.sqlite", "--write",
+                       "--overwrite", "--min-certainty", "0", "--workers", "2", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # some files were tagged
+    assert "Traceback" not in proc.stdout + proc.stderr
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("failed: ")]
+    for case in cases:
+        mine = [line for line in failed if str(case.path) in line]
+        if case.expect == "error" and case.skip is None:
+            assert len(mine) == 1, (case.name, proc.stdout)
+        listed = mine or [line for line in proc.stdout.splitlines() if line.startswith(str(case.path))]
+        assert listed, (case.name, proc.stdout)  # nothing lost: every file is in the table or failed
+    for path, data in before.items():
+        if any(str(path) in line for line in failed):
+            assert path.read_bytes() == data  # a failed file is never half-written
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+    assert read_genres(next(good.rglob("*.flac")))
