@@ -32,6 +32,7 @@ def register(sub) -> None:
                                                                   "genrify embed my.gdb --export embeddings.csv"))
     p.add_argument("dataset")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: 'auto' or host:port (see docs/scale.md)")
     p.add_argument("--export", metavar="FILE", help="also write per-track embeddings to .npy, .npz, .csv or .parquet")
     p.set_defaults(handler=cmd_embed)
 
@@ -91,7 +92,17 @@ def cmd_embed(args) -> int:
     from genrify.train.embed import embed_dataset
 
     dataset = Dataset(args.dataset)
-    summary = embed_dataset(dataset, workers=args.workers, progress=sys.stderr.isatty())
+    engine = None
+    if args.ray:
+        from genrify.errors import ConfigError
+        from genrify.scale import RayConfig, embed_engine
+
+        if args.workers is not None:
+            raise ConfigError("--workers sizes a local run; on Ray, GENRIFY_RAY_ACTORS and GENRIFY_RAY_ACTOR_CPUS do "
+                              "(see docs/scale.md)")
+
+        engine = embed_engine(RayConfig.from_environment(args.ray))
+    summary = embed_dataset(dataset, workers=args.workers, progress=sys.stderr.isatty(), engine=engine)
     print(f"{summary['tracks']} tracks: {summary['embedded']} embedded, {summary['reused']} already done, "
           f"{len(summary['failed'])} failed")
     for path, reason in summary["failed"]:
