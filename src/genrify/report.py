@@ -256,3 +256,21 @@ def scatter_png(points: np.ndarray, groups: list[str], *, title: str, xlabel: st
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8, markerscale=1.5)
     return _png(fig, tight=True)
+
+
+def label_pairs_png(pairs: dict, *, title: str = "Suspicious label pairs") -> bytes:
+    """A confusion-style map of an audit's suspicious label pairs: ``pairs["matrix"][i][j]`` tracks filed
+    under ``pairs["labels"][i]`` that sound like (or duplicate a track of) ``labels[j]``."""
+    m = np.asarray(pairs["matrix"])
+    labels = pairs["labels"]
+    fig, ax = _axes(1.4 + 0.55 * len(labels), 1.0 + 0.5 * len(labels))
+    ax.imshow(m, cmap="Oranges", vmin=0, vmax=max(1, int(m.max())))
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("sounds like / duplicates a track of")
+    ax.set_ylabel("filed under")
+    for i, j in zip(*np.nonzero(m)):
+        ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8,
+                color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_title(title)
+    return _png(fig, tight=True)

@@ -4,6 +4,7 @@ truth, and a feature store of memory-mappable ``.npy`` arrays keyed by content h
 ``index.sqlite``   tracks(path, sha256, genre, artist, title, duration, status, error, ...) + meta
 ``features/``      ``<sha256>.npy`` feature images, shape ``(n_features, frames)``
 ``embeddings/``    per-window and per-track embeddings (musicnn), when computed
+``exclusions.json``  tracks that training and evaluation leave out (``genrify audit --apply``)
 """
 
 from genrify.dataset.index import Track, TrackIndex

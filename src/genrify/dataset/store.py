@@ -53,9 +53,16 @@ class Dataset:
         self.feature_config = FeatureConfig(**features)
         self.audio_config = AudioConfig(**self.index.get_meta("audio", {}))
 
-    def tracks(self) -> list[Track]:
-        """Usable tracks (status ``ok``)."""
-        return self.index.tracks(status="ok")
+    def tracks(self, *, include_excluded: bool = False) -> list[Track]:
+        """Usable tracks (status ``ok``), less those on the dataset's exclusion list
+        (:mod:`genrify.dataset.exclusions`, written by ``genrify audit --apply``) unless ``include_excluded``."""
+        tracks = self.index.tracks(status="ok")
+        if include_excluded:
+            return tracks
+        from genrify.dataset.exclusions import read_exclusions
+
+        excluded = read_exclusions(self.root)
+        return [t for t in tracks if t.path not in excluded] if excluded else tracks
 
     def labels(self) -> list[str]:
         return sorted({t.genre for t in self.tracks()})

@@ -1,0 +1,15 @@
+"""Auditing a genre collection before training on it (``genrify audit``).
+
+``findings``      finding kinds, thresholds (:class:`AuditConfig`), one :class:`Finding`
+``duplicates``    same recording: identical decoded audio, re-encodings, trims, excerpts (embeddings)
+``fingerprints``  Chromaprint fingerprints, cached in the dataset, and which tracks share a recording
+``labels``        artist concentration, balance, music probability, leave-artist-out mislabels (cleanlab)
+``checks``        detector output → findings with evidence, action and exclusions
+``core``          :func:`audit_dataset` (the whole audit as data) and ``--apply``'s exclusion list
+``render``        terminal text, Markdown, JSON and the label-pair picture
+"""
+
+from genrify.audit.core import apply_exclusions, audit_dataset
+from genrify.audit.findings import AuditConfig, Finding
+
+__all__ = ["AuditConfig", "Finding", "apply_exclusions", "audit_dataset"]
