@@ -99,7 +99,23 @@ def test_not_found(web):
     assert r.status_code == 200 and r.json() == {"response": False}
     r = web.client.get("/api/predict", params={"artist": "Nobody", "track": "No Such Song Anywhere"})
     assert r.status_code == 404
-    assert r.json() == {"error": NOT_FOUND_MESSAGE}
+    n = len(web.rows) + 1  # the synthetic songs and the odd one
+    assert r.json()["error"] == f"{NOT_FOUND_MESSAGE}; searched your library ({n} songs)"
+    assert r.json()["searched"] == [f"your library ({n} songs)"]
+
+
+def test_not_found_offers_the_closest_matches(web):
+    artist, title, _ = _song(web, "jazz")
+    r = web.client.get("/api/predict", params={"artist": "Someone Else Entirely", "track": title})
+    assert r.status_code == 404
+    assert {"artist": artist, "title": title} in r.json()["suggestions"]
+    assert len(r.json()["suggestions"]) <= 3
+
+
+def test_search_matches_words_and_substrings(web):
+    artist, title, _ = _song(web, "classical")  # "Synthetic Classical Ensemble 1", "Study No. 1"
+    found = web.client.get("/api/search", params={"track": "classical study"}).json()["results"]
+    assert [(r["artist"], r["title"]) for r in found] == [(artist, title)]
 
 
 def test_api_predict_returns_everything(web):
@@ -364,8 +380,9 @@ def test_cors_is_closed_and_headers_are_strict(web):
 
 def test_page_and_docs_work_offline(web):
     page = web.client.get("/").text
-    for needle in ("Predict!", "Pause song", 'id="artist"', 'id="track"', 'type="file"', "<audio"):
+    for needle in ("Predict!", 'id="artist"', 'id="track"', 'type="file"', "<audio", " controls"):
         assert needle in page
+    assert "Pause song" not in page  # the player's own control pauses
     assert "http://" not in page and "https://" not in page  # nothing from a CDN
     for asset in ("/static/app.js", "/static/style.css", "/static/docs.js"):
         r = web.client.get(asset)
@@ -386,6 +403,17 @@ def test_bad_parameters_are_json_errors(web):
     assert r.status_code == 422 and r.json()["error"]
     r = web.client.get("/nope")
     assert r.status_code == 404 and r.json() == {"error": "Not Found"}
+
+
+@pytest.mark.parametrize("route", ["/api/predict", "/api/search", "/d/music-prediction"])
+@pytest.mark.parametrize("value", [None, "", "   "], ids=["missing", "empty", "blank"])
+def test_a_missing_or_empty_required_parameter_is_a_422_naming_it(web, route, value, caplog):
+    params = {"artist": "Anyone"} if value is None else {"artist": "Anyone", "track": value}
+    r = web.client.get(route, params=params)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error.startswith("track: ") and ("missing" in error or "empty" in error), error
+    assert "Traceback" not in caplog.text
 
 
 def test_settings_and_app_creation_do_no_work():
@@ -466,7 +494,8 @@ def test_a_failing_provider_is_skipped(web_providers):
     fake.fail(r"^/itunes/", "malformed")
     r = srv.client.get("/api/predict", params={"artist": "Classical Band 1", "track": "Classical Song 1"})
     assert r.status_code == 404
-    assert r.json()["error"] == NOT_FOUND_MESSAGE and r.json()["retry"] is True
+    assert r.json()["error"].startswith(NOT_FOUND_MESSAGE) and r.json()["retry"] is True
+    assert r.json()["searched"][1:] == ["Deezer", "iTunes"]  # providers are named only when enabled
     assert srv.client.get("/d/music-prediction", params={"artist": "x", "track": "Classical Song 1"}).json() == {
         "response": False}
     fake.reset()
@@ -516,3 +545,16 @@ def test_serve_command(tmp_path, request):
     bad = subprocess.run([sys.executable, "-m", "genrify", "serve", "--model", str(tmp_path / "missing.genrify")],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "no such model file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+def test_serve_on_a_busy_port_fails_before_saying_it_serves(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "GENRIFY_CACHE_DIR": str(tmp_path / "cache")}
+        r = subprocess.run([sys.executable, "-m", "genrify", "serve", "--port", str(port), "--library", str(tmp_path)],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "serving on" not in r.stdout
+    assert f"port {port}" in r.stderr and "in use" in r.stderr and "--port" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

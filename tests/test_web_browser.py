@@ -17,7 +17,7 @@ if not os.path.exists(CHROMIUM):
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from genrify.web.app import create_app  # noqa: E402
-from genrify.web.service import NOT_FOUND_MESSAGE  # noqa: E402
+from genrify.web.service import NOT_FOUND_MESSAGE, TIMELINE_FONT_PT  # noqa: E402
 from genrify.web.settings import Settings  # noqa: E402
 from helpers.server import XSS_TITLE, ServerThread, make_library, real_classifier  # noqa: E402
 
@@ -76,6 +76,7 @@ def _wait_for_result(page):
 
 
 def test_search_predict_listen_pause(page, server):
+    """The player's own control pauses; the page has no second "Pause song" button."""
     row = next(r for r in server.rows if r["genre"] == "jazz")
     _predict(page, row["artist"], row["title"])
     _wait_for_result(page)
@@ -85,8 +86,10 @@ def test_search_predict_listen_pause(page, server):
         assert text.startswith(f"{i}. ") and ", certainty: " in text and text.endswith("%")
     assert page.locator("#best-heading").inner_text() == "The best prediction of the model:"
     assert page.locator("#song-name").inner_text() == f"{row['artist']} – {row['title']}"
-    # The MFCC image loaded and has a size.
+    # The model's input (a log-mel spectrogram for the default model) loaded and has a size.
     assert page.eval_on_selector("#mfcc", "img => img.complete && img.naturalWidth > 100")
+    assert page.locator("#features-caption").inner_text().startswith(
+        ("Log-mel spectrogram", "MFCC image"))  # the session's tiny CNN where the default is not installed
     assert page.eval_on_selector("#timeline", "img => img.complete && img.naturalWidth > 100")
     # The audio element has a source the browser can play, and plays it.
     src = page.eval_on_selector("#player", "a => a.currentSrc")
@@ -94,24 +97,43 @@ def test_search_predict_listen_pause(page, server):
     page.wait_for_function("() => { const a = document.getElementById('player'); "
                            "return a.readyState >= 2 && !a.paused && a.currentTime > 0; }", timeout=15_000)
     assert page.eval_on_selector("#player", "a => a.duration") > 1
-    page.click("#pause")
+    assert page.locator("#pause").count() == 0 and page.locator("button", has_text="Pause").count() == 0
+    page.eval_on_selector("#player", "a => a.pause()")  # what the player's own button does
     assert page.eval_on_selector("#player", "a => a.paused")
     t = page.eval_on_selector("#player", "a => a.currentTime")
     page.wait_for_timeout(300)
     assert page.eval_on_selector("#player", "a => a.currentTime") == t
 
 
-def test_unknown_song_shows_the_not_found_message(page):
+def test_unknown_song_shows_the_not_found_message(page, server):
     _predict(page, "Nobody At All", "A Song That Does Not Exist")
-    page.wait_for_function(f"() => document.getElementById('status').textContent === {NOT_FOUND_MESSAGE!r}",
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('Searched')",
                            timeout=15_000)
+    status = page.locator("#status").inner_text()
+    assert status.startswith(NOT_FOUND_MESSAGE) and f"Searched: your library ({len(server.rows) + 1} songs)." in status
     assert page.locator("#result").is_hidden()
+
+
+def test_not_found_offers_the_closest_songs_and_one_click_plays_it(page, server):
+    row = next(r for r in server.rows if r["genre"] == "hiphop")
+    _predict(page, "Somebody Else", row["title"])
+    page.wait_for_selector("#suggestions:not([hidden])", timeout=15_000)
+    button = page.locator("#suggestions button", has_text=row["title"]).first
+    assert button.inner_text() == f"{row['artist']} – {row['title']}"
+    button.click()
+    _wait_for_result(page)
+    assert page.locator("#song-name").inner_text() == f"{row['artist']} – {row['title']}"
+    assert page.locator("#suggestions").is_hidden()
 
 
 def test_upload_gives_a_result(page, server):
     row = next(r for r in server.rows if r["genre"] == "metal")
+    page.fill("#artist", "An Old Artist")
+    page.fill("#track", "An Old Title")
     page.set_input_files("#file", str(server.library / row["path"]))
     _wait_for_result(page)
+    # The answer is about the file: the search fields no longer pretend to describe it.
+    assert page.input_value("#artist") == "" and page.input_value("#track") == ""
     assert len(page.locator("#top li").all_inner_texts()) == 2
     assert page.locator("#song-name").inner_text() == Path(row["path"]).name
     assert page.eval_on_selector("#mfcc", "img => img.complete && img.naturalWidth > 100")
@@ -158,6 +180,7 @@ def test_silence_shows_the_verdict_instead_of_genres(page, tmp_path):
     assert verdict.is_visible() and "silence" in verdict.inner_text().lower()
     assert page.locator("#top").is_hidden()
     assert page.locator("#best-heading").is_hidden()
+    assert page.locator("#timeline-figure").is_hidden()  # no genre timeline for what is not music
 
 
 def test_phone_width_is_readable(browser, server):
@@ -169,29 +192,127 @@ def test_phone_width_is_readable(browser, server):
     _wait_for_result(page)
     # Nothing wider than the screen: no sideways scrolling.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
-    assert page.locator("#predict").is_visible() and page.locator("#pause").is_visible()
+    assert page.locator("#predict").is_visible()
+    context.close()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_the_answer_is_scrolled_into_view_and_announced(browser, server, viewport):
+    context = browser.new_context(viewport=viewport, is_mobile=viewport["width"] < 500,
+                                  has_touch=viewport["width"] < 500)
+    page = context.new_page()
+    page.goto(server.base + "/")
+    row = next(r for r in server.rows if r["genre"] == "jazz")
+    _predict(page, row["artist"], row["title"])
+    _wait_for_result(page)
+    # In view: the result's heading is on screen (on a phone it starts below the fold without scrolling).
+    page.wait_for_function("""() => { const r = document.getElementById('song-name').getBoundingClientRect();
+                                      return r.top >= 0 && r.bottom <= window.innerHeight; }""", timeout=5_000)
+    if viewport["width"] < 500:  # the answer starts below the fold there: the page had to scroll
+        assert page.evaluate("() => window.scrollY") > 0
+    announce = page.locator("#announce")
+    assert announce.get_attribute("aria-live") in ("polite", "assertive")
+    said = announce.inner_text()
+    first = page.locator("#top li").first.inner_text() if page.locator("#top").is_visible() else ""
+    assert said.startswith(f"{row['artist']} – {row['title']}: ")
+    genre = first.split(", certainty")[0].split(". ", 1)[-1]
+    assert (genre in said) if first else page.locator("#verdict").is_visible()
+    # The timeline has a title, and its text stays readable when the chart is scaled to the screen.
+    assert page.locator("#timeline-figure h3").inner_text() == "Genre over time"
+    scale = page.eval_on_selector("#timeline", "img => img.getBoundingClientRect().width / img.naturalWidth")
+    assert TIMELINE_FONT_PT * 100 / 72 * scale >= 9, scale  # axis text at least 9 CSS pixels high
+    context.close()
+
+
+def test_docs_page_renders_code_and_response_examples(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(server.base + "/docs")
+    page.wait_for_selector("pre.example")
+    text = page.locator("main").inner_text()
+    assert "`" not in text
+    assert page.locator("#description code").count() > 0
+    examples = page.locator("pre.example").all_inner_texts()
+    assert any('"verdict": "genre"' in e for e in examples) and any('"suggestions"' in e for e in examples)
     context.close()
 
 
 @pytest.mark.skipif(not os.environ.get("GENRIFY_SCREENSHOTS"), reason="set GENRIFY_SCREENSHOTS=1 to refresh docs/screenshots")
 def test_screenshots(browser, tmp_path, request):
-    """Refresh docs/screenshots/ from a server on a clean demo library (30 s clips)."""
-    from genrify.sources.synthetic import write_demo_corpus
+    """Refresh docs/screenshots/ from a server on the demo library a fresh set-up builds (first "Try:" song)."""
+    from test_web_demo import fetch_demo_packages
+
+    from genrify.sources.demo import DEMO_SONGS, build_demo_library
 
     clf = real_classifier(request)
-    write_demo_corpus(tmp_path / "demo", per_genre=2, seed=0, duration=30.0, fmt="mp3")
-    settings = Settings(library=str(tmp_path / "demo"), library_db=str(tmp_path / "demo.sqlite"), scan="blocking")
+    build_demo_library(debian_dir=fetch_demo_packages(), out=tmp_path / "data" / "demo-library")
+    song = next(s for s in DEMO_SONGS if s.example)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with ServerThread(create_app(settings, classifier=clf)) as srv:
-        for name, viewport in (("widget-desktop.png", {"width": 1000, "height": 800}),
-                               ("widget-phone.png", {"width": 390, "height": 844})):
-            context = browser.new_context(viewport=viewport, is_mobile=viewport["width"] < 500)
-            page = context.new_page()
-            page.goto(srv.base + "/")
-            page.wait_for_selector("#examples:not([hidden])")
-            _predict(page, "Synthetic Jazz Ensemble 1", "Swing Study No. 1")
-            _wait_for_result(page)
-            page.wait_for_function("() => !document.getElementById('player').paused")
-            page.click("#pause")
-            page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
-            context.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENRIFY_DATA_DIR", str(tmp_path / "data"))
+        mp.setenv("GENRIFY_CACHE_DIR", str(tmp_path / "cache"))
+        with ServerThread(create_app(Settings(scan="blocking"), classifier=clf)) as srv:
+            for name, viewport in (("widget-desktop.png", {"width": 1280, "height": 900}),
+                                   ("widget-phone.png", {"width": 390, "height": 844})):
+                context = browser.new_context(viewport=viewport, is_mobile=viewport["width"] < 500)
+                page = context.new_page()
+                page.goto(srv.base + "/")
+                page.wait_for_selector("#examples:not([hidden])")
+                _predict(page, song.artist, song.title)
+                _wait_for_result(page)
+                page.wait_for_function("() => !document.getElementById('player').paused")
+                page.eval_on_selector("#player", "a => a.pause()")
+                page.evaluate("() => window.scrollTo(0, 0)")
+                page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+                context.close()
+
+
+def _demo_page(browser, request, data: Path, viewport: dict):
+    """The front page of ``genrify serve`` with no --library, its data folder at ``data``: (page, close)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENRIFY_DATA_DIR", str(data))
+    mp.setenv("GENRIFY_CACHE_DIR", str(data / "cache"))
+    srv = ServerThread(create_app(Settings(scan="blocking", demo_per_genre=1), classifier=real_classifier(request)))
+    srv.__enter__()
+    context = browser.new_context(viewport=viewport, is_mobile=viewport["width"] < 500)
+    page = context.new_page()
+    page.goto(srv.base + "/")
+    page.wait_for_selector("#examples:not([hidden])")
+
+    def close():
+        context.close()
+        srv.__exit__(None, None, None)
+        mp.undo()
+
+    return page, close
+
+
+def test_the_real_demo_library_is_credited_on_the_page(browser, request, tmp_path):
+    from test_web_demo import fetch_demo_packages
+
+    from genrify.sources.demo import DEMO_SONGS, build_demo_library
+
+    build_demo_library(debian_dir=fetch_demo_packages(), out=tmp_path / "demo-library")
+    page, close = _demo_page(browser, request, tmp_path, {"width": 390, "height": 844})
+    try:
+        credits = page.locator("#credits-list li").all_inner_texts()
+        assert credits == [f"“{s.title}” by {s.artist} ({s.licence}; Debian package {s.package})" for s in DEMO_SONGS]
+        assert page.locator("#credits").is_visible() and "synthetic" not in page.locator("#demo-note").inner_text()
+        tries = page.locator("#examples button").all_inner_texts()
+        assert tries == [f"{s.artist} – {s.title}" for s in DEMO_SONGS if s.example]
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    finally:
+        close()
+
+
+def test_without_the_real_demo_the_page_says_the_songs_are_synthetic(browser, request, tmp_path):
+    page, close = _demo_page(browser, request, tmp_path, {"width": 1280, "height": 900})
+    try:
+        note = page.locator("#demo-note")
+        assert note.is_visible() and "synthetic" in note.inner_text() and "scripts/setup.sh" in note.inner_text()
+        assert "synthetic" in note.get_attribute("class")
+        assert page.locator("#credits").is_hidden()
+        assert all(t.startswith("Synthetic") for t in page.locator("#examples button").all_inner_texts())
+    finally:
+        close()

@@ -7,16 +7,28 @@ import argparse
 from genrify.cli import example_epilog
 
 
+def _description() -> str:
+    import textwrap
+
+    from genrify.sources.demo import credits_text, demo_dir
+
+    intro = (
+        "Serve the web page and the JSON API. With no options it uses the bundled default model and the "
+        f"demo library in {demo_dir()}: 30 s clips of freely licensed music from the Debian archive, cut by "
+        "scripts/setup.sh (which run.sh calls). Where set-up could not fetch them (offline), the server says "
+        "so and serves a small synthetic library of generated test clips instead. The library is re-scanned "
+        "(incrementally) at every start. Binds 127.0.0.1 unless --host says otherwise; the API is "
+        "documented at /docs."
+    )
+    credits = textwrap.indent(credits_text(), "  ")
+    return f"{textwrap.fill(intro, 100)}\n\nDemo songs (title, artist, licence, package):\n{credits}"
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve",
         help="serve the genre widget and its API (http://127.0.0.1:8000)",
-        description=(
-            "Serve the web page and the JSON API. With no options it uses the bundled default model and a "
-            "small synthetic demo library generated into the cache on first start. The library is "
-            "re-scanned (incrementally) at every start. Binds 127.0.0.1 unless --host says otherwise; "
-            "the API is documented at /docs."
-        ),
+        description=_description(),
         epilog=example_epilog(
             "genrify serve",
             "genrify serve --model cnn.genrify --library ~/Music --port 8080",
@@ -58,6 +70,8 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="server processes (each loads the model; default 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--audit", metavar="DATASET", help="also serve /audit: the findings of 'genrify audit DATASET' "
+                   "with players side by side, to accept or dismiss (one worker)")
     p.set_defaults(handler=run_serve)
 
     lib = subparsers.add_parser(
@@ -115,6 +129,7 @@ def _settings(args):
 def run_serve(args) -> int:
     import logging
     import os
+    import sys
 
     # Before torch loads OpenMP: idle worker threads sleep instead of spinning, so
     # concurrent analyses and the event loop do not steal each other's cores.
@@ -129,6 +144,8 @@ def run_serve(args) -> int:
     settings = _settings(args)
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if args.audit and args.workers != 1:
+        raise ConfigError("--audit serves from one worker: leave out --workers")
     from genrify.predict.classifier import BUNDLED_MODELS
 
     named = settings.model in BUNDLED_MODELS or settings.model == "musicnn"
@@ -141,6 +158,7 @@ def run_serve(args) -> int:
             raise ModelFileError(f"{default_model_path()}: the bundled default model is missing; pass --model PATH")
     if settings.library and not os.path.isdir(os.path.expanduser(settings.library)):
         raise ConfigError(f"{settings.library}: no such folder")
+    check_port_free(settings.host, settings.port)
     # Load (and so verify) the model before serving: a damaged or tampered file is one line, not a
     # traceback from the app's start-up. One process uses this classifier; workers each load their own.
     from genrify.predict import load_classifier
@@ -148,11 +166,17 @@ def run_serve(args) -> int:
     classifier = load_classifier(settings.model, fast=True if settings.fast else None)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    if not settings.library and "library" in settings.providers:
+        from genrify.sources.demo import read_credits
+        from genrify.web.service import SYNTHETIC_DEMO_NOTE
+
+        if read_credits() is None:  # said before serving, where a newcomer looks first
+            print(f"genrify: {SYNTHETIC_DEMO_NOTE}", file=sys.stderr, flush=True)
     print(f"genrify: serving on http://{shown_host}:{settings.port}  (API docs: /docs; Ctrl-C stops)", flush=True)
     # Head and body deadlines, connection caps and Retry-After on refusals: see genrify.web.connections.
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level, **server_options())
     if args.workers == 1:
-        uvicorn.run(create_app(settings, classifier=classifier), **common)
+        uvicorn.run(create_app(settings, classifier=classifier, audit=args.audit), **common)
     else:
         # Worker processes rebuild the same settings from the environment.
         del classifier
@@ -161,12 +185,40 @@ def run_serve(args) -> int:
     return 0
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`~genrify.errors.ConfigError` when ``host:port`` cannot be bound (in use, not ours).
+
+    Checked before the model loads and before "serving on ..." is printed, so a busy port is
+    one line instead of a start-up message followed by uvicorn's ``Errno 98``. The probe sets
+    ``SO_REUSEADDR`` as uvicorn does, so a port left in TIME_WAIT by a stopped server is free.
+    """
+    import errno
+    import socket
+
+    from genrify.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: cannot be resolved ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            raise ConfigError(f"port {port} on {host} {reason}: stop the other server or pass --port N") from None
+
+
 def run_scan(args) -> int:
     import sys
 
     from genrify.fileio import terminal_safe
     from genrify.sources.library import LibraryIndex, default_db_path
+    from genrify.sources.scan import check_library_folder
 
+    check_library_folder(args.dir)  # before the index file exists: a wrong path leaves nothing behind
     db = args.db or default_db_path(args.dir)
     seen = [0]
 

@@ -298,13 +298,22 @@ class LibraryIndex:
         Exact matches of the normalised names come first, then fuzzy matches
         whose artist and title similarities both reach
         :data:`~genrify.sources.matching.MATCH_THRESHOLD`,
-        ordered by their mean similarity. Bounded in time by ``deadline`` (see :meth:`rank`).
+        ordered by their mean similarity; when none, matches on words and substrings
+        (see :mod:`genrify.sources.search`). Bounded in time by ``deadline`` (see :meth:`rank`).
         """
+        return self._refs(tid for _, tid in self.rank(artist=artist, track=track, deadline=deadline).hits[
+            : max(0, int(limit))])
+
+    def closest(self, *, artist: str = "", track: str, deadline: float | None = None) -> list[SongRef]:
+        """When a search finds nothing, the few tracks that came nearest (for "did you mean"); else ``[]``."""
+        return self._refs(self.rank(artist=artist, track=track, deadline=deadline).closest)
+
+    def _refs(self, ids) -> list[SongRef]:
         out = []
-        for _, tid in self.rank(artist=artist, track=track, deadline=deadline).hits[: max(0, int(limit))]:
+        for tid in ids:
             try:
                 out.append(self.get(tid).to_ref())
-            except NotFoundError:
+            except NotFoundError:  # removed by a rescan since
                 continue
         return out
 
@@ -355,7 +364,8 @@ def default_db_path(root: str | os.PathLike) -> Path:
 def ensure_demo_library(
     out: str | os.PathLike | None = None, *, per_genre: int = 2, seed: int = 0, duration: float = 30.0
 ) -> Path:
-    """The demo library (synthetic, tagged MP3s), generated once and reused.
+    """The synthetic demo library (generated test clips, tagged MP3s), generated once and reused: the fallback
+    when the real one (:mod:`genrify.sources.demo`) was not built at set-up.
 
     Written into a temporary sibling folder and renamed into place, so an
     interrupted first start never leaves a half library behind. Default

@@ -18,6 +18,16 @@ grow with the library and with the query (one 4.5 KB query of U+FDFA cost
   index query and the scoring; what was found by then is returned, and
   :attr:`Ranking.complete` says whether the search finished.
 
+When nothing matches as a whole, a search falls back to words: tracks holding
+each word of the query (of three letters or more) as a substring of their names
+("sugar plum" finds "Dance of the Sugar Plum Fairy"); a query of three or more
+words typed without an artist may miss one ("Brahms Hungarian Dance" finds
+"Hungarian Dance No. 5" by another performer). Word matches score below
+:data:`~genrify.sources.matching.MATCH_THRESHOLD`, under every whole-name match.
+A query of more than :data:`MAX_WORDS` words is no word search. When even
+words find nothing, :attr:`Ranking.closest` names the candidates that came
+nearest, for a "did you mean" list.
+
 Trigrams keep typos findable: one wrong letter spoils at most three of a name's
 trigrams, and padding gives even a one- or two-letter name some ("u2" → " u2", "u2 ").
 
@@ -44,6 +54,12 @@ MAX_CANDIDATES = 32
 MAX_TERMS = 32
 #: Default time a search may take, in seconds (see ``deadline``).
 SEARCH_BUDGET_S = 0.25
+#: Longest query (in words) searched word by word when nothing matches as a whole.
+MAX_WORDS = 8
+#: Shortest word of a word search (the trigram index cannot look up shorter ones).
+MIN_WORD = 3
+#: How many near misses :attr:`Ranking.closest` lists.
+CLOSEST = 3
 #: ``PRAGMA user_version`` of an index file whose FTS table and triggers exist.
 FTS_VERSION = 1
 
@@ -143,6 +159,15 @@ class Query:
         parts = [f"{cols} : ({' OR '.join(_terms(names))})" for cols, names in groups if names]
         return " OR ".join(parts) or None
 
+    def words(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """``(artist words, title words)`` of :data:`MIN_WORD` letters or more, each without repeats;
+        ``None`` when the query is too long for a word search (over :data:`MAX_WORDS` words) or has none."""
+        title = max(self.titles, key=len)
+        if len(self.artist.split()) + len(title.split()) > MAX_WORDS:
+            return None
+        a, t = ([w for w in dict.fromkeys(text.split()) if len(w) >= MIN_WORD] for text in (self.artist, title))
+        return (tuple(a), tuple(t)) if a or t else None
+
     def length_windows(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """``((lo, hi), (lo, hi))``: lengths a track's title, and its artist, need to be able to match at all.
 
@@ -179,6 +204,8 @@ class Ranking:
     candidates: int
     scored: int
     complete: bool
+    #: When there are no hits: the ids of up to :data:`CLOSEST` candidates that came nearest, best first.
+    closest: tuple[str, ...] = ()
 
 
 _COLS = "t.id, t.norm_artist, t.norm_title, t.norm_title_short"
@@ -230,6 +257,63 @@ def _trigram_rows(conn: sqlite3.Connection, q: Query, *, deadline: float) -> tup
     return rows, True
 
 
+def _word_rows(conn: sqlite3.Connection, words: tuple[tuple[str, ...], tuple[str, ...]], *,
+               deadline: float) -> tuple[list[sqlite3.Row], bool]:
+    """At most :data:`MAX_CANDIDATES` tracks holding any of ``words`` in their names, most words first."""
+    terms = ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(words[0] + words[1])]
+    if time.monotonic() >= deadline:
+        return [], False
+    conn.set_progress_handler(lambda: time.monotonic() >= deadline, 1000)
+    try:
+        rows = conn.execute(
+            f"""WITH hits AS (
+                    SELECT id, bm25(tracks_fts) AS score FROM tracks_fts
+                    WHERE tracks_fts MATCH ? ORDER BY score LIMIT ?)
+                SELECT {_COLS} FROM hits JOIN tracks t ON t.id = hits.id WHERE t.status = 'ok'
+                ORDER BY hits.score""",
+            ("{artist title title_short} : (" + " OR ".join(terms) + ")", MAX_CANDIDATES),
+        ).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "interrupted" not in str(exc):
+            raise
+        return [], False
+    finally:
+        conn.set_progress_handler(None, 0)
+    return rows, True
+
+
+def _word_score(q: Query, words: tuple[tuple[str, ...], tuple[str, ...]], row: sqlite3.Row) -> float | None:
+    """A word match's score (below :data:`MATCH_THRESHOLD`, higher the more of the names the words
+    cover), or None. With an artist: the artist matches and every title word is in the title.
+    Without: every word is in the names, or all but one of three or more."""
+    artist_words, title_words = words
+    names = f"{row['norm_artist']} {row['norm_title']}"
+    if q.artist:
+        artist_ok = (all(w in row["norm_artist"] for w in artist_words) if artist_words else False) or (
+            similarity(q.artist, row["norm_artist"], at_least=MATCH_THRESHOLD) >= MATCH_THRESHOLD)
+        found = [w for w in title_words if w in row["norm_title"] or w in row["norm_title_short"]]
+        if not artist_ok or len(found) < len(title_words):
+            return None
+    else:
+        found = [w for w in title_words if w in names]
+        if not found or len(found) < len(title_words) - (1 if len(title_words) >= 3 else 0):
+            return None
+    coverage = sum(map(len, found)) / max(1, len(names.replace(" ", "")))
+    return MATCH_THRESHOLD * (0.9 + 0.1 * min(1.0, coverage))
+
+
+def _closest(q: Query, rows: list[sqlite3.Row], *, deadline: float) -> tuple[str, ...]:
+    """The ids of up to :data:`CLOSEST` of ``rows`` nearest to ``q`` by name similarity (no threshold)."""
+    scored = []
+    for row in rows:
+        if time.monotonic() >= deadline:
+            break
+        s_title = similarity(set(q.titles), {row["norm_title"], row["norm_title_short"]}) if any(q.titles) else 1.0
+        s_artist = similarity(q.artist, row["norm_artist"]) if q.artist else 1.0
+        scored.append((-(s_title + s_artist), row["id"]))
+    return tuple(tid for _, tid in sorted(set(scored))[:CLOSEST])
+
+
 def _score(q: Query, row: sqlite3.Row) -> float | None:
     """Mean of the title and artist similarities, or None when either is below the threshold."""
     s_title = s_artist = 1.0
@@ -278,5 +362,26 @@ def rank_tracks(
         score = _score(q, row)
         if score is not None:
             found[row["id"]] = score
+    candidates = len(exact) + len(todo)
+    closest: tuple[str, ...] = ()
+    words = q.words() if not found else None
+    if words is not None:  # nothing matched as a whole: try word by word
+        with lock:
+            word_rows, words_complete = _word_rows(conn, words, deadline=deadline)
+        complete = complete and words_complete
+        seen = {row["id"] for row in todo}
+        extra = [row for row in word_rows if row["id"] not in seen]
+        candidates += len(extra)
+        for row in todo + extra:
+            if time.monotonic() >= deadline:
+                complete = False
+                break
+            score = _word_score(q, words, row)
+            if score is not None:
+                found[row["id"]] = score
+        if not found:
+            closest = _closest(q, todo + extra, deadline=deadline)
+    elif not found:
+        closest = _closest(q, todo, deadline=deadline)
     hits = sorted(((s, tid) for tid, s in found.items()), key=lambda t: (-t[0], t[1]))
-    return Ranking(hits=tuple(hits), candidates=len(exact) + len(todo), scored=scored, complete=complete)
+    return Ranking(hits=tuple(hits), candidates=candidates, scored=scored, complete=complete, closest=closest)

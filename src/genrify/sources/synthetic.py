@@ -143,7 +143,8 @@ def write_demo_corpus(
             clip_seed = int(np.random.SeedSequence([int(seed), zlib.crc32(style.encode()), i]).generate_state(1)[0])
             y = generate_clip(style, seed=clip_seed, sr=sr, duration=duration)
             path = folder / f"{artist} - {title}.{fmt}"
-            _write_atomic(path, lambda tmp: _encode(tmp, y, sr=sr, fmt=fmt, artist=artist, title=title, genre=style))
+            _write_atomic(path, lambda tmp: encode_tagged(tmp, y, sr=sr, fmt=fmt, artist=artist, title=title,
+                                                          genre=style))
             rows.append({"path": f"{style}/{path.name}", "genre": style, "artist": artist, "title": title})
             done += 1
             if progress is not None:
@@ -177,7 +178,10 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
 
 
-def _encode(path: Path, y: np.ndarray, *, sr: int, fmt: str, artist: str, title: str, genre: str) -> None:
+def encode_tagged(path: Path, y: np.ndarray, *, sr: int, fmt: str, artist: str, title: str,
+                  genre: str | None = None) -> None:
+    """Encode mono ``y`` (float32, ``sr`` Hz) to ``path`` as ``fmt`` (one of :data:`FORMATS`) with
+    artist, title and (unless ``None``) genre tags. Not atomic: callers write to a temporary name."""
     import soundfile as sf
 
     if fmt == "m4a":
@@ -185,7 +189,9 @@ def _encode(path: Path, y: np.ndarray, *, sr: int, fmt: str, artist: str, title:
         from mutagen.mp4 import MP4
 
         tags = MP4(path)
-        tags["\xa9ART"], tags["\xa9nam"], tags["\xa9gen"] = [artist], [title], [genre]
+        tags["\xa9ART"], tags["\xa9nam"] = [artist], [title]
+        if genre is not None:
+            tags["\xa9gen"] = [genre]
         tags.save()
         return
 
@@ -203,7 +209,9 @@ def _encode(path: Path, y: np.ndarray, *, sr: int, fmt: str, artist: str, title:
         from mutagen.oggvorbis import OggVorbis
 
         tags = (FLAC if fmt == "flac" else OggVorbis)(path)
-        tags["artist"], tags["title"], tags["genre"] = artist, title, genre
+        tags["artist"], tags["title"] = artist, title
+        if genre is not None:
+            tags["genre"] = genre
         tags.save()
     else:
         from mutagen.id3 import ID3, TCON, TIT2, TPE1
@@ -216,7 +224,8 @@ def _encode(path: Path, y: np.ndarray, *, sr: int, fmt: str, artist: str, title:
         assert isinstance(audio.tags, ID3)
         audio.tags.add(TPE1(encoding=3, text=artist))
         audio.tags.add(TIT2(encoding=3, text=title))
-        audio.tags.add(TCON(encoding=3, text=genre))
+        if genre is not None:
+            audio.tags.add(TCON(encoding=3, text=genre))
         audio.save()
 
 

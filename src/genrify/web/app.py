@@ -120,6 +120,17 @@ class HostCheckMiddleware:
         await self.app(scope, receive, send)
 
 
+def _validation_problem(err: dict) -> str:
+    """One request-validation error as ``"track: ..."``, naming the parameter in words a person uses."""
+    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
+    kind = err.get("type", "")
+    if kind == "missing":
+        return f"{where}: required parameter is missing" if where else "a required parameter is missing"
+    if kind == "string_pattern_mismatch" or (kind == "string_too_short" and err.get("ctx", {}).get("min_length") == 1):
+        return f"{where}: must not be empty" if where else "a parameter must not be empty"
+    return f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid")
+
+
 def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
     """Every error becomes one JSON line (:func:`error_response`); unexpected ones are logged, never shown."""
 
@@ -132,18 +143,15 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
         status = int(getattr(exc, "status_code", 400))
         if status >= 500 and status not in (502, 503, 504):
             log.error("%s: %s", type(exc).__name__, exc)
-        extra = {}
+        extra = dict(getattr(exc, "details", None) or {})  # structured parts of the error (e.g. suggestions)
         problems = getattr(exc, "problems", None)
         if problems:
-            extra = {"retry": True, "problems": [public_message(str(p)) for p in problems]}
+            extra.update(retry=True, problems=[public_message(str(p)) for p in problems])
         return error_response(status, str(exc), headers=headers, retry_after=settings.retry_after_s, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body"))
-            problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else err.get("msg", "invalid"))
+        problems = [_validation_problem(err) for err in exc.errors()]
         return error_response(422, "; ".join(problems) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
@@ -157,8 +165,9 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
         return error_response(500, "internal error (see the server log)")
 
 
-def create_app(settings: Settings | None = None, *, classifier: Any = None) -> FastAPI:
-    """Build the app. ``classifier`` (any object with the ``GenreClassifier`` API) skips loading a model file."""
+def create_app(settings: Settings | None = None, *, classifier: Any = None, audit: str | None = None) -> FastAPI:
+    """Build the app. ``classifier`` (any object with the ``GenreClassifier`` API) skips loading a model file;
+    ``audit`` (a dataset folder) adds the audit page (:mod:`genrify.web.audit`)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
@@ -195,6 +204,10 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None) -> F
     _add_error_handlers(app, settings)
 
     app.include_router(routes.router)
+    if audit:
+        from genrify.web import audit as audit_page
+
+        audit_page.register(app, audit)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
 
     if settings.cors_origins:

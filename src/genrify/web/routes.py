@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from genrify.audio import media_type, sniff_audio
 from genrify.errors import AudioDecodeError
+from genrify.web import api_examples as ex
 from genrify.web import service
 from genrify.web.origins import check_same_origin
 from genrify.web.service import AppState
@@ -55,7 +56,8 @@ def same_origin(request: Request) -> None:
 #: For the routes that analyse: a foreign page must not be able to make them work.
 SAME_ORIGIN = [Depends(same_origin)]
 ArtistQ = Annotated[str, Query(max_length=200, description="artist name (may be empty)")]
-TrackQ = Annotated[str, Query(min_length=1, max_length=300, description="song title")]
+#: Required, and not blank: ``pattern`` makes "   " as much a 422 as "" (named in the error by the app's handler).
+TrackQ = Annotated[str, Query(min_length=1, max_length=300, pattern=r"\S", description="song title (required)")]
 TopK = Annotated[int, Query(ge=1, le=50, description="how many genres to list")]
 Images = Annotated[bool, Query(description="include the feature image and timeline as base64 PNGs")]
 
@@ -106,8 +108,10 @@ async def healthz(state: State) -> dict:
 
 
 @router.get("/d/music-prediction", tags=["original"], summary="The original widget's endpoint",
-            dependencies=SAME_ORIGIN)
-async def music_prediction(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...) -> dict:
+            dependencies=SAME_ORIGIN, responses={
+                200: ex.example("found and analysed (not found: `{\"response\": false}`)", ex.ORIGINAL),
+                422: ex.example("`track` missing or empty", ex.MISSING)})
+async def music_prediction(request: Request, state: State, track: TrackQ, artist: ArtistQ = "") -> dict:
     """Find the song, analyse it, answer in the 2017 widget's JSON shape.
 
     `first`/`second` are `[genre, probability]` with the probability 0–1; `mfcc` is a
@@ -119,7 +123,8 @@ async def music_prediction(request: Request, state: State, artist: ArtistQ = "",
         return {"response": False}
     ref, path = found.ref, found.path
     result = await state.run_analysis(
-        lambda: service.analyse_audio(state, path, top_k=2, images=True, name=f"{ref.artist} - {ref.title}"))
+        lambda: service.analyse_audio(state, path, top_k=2, images=True, name=f"{ref.artist} - {ref.title}",
+                                      legacy_mfcc=True))
     first, second = (result["top"] + [["", 0.0], ["", 0.0]])[:2]
     return {
         "response": True,
@@ -133,8 +138,10 @@ async def music_prediction(request: Request, state: State, artist: ArtistQ = "",
 # ------------------------------------------------------------------------------ /api
 
 
-@router.get("/api/search", tags=["api"], summary="Songs matching an artist and a title, from every source")
-async def search(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...,
+@router.get("/api/search", tags=["api"], summary="Songs matching an artist and a title, from every source",
+            responses={200: ex.example("matches, best first (library tracks with their `audio_url`)", ex.SEARCH),
+                       422: ex.example("`track` missing or empty", ex.MISSING)})
+async def search(request: Request, state: State, track: TrackQ, artist: ArtistQ = "",
                  limit: Annotated[int, Query(ge=1, le=50)] = 5) -> dict:
     refs = await state.run_lookup(lambda: service.search_all(state, artist=artist, track=track, limit=limit))
     return {"results": [
@@ -144,13 +151,20 @@ async def search(request: Request, state: State, artist: ArtistQ = "", track: Tr
     ]}
 
 
-@router.get("/api/examples", tags=["api"], summary="A few songs of the local library (for example values)")
+@router.get("/api/examples", tags=["api"], summary="A few songs of the local library (for example values)",
+            responses={200: ex.example("songs to try, and the demo library's credits", ex.EXAMPLES)})
 async def examples(state: State, n: Annotated[int, Query(ge=1, le=20)] = 5) -> dict:
-    return {"examples": await state.run_lookup(lambda: service.library_examples(state, n))}
+    """`examples`: songs to try; `demo`: when the server runs on its demo library, its `kind`
+    (`debian`: real music; `synthetic`: generated test clips, the fallback when set-up was offline), a `note`
+    and the `credits` (file, title, artist, licence, Debian package) of every song; else `null`."""
+    return {"examples": await state.run_lookup(lambda: service.library_examples(state, n)), "demo": state.demo}
 
 
-@router.get("/api/predict", tags=["api"], summary="Find a song and analyse it", dependencies=SAME_ORIGIN)
-async def predict_song(request: Request, state: State, artist: ArtistQ = "", track: TrackQ = ...,
+@router.get("/api/predict", tags=["api"], summary="Find a song and analyse it", dependencies=SAME_ORIGIN,
+            responses={200: ex.example("the song, its verdict, genres and pictures", ex.PREDICT),
+                       404: ex.example("no source has the song: what was searched, near misses", ex.NOT_FOUND),
+                       422: ex.example("`track` missing or empty", ex.MISSING)})
+async def predict_song(request: Request, state: State, track: TrackQ, artist: ArtistQ = "",
                        top_k: TopK = 2, images: Images = True) -> dict:
     """The first match of the first source that has one, analysed.
 
@@ -207,7 +221,10 @@ def _check_looks_like_audio(head: bytes, content_type: str | None) -> None:
         "audio/*": {"schema": {"type": "string", "format": "binary"}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     }}},
-    responses={403: {"description": "made by another site's page"},
+    responses={200: ex.example("the same answer as `GET /api/predict`, with `upload` instead of `song`",
+                               {**{k: v for k, v in ex.PREDICT.items() if k != "song"}, "song": None,
+                                "upload": {"filename": "song.mp3", "bytes": 482113}, "audio_url": None}),
+               403: {"description": "made by another site's page"},
                413: {"description": "upload over the size limit"}, 415: {"description": "not audio"},
                422: {"description": "audio unusable (too short, empty, NaN)"},
                503: {"description": "too many analyses; see Retry-After"}},

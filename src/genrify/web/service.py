@@ -68,6 +68,9 @@ class AppState:
     spool_dir: Path
     library: Any = None  # LibraryIndex | None
     library_root: Path | None = None
+    #: The demo library served when no ``--library`` was given: ``{"kind": "debian" | "synthetic",
+    #: "credits": [...], "note": str}`` (see :func:`open_demo_library`); ``None`` for the user's own library.
+    demo: dict | None = None
     scan_thread: threading.Thread | None = None
     scan_summary: Any = None
     started: float = field(default_factory=time.time)
@@ -171,21 +174,18 @@ def _admission(settings: Settings) -> dict:
 
 def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
     """Load the model, open (and maybe generate) the library, connect the sources. Blocking."""
-    from genrify.sources.library import LibraryIndex, LibrarySource, default_db_path, ensure_demo_library
+    from genrify.sources.library import LibraryIndex, LibrarySource, default_db_path
 
     from genrify.predict import load_classifier
 
     clf = classifier if classifier is not None else load_classifier(settings.model, fast=True if settings.fast else None)
     _share_cores(settings.max_analyses)
-    index = root = None
+    index = root = demo = None
     if "library" in settings.providers:
         if settings.library:
             root = Path(settings.library).expanduser()
         else:
-            try:
-                root = ensure_demo_library(per_genre=settings.demo_per_genre)
-            except Exception as exc:
-                log.warning("demo library unavailable: %s", exc)
+            root, demo = open_demo_library(settings)
         if root is not None:
             db = Path(settings.library_db) if settings.library_db else default_db_path(root)
             index = LibraryIndex(db)
@@ -197,6 +197,7 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
         **_admission(settings),
         library=index,
         library_root=root,
+        demo=demo,
     )
     _warm_up_plots()
     if index is not None and settings.scan != "off":
@@ -206,6 +207,35 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
             state.scan_thread = threading.Thread(target=_scan, args=(state,), name="genrify-scan", daemon=True)
             state.scan_thread.start()
     return state
+
+
+#: Shown (log and page) when the server falls back to the synthetic demo library.
+SYNTHETIC_DEMO_NOTE = ("The real demo library (freely licensed music from the Debian archive) is not built: "
+                       "scripts/setup.sh could not fetch it (offline?). These demo songs are synthetic: generated "
+                       "test clips, not real recordings. Run scripts/setup.sh online to build the real one.")
+
+
+def open_demo_library(settings: Settings) -> tuple[Path | None, dict | None]:
+    """The demo library's folder and its description for :attr:`AppState.demo`.
+
+    The real one (:mod:`genrify.sources.demo`, built at set-up) when it exists; otherwise the
+    synthetic library of :func:`~genrify.sources.library.ensure_demo_library`, labelled as such.
+    """
+    from genrify.sources.demo import demo_dir, read_credits
+    from genrify.sources.library import ensure_demo_library
+
+    root = demo_dir()
+    credits = read_credits(root)
+    if credits is not None:
+        return root, {"kind": "debian", "credits": credits, "note": "Demo songs: freely licensed music from the "
+                      "Debian archive, 30 s clips."}
+    log.warning("%s", SYNTHETIC_DEMO_NOTE)
+    try:
+        root = ensure_demo_library(per_genre=settings.demo_per_genre)
+    except Exception as exc:
+        log.warning("demo library unavailable: %s", exc)
+        return None, None
+    return root, {"kind": "synthetic", "credits": [], "note": SYNTHETIC_DEMO_NOTE}
 
 
 def _warm_up_plots() -> None:
@@ -240,9 +270,12 @@ class Found:
 
 @dataclass(frozen=True)
 class NotFound:
-    """No source had a playable match; ``problems`` lists sources that failed (offline, errors)."""
+    """No source had a playable match; ``problems`` lists sources that failed (offline, errors),
+    ``searched`` what was searched (``"your library (9 songs)"``, ``"Deezer"``), ``closest`` near misses."""
 
     problems: tuple[str, ...] = ()
+    searched: tuple[str, ...] = ()
+    closest: tuple[SongRef, ...] = ()
 
 
 def find_song(state: AppState, *, artist: str, track: str, candidates: int = 3) -> Found | NotFound:
@@ -268,12 +301,42 @@ def find_song(state: AppState, *, artist: str, track: str, candidates: int = 3) 
                 log.warning("audio of %s %s failed: %s", src.name, ref.id, exc)
                 problems.append(f"{src.name}: {exc}")
                 break
-    return NotFound(tuple(problems))
+    return NotFound(tuple(problems), searched=tuple(_searched(state)), closest=tuple(_closest(state, artist, track)))
+
+
+_PROVIDER_NAMES = {"deezer": "Deezer", "itunes": "iTunes"}
+
+
+def _searched(state: AppState) -> list[str]:
+    """What a search looks in, in words: "your library (N songs)" or "the demo library (N songs)", providers."""
+    out = []
+    for src in state.sources:
+        if src.name == "library" and state.library is not None:
+            n = len(state.library)
+            out.append(f"{'the demo library' if state.demo else 'your library'} ({n} song{'s' * (n != 1)})")
+        else:
+            out.append(_PROVIDER_NAMES.get(src.name, src.name))
+    return out
+
+
+def _closest(state: AppState, artist: str, track: str) -> list[SongRef]:
+    """Near misses in the library (never a remote provider: they would cost more requests)."""
+    if state.library is None:
+        return []
+    try:
+        return state.library.closest(artist=artist, track=track)
+    except GenrifyError as exc:
+        log.warning("near misses failed: %s", exc)
+        return []
 
 
 def not_found_error(result: NotFound) -> NotFoundError:
-    err = NotFoundError(NOT_FOUND_MESSAGE)
+    """The 404: says what was searched; ``suggestions`` (artist, title) of near misses ride along."""
+    where = "; searched " + ", ".join(result.searched) if result.searched else ""
+    err = NotFoundError(NOT_FOUND_MESSAGE + where)
     err.problems = result.problems  # type: ignore[attr-defined]
+    err.details = {"searched": list(result.searched),  # type: ignore[attr-defined]
+                   "suggestions": [{"artist": r.artist, "title": r.title} for r in result.closest]}
     return err
 
 
@@ -319,13 +382,23 @@ def png_b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: bool, name: str | None = None) -> dict:
-    """Decode once, analyse, and optionally render the feature image and the timeline (blocking).
+#: The page's timeline chart: font size (points at 100 dpi) and height (inches) of its axis text and figure.
+TIMELINE_FONT_PT = 13
+TIMELINE_HEIGHT_IN = 3.0
+
+
+def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: bool, name: str | None = None,
+                  legacy_mfcc: bool = False) -> dict:
+    """Decode once, analyse, and optionally render the model's input and the timeline (blocking).
 
     Returns the analysis's JSON view (:meth:`~genrify.predict.Analysis.to_dict`, ``top_k``
-    genres listed) with ``images`` (base64 PNGs) and ``elapsed_ms``: ``/api/predict`` without its ``song`` part.
+    genres listed) with ``images`` (base64 PNGs: ``features``, the model's input on a fixed
+    colour scale (:mod:`genrify.web.pictures`), titled by ``features_title``; ``timeline``,
+    absent under "not music") and ``elapsed_ms``: ``/api/predict`` without its ``song`` part.
+    ``legacy_mfcc``: ``features`` is the 2017 widget's MFCC image instead.
     """
     from genrify import report
+    from genrify.web import pictures
 
     clf = state.classifier
     t0 = time.perf_counter()
@@ -333,13 +406,21 @@ def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: b
     y = clf.load(audio, name=label)
     analysis = clf.analyse(y, sr=clf.sr, top_k=top_k, name=label)
     out = analysis.to_dict()
-    if images:
+    if images and legacy_mfcc:
         image, sr, hop = clf.feature_image(y, sr=clf.sr)
-        out["images"] = {
-            "features": png_b64(report.feature_image_png(image, sr=sr, hop_length=hop)),
-            "timeline": png_b64(report.timeline_png(analysis.window_starts, analysis.window_probabilities,
-                                                    analysis.labels, top=5, duration=float(analysis.duration))),
-        }
+        out["images"] = {"features": png_b64(report.feature_image_png(image, sr=sr, hop_length=hop))}
+    elif images:
+        image, sr, hop, picture = pictures.model_input(clf, y)
+        out["images"] = {"features": png_b64(pictures.picture_png(image, sr=sr, hop_length=hop, picture=picture)),
+                         "features_title": picture.title}
+        if out.get("verdict") != "not_music":  # a genre timeline of something that is not music misleads
+            import matplotlib
+
+            # Larger text than the report's: a phone shows the chart at about half its width.
+            with matplotlib.rc_context({"font.size": TIMELINE_FONT_PT}):
+                out["images"]["timeline"] = png_b64(report.timeline_png(
+                    analysis.window_starts, analysis.window_probabilities, analysis.labels, top=5,
+                    duration=float(analysis.duration), height=TIMELINE_HEIGHT_IN))
     out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return out
 
@@ -348,6 +429,9 @@ def library_examples(state: AppState, n: int = 5) -> list[dict]:
     """A few library tracks spread over the library, for the page's example values."""
     if state.library is None:
         return []
+    if state.demo and state.demo["credits"]:
+        chosen = [c for c in state.demo["credits"] if c["example"]][:n]
+        return [{"artist": c["artist"], "title": c["title"], "genre_tag": None} for c in chosen]
     tracks = state.library.tracks()
     if not tracks:
         return []

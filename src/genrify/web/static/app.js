@@ -9,7 +9,6 @@
   const artistInput = $("artist");
   const trackInput = $("track");
   const predictBtn = $("predict");
-  const pauseBtn = $("pause");
   const fileInput = $("file");
   const drop = $("drop");
   const statusEl = $("status");
@@ -38,7 +37,23 @@
   function clearResult() {
     result.hidden = true;
     player.pause();
-    pauseBtn.disabled = true;
+    $("suggestions").hidden = true;
+  }
+
+  // The verdict in one sentence, for screen readers (the result itself is not a live region:
+  // its many parts would be read out piecemeal as they fill in).
+  function summary(data, name) {
+    const top = (data.top || [])[0];
+    if (data.verdict === "genre" && top) return name + ": " + top[0] + ", certainty " + percent(top[1]) + ".";
+    return name + ": " + (data.message || "the model is not sure.");
+  }
+
+  // On a phone the result starts below the fold: bring it into view once it is there.
+  function reveal(data, name) {
+    $("announce").textContent = summary(data, name);
+    const reduce = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    result.scrollIntoView({ block: "start", behavior: reduce ? "auto" : "smooth" });
+    result.focus({ preventScroll: true });
   }
 
   function show(data, audioUrl, name) {
@@ -71,13 +86,15 @@
     const images = data.images || {};
     $("mfcc").src = images.features ? "data:image/png;base64," + images.features : "";
     $("mfcc").hidden = !images.features;
-    $("timeline").src = images.timeline ? "data:image/png;base64," + images.timeline : "";
-    $("timeline-figure").hidden = !images.timeline;
+    if (images.features_title) $("features-caption").textContent = images.features_title + ".";
+    const timeline = images.timeline && data.verdict !== "not_music";
+    $("timeline").src = timeline ? "data:image/png;base64," + images.timeline : "";
+    $("timeline-figure").hidden = !timeline;
     result.hidden = false;
+    reveal(data, name);
     if (audioUrl) {
       player.src = audioUrl;
       player.hidden = false;
-      pauseBtn.disabled = false;
       const playing = player.play();
       if (playing && playing.catch) playing.catch(function () { /* autoplay refused: the controls remain */ });
     } else {
@@ -108,9 +125,12 @@
       const params = new URLSearchParams({ artist: artist, track: track, top_k: "2" });
       const response = await fetch("/api/predict?" + params.toString(), { headers: { Accept: "application/json" } });
       if (response.status === 404) {
-        let retry = false;
-        try { retry = Boolean((await response.json()).retry); } catch (e) { /* not JSON */ }
-        setStatus(NOT_FOUND + (retry ? " (a music service did not answer; try again later)" : ""), "error");
+        let body = {};
+        try { body = await response.json(); } catch (e) { /* not JSON */ }
+        const searched = (body.searched || []).length ? " Searched: " + body.searched.join(", ") + "." : "";
+        setStatus(NOT_FOUND + "." + searched + (body.retry ? " (A music service did not answer; try again later.)" : ""),
+                  "error");
+        showSuggestions(body.suggestions || []);
         return;
       }
       if (!response.ok) {
@@ -142,6 +162,10 @@
       const data = await response.json();
       if (objectUrl) URL.revokeObjectURL(objectUrl);
       objectUrl = URL.createObjectURL(file);
+      // The answer is about the file now: the search fields no longer describe it.
+      artistInput.value = "";
+      trackInput.value = "";
+      touched = true;
       setStatus("");
       show(data, objectUrl, file.name);
     } catch (e) {
@@ -152,11 +176,49 @@
     }
   }
 
+  function songButton(cls, song) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = cls;
+    b.textContent = (song.artist ? song.artist + " – " : "") + song.title;
+    b.addEventListener("click", function () {
+      artistInput.value = song.artist;
+      trackInput.value = song.title;
+      touched = true;
+      form.requestSubmit();
+    });
+    return b;
+  }
+
+  function showSuggestions(list) {
+    const box = $("suggestions");
+    box.querySelectorAll("button").forEach(function (b) { b.remove(); });
+    list.forEach(function (song) { box.appendChild(songButton("suggestion", song)); });
+    box.hidden = !list.length;
+  }
+
+  function showDemo(demo) {
+    const note = $("demo-note");
+    if (!demo) return;
+    note.textContent = demo.note || "";
+    note.className = "demo-note" + (demo.kind === "synthetic" ? " synthetic" : "");
+    note.hidden = !demo.note;
+    const list = $("credits-list");
+    list.replaceChildren();
+    (demo.credits || []).forEach(function (c) {
+      const li = document.createElement("li");
+      li.textContent = "“" + c.title + "” by " + c.artist + " (" + c.licence + "; Debian package " + c.package + ")";
+      list.appendChild(li);
+    });
+    $("credits").hidden = !(demo.credits || []).length;
+  }
+
   async function loadExamples() {
     try {
       const response = await fetch("/api/examples?n=4");
       if (!response.ok) return;
       const data = await response.json();
+      showDemo(data.demo);
       const list = data.examples || [];
       if (!list.length) return;
       const box = $("examples");
@@ -167,18 +229,7 @@
         artistInput.value = list[0].artist;
         trackInput.value = list[0].title;
       }
-      list.forEach(function (ex) {
-        const b = document.createElement("button");
-        b.type = "button";
-        b.className = "example";
-        b.textContent = (ex.artist ? ex.artist + " – " : "") + ex.title;
-        b.addEventListener("click", function () {
-          artistInput.value = ex.artist;
-          trackInput.value = ex.title;
-          form.requestSubmit();
-        });
-        box.appendChild(b);
-      });
+      list.forEach(function (ex) { box.appendChild(songButton("example", ex)); });
       box.hidden = false;
     } catch (e) { /* examples are optional */ }
   }
@@ -196,8 +247,6 @@
     input.addEventListener("input", function () { touched = true; });
   });
   form.addEventListener("submit", predictSong);
-  pauseBtn.addEventListener("click", function () { player.pause(); });
-  player.addEventListener("play", function () { pauseBtn.disabled = false; });
   fileInput.addEventListener("change", function () { predictFile(fileInput.files[0]); });
   ["dragenter", "dragover"].forEach(function (type) {
     drop.addEventListener(type, function (e) { e.preventDefault(); drop.classList.add("over"); });

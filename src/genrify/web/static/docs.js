@@ -9,6 +9,29 @@
     return node;
   }
 
+  // Text with `code` spans (Markdown's backticks) as a paragraph-like element: code in <code>, never raw backticks.
+  function rich(tag, text, cls) {
+    const node = el(tag, undefined, cls);
+    String(text).split("`").forEach(function (part, i) {
+      if (part) node.appendChild(i % 2 ? el("code", part) : document.createTextNode(part));
+    });
+    return node;
+  }
+
+  function responses(op) {
+    const box = el("div", undefined, "responses");
+    Object.keys(op.responses || {}).forEach(function (code) {
+      const r = op.responses[code];
+      box.appendChild(rich("p", code + ": " + (r.description || ""), "lead"));
+      const content = r.content || {};
+      Object.keys(content).forEach(function (type) {
+        const example = content[type].example;
+        if (example !== undefined) box.appendChild(el("pre", JSON.stringify(example, null, 2), "example"));
+      });
+    });
+    return box;
+  }
+
   function schemaText(schema) {
     if (!schema) return "";
     if (schema.$ref) return schema.$ref.split("/").pop();
@@ -28,7 +51,7 @@
     const spec = await response.json();
     const desc = document.getElementById("description");
     (spec.info.description || "").split("\n").forEach(function (line) {
-      if (line.trim()) desc.appendChild(el("p", line.replace(/^\*\s*/, "• ")));
+      if (line.trim()) desc.appendChild(rich("p", line.replace(/^\*\s*/, "• ")));
     });
     Object.keys(spec.paths).forEach(function (path) {
       const item = spec.paths[path];
@@ -38,15 +61,15 @@
         const title = el("h2");
         title.appendChild(el("code", method.toUpperCase() + " " + path));
         card.appendChild(title);
-        if (op.summary) card.appendChild(el("p", op.summary));
+        if (op.summary) card.appendChild(rich("p", op.summary));
         if (op.description) {
-          op.description.split("\n\n").forEach(function (para) { card.appendChild(el("p", para, "lead")); });
+          op.description.split("\n\n").forEach(function (para) { card.appendChild(rich("p", para, "lead")); });
         }
         const params = op.parameters || [];
         if (params.length) {
           const list = el("ul");
           params.forEach(function (p) {
-            list.appendChild(el("li", p.name + " (" + p.in + (p.required ? ", required" : "") + "): " +
+            list.appendChild(rich("li", p.name + " (" + p.in + (p.required ? ", required" : "") + "): " +
               schemaText(p.schema) + (p.description ? " — " + p.description : "")));
           });
           card.appendChild(list);
@@ -54,8 +77,7 @@
         if (op.requestBody) {
           card.appendChild(el("p", "Body: " + Object.keys(op.requestBody.content || {}).join(", ")));
         }
-        const codes = Object.keys(op.responses || {});
-        if (codes.length) card.appendChild(el("p", "Responses: " + codes.join(", "), "lead"));
+        card.appendChild(responses(op));
         box.appendChild(card);
       });
     });
