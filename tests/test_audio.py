@@ -310,3 +310,47 @@ def test_ten_minutes_of_8_channel_192k_flac_decodes_within_the_memory_budget(tmp
         assert peak_kb < 500 * 1024, f"decoder peak RSS {peak_kb / 1024:.0f} MB"
     finally:
         pool.close()
+
+
+def _encode_with_ffmpeg(path: Path, *, container: str, codec: str, sr: int) -> None:
+    """Write 3 s of a two-tone signal with PyAV (FFmpeg's encoders)."""
+    import av
+
+    t = np.arange(3 * sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 660 * t)).astype(np.float32)
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=sr, layout="mono")
+        stream.bit_rate = 96000
+        fmt = stream.codec_context.format.name  # mono: packed and planar are both (1, samples)
+        data = (y * 32767).astype(np.int16) if fmt.startswith("s16") else y
+        frame_size = stream.codec_context.frame_size or 1024
+        for start in range(0, len(y), frame_size):
+            frame = av.AudioFrame.from_ndarray(data[None, start:start + frame_size], format=fmt, layout="mono")
+            frame.sample_rate = sr
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_every_extension_that_decodes_when_named_is_taken_by_folder_scans(tmp_path):
+    """.wma and .webm decode when named, so a folder scan takes them too (one list of extensions)."""
+    from genrify.sources.folder import audio_files
+
+    _encode_with_ffmpeg(tmp_path / "song.wma", container="asf", codec="wmav2", sr=44100)
+    _encode_with_ffmpeg(tmp_path / "song.webm", container="webm", codec="libopus", sr=48000)
+    (tmp_path / "notes.txt").write_text("not audio")
+    found = audio_files(tmp_path)
+    assert [p.name for p in found] == ["song.webm", "song.wma"]
+    for path in found:
+        y, sr = load_audio(path, sr=SR)
+        assert abs(len(y) / sr - 3.0) < 0.1 and np.abs(y).max() > 0.1, path
+
+
+@pytest.mark.parametrize("content", [b"hello world\n", "caf\u00e9 au lait, not a song at all\n".encode("latin-1"),
+                                     "na\u00efve r\u00e9sum\u00e9 of a text file\n".encode("utf-8") * 3])
+def test_a_text_file_named_mp3_is_not_audio(tmp_path, content):
+    path = tmp_path / "notes.mp3"
+    path.write_bytes(content)
+    with pytest.raises(AudioDecodeError, match=r"notes\.mp3: not an audio file \(looks like plain text\)"):
+        load_audio(path, sr=SR)

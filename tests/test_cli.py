@@ -244,17 +244,98 @@ def test_predict_write_tags_tags_only_confident_answers(run_genrify, tiny_cnn_mo
     notes = songs / "notes.mp3"
     notes.write_text("not audio")
     before = {p.name: read_genre(p) for p in songs.glob("*.wav")}
-    proc = run_genrify("predict", songs, "--model", tiny_cnn_model, "--write-tags", "--json")
+    # The synthetic clips carry their style as genre tag: --overwrite lets the answers replace it.
+    proc = run_genrify("predict", songs, "--model", tiny_cnn_model, "--write-tags", "--overwrite", "--json")
     assert proc.returncode == 1  # notes.mp3 is not audio; everything else was answered
     results = {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
     assert "error" in results["notes.mp3"] and notes.read_text() == "not audio"
     for name, old in before.items():
         r = results[name]
         if r["verdict"] == "genre":
-            assert r["tagged"] == r["top"][0][0] == read_genre(songs / name)
+            assert r["tagged"].casefold() == r["top"][0][0] == read_genre(songs / name).casefold()
         else:
             assert r["tagged"] is None and read_genre(songs / name) == old
     assert any(r.get("tagged") for r in results.values())
     assert sorted(p.name for p in songs.iterdir()) == sorted([*before, "notes.mp3"])  # nothing left beside them
     text = run_genrify("predict", songs / next(iter(before)), "--model", tiny_cnn_model, "--write-tags")
     assert "[genre tag: " in text.stdout or "unsure" in text.stdout or "not music" in text.stdout.lower()
+
+
+def test_predict_timeline_one_rule_no_collisions_every_path_printed(run_genrify, tiny_cnn_model, synthetic_corpus, tmp_path):
+    """A name ending in .png is one song's plot; anything else is a folder of <song>-timeline.png;
+    songs of the same name in two folders never overwrite each other; each path is printed."""
+    clip = sorted(synthetic_corpus.glob("metal/*.wav"))[0]
+    a, b = tmp_path / "a" / "song.wav", tmp_path / "b" / "song.wav"
+    for path in (a, b):
+        path.parent.mkdir()
+        shutil.copy2(clip, path)
+    refused = run_genrify("predict", a, b, "--model", tiny_cnn_model, "--timeline", tmp_path / "two.png")
+    assert refused.returncode == 1 and not (tmp_path / "two.png").exists()
+    assert _error_lines(refused.stderr) == refused.stderr.splitlines() and "give a folder" in refused.stderr
+    many = run_genrify("predict", a, b, "--model", tiny_cnn_model, "--timeline", tmp_path / "plots")
+    assert many.returncode == 0, many.stderr
+    written = sorted((tmp_path / "plots").iterdir())
+    assert [p.name for p in written] == ["song-2-timeline.png", "song-timeline.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") and f"timeline: {p}" in many.stdout for p in written)
+    one = run_genrify("predict", a, "--model", tiny_cnn_model, "--timeline", f"{tmp_path / 'tlout'}/", "--json")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)[0]["timeline"] == str(tmp_path / "tlout" / "song-timeline.png")
+    assert (tmp_path / "tlout" / "song-timeline.png").read_bytes().startswith(b"\x89PNG")
+    single = run_genrify("predict", a, "--model", tiny_cnn_model, "--timeline", tmp_path / "one.png")
+    assert single.returncode == 0 and (tmp_path / "one.png").is_file() and f"timeline: {tmp_path / 'one.png'}" in single.stdout
+
+
+def test_predict_write_tags_keeps_an_existing_genre_unless_overwrite(run_genrify, tiny_cnn_model, synthetic_corpus, tmp_path):
+    from genrify.sources.tags import read_genre, write_genre
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for clip in sorted(synthetic_corpus.glob("*/*.wav"))[::5]:
+        shutil.copy2(clip, songs / clip.name)
+        write_genre(songs / clip.name, "Folk")
+    kept = run_genrify("predict", songs, "--model", tiny_cnn_model, "--write-tags")
+    assert kept.returncode == 0, kept.stderr
+    answered = [line for line in kept.stdout.splitlines() if "certainty" in line and "Not sure" not in line]
+    assert answered and all("[genre tag kept: Folk; --overwrite replaces it]" in line for line in answered)
+    assert {read_genre(p) for p in songs.iterdir()} == {"Folk"}
+    replaced = run_genrify("predict", songs, "--model", tiny_cnn_model, "--write-tags", "--overwrite", "--json")
+    results = json.loads(replaced.stdout)
+    assert replaced.returncode == 0 and any(r["tagged"] for r in results)
+    for r in results:
+        assert read_genre(r["path"]) == (r["tagged"] or "Folk")
+
+
+def test_predict_option_errors_name_the_fix(run_genrify, synthetic_corpus):
+    clip = sorted(synthetic_corpus.glob("metal/*.wav"))[0]
+    zero = run_genrify("predict", clip, "--top-k", "0", timeout=120)
+    assert zero.returncode == 1 and zero.stderr.strip() == "genrify: error: --top-k must be at least 1 (got 0)"
+    for name, hint in (("musiccnn", "did you mean 'musicnn'?"), ("cnn", "genrify train")):
+        proc = run_genrify("predict", clip, "--model", name, timeout=120)
+        assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert hint in proc.stderr and all(m in proc.stderr for m in ("default", "gtzan", "musicnn"))
+
+
+def test_evaluate_lists_tracks_of_genres_the_model_lacks(run_genrify, tiny_cnn_model, synthetic_corpus, tmp_path):
+    """Tracks of a genre the model never learned are named, and macro-F1 averages only the
+    genres with songs in the dataset (not the model's other genres at F1 = 0)."""
+    root = tmp_path / "data"
+    metal = sorted(synthetic_corpus.glob("metal/*.wav"))
+    # "polka": other songs than the metal ones (a dataset keeps one copy of identical audio).
+    for style, clips in (("metal", metal[-2:]), ("jazz", sorted(synthetic_corpus.glob("jazz/*.wav"))[-2:]),
+                         ("polka", metal[:2])):
+        (root / style).mkdir(parents=True)
+        for clip in clips:
+            shutil.copy2(clip, root / style / clip.name)
+    built = run_genrify("dataset", "build", root, "--out", tmp_path / "d.gdb", "--workers", "1")
+    assert built.returncode == 0, built.stderr
+    proc = run_genrify("evaluate", tmp_path / "d.gdb", "--model", tiny_cnn_model, "--include-training-data",
+                       "--out", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped ")]
+    assert len(skipped) == 2 and all("polka" in line for line in skipped)
+    metrics = json.loads((tmp_path / "ev.json").read_text())
+    metrics = metrics.get("metrics", metrics)
+    present = [g for g in ("metal", "jazz")]
+    assert metrics["macro_f1"] == pytest.approx(np.mean([metrics["per_genre"][g]["f1"] for g in present]))
+    assert set(metrics["absent"]) == set(metrics["labels"]) - set(present)
+    assert "2 tracks skipped" in proc.stdout or "2 tracks skipped" in (tmp_path / "ev.md").read_text()

@@ -237,6 +237,15 @@ def test_source_without_audio_is_a_dataset_error(tmp_path):
         Dataset(tmp_path / "empty")
 
 
+def test_a_flat_folder_of_songs_is_told_to_make_genre_sub_folders(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("a.mp3", "b.wav"):
+        (flat / name).write_bytes(b"\0" * 100)
+    with pytest.raises(DatasetError, match=r"flat: no genre sub-folders \(2 audio files lie directly in it\).*ROOT/<genre>/"):
+        scan_labelled(flat)
+
+
 def test_stale_partial_feature_files_are_cleaned_by_the_next_build(small_corpus, tmp_path):
     """What a ``kill -9`` in the middle of a feature write leaves behind (a hidden ``.part``)
     is removed by the next build."""

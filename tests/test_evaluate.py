@@ -143,3 +143,11 @@ def test_cross_validation_scores_each_song_with_a_model_that_never_saw_it():
         probs = track_probabilities(mf, [images[i] for i in te])
         np.testing.assert_allclose(oof[te], probs, rtol=1e-5, atol=1e-6)
         assert acc == pytest.approx(float((probs.argmax(1) == y[te]).mean()))
+
+
+def test_macro_f1_averages_only_the_genres_present():
+    """A model genre with no songs in the data has no F1: it is named, not averaged in as 0."""
+    m = evaluate(np.array([0, 0, 1]), np.array([0, 0, 1]), labels=["a", "b", "c", "d"])
+    assert m["macro_f1"] == 1.0 and m["absent"] == ["c", "d"]
+    wrong = evaluate(np.array([0, 1]), np.array([2, 1]), labels=["a", "b", "c"])  # a wrong answer still counts
+    assert wrong["macro_f1"] == pytest.approx((0.0 + 1.0) / 2) and wrong["absent"] == ["c"]

@@ -187,3 +187,16 @@ def test_analyse_many_refuses_a_bad_model_before_starting_workers(tmp_path):
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelFileError):
         list(analyse_many(["a.wav", "b.wav"], model=bad, workers=2))
+
+
+def test_a_self_trained_window_network_says_not_music_for_noise_a_tone_and_silence(clf, shared_data):
+    """The signal checks stand under every model, a CNN trained by genrify included (it has no
+    musicnn embeddings for the learned probe: see genrify.predict.checks); real music passes."""
+    sr = 22050
+    t = np.arange(8 * sr) / sr
+    for name, y in (("noise", np.random.default_rng(1).normal(0, 0.2, t.size)),
+                    ("tone", 0.3 * np.sin(2 * np.pi * 440 * t)), ("silence", np.zeros(t.size))):
+        a = clf.analyse(y.astype(np.float32), sr=sr)
+        assert a.verdict == "not_music" and a.details["not_music"], (name, a.verdict, a.top)
+    for song in (shared_data / "gtzan-mini" / "metal" / "metal.00000.wav", shared_data / "cc-audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"):
+        assert clf.analyse(song).verdict != "not_music", song

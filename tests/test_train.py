@@ -268,3 +268,84 @@ def test_splits_group_by_artist_unless_asked_to_group_by_track():
 
     with pytest.raises(ConfigError, match="grouping"):
         TrainConfig(group_by="album")
+
+
+def _not_music_clips(shared_data, tmp_path) -> dict:
+    """Real speech (GTZAN music/speech, LibriSpeech) and generated noise, tone and silence, as files."""
+    import soundfile as sf
+
+    sr = 22050
+    t = np.arange(8 * sr) / sr
+    made = {"white noise": np.random.default_rng(0).normal(0, 0.2, t.size),
+            "a 440 Hz tone": 0.3 * np.sin(2 * np.pi * 440 * t), "silence": np.zeros(t.size)}
+    clips = {name: tmp_path / f"{name}.wav" for name in made}
+    for name, y in made.items():
+        sf.write(clips[name], y.astype(np.float32), sr)
+    speech = sorted((shared_data / "music-speech" / "speech").glob("*.wav"))[:2]
+    speech += [shared_data / "cc-audio" / "198-209-0000.ogg"]
+    clips.update({p.name: p for p in speech})
+    return clips
+
+
+@pytest.mark.slow
+def test_a_self_trained_probe_says_not_music_as_the_bundled_models_do(real_embedded, shared_data, tmp_path):
+    """``musicnn-probe`` trained on four genres ships the music probe: speech, noise, a tone and
+    silence are "not music", while real songs of its genres keep their genre."""
+    import shutil
+
+    from genrify.config import musicnn_run_config
+    from genrify.predict import GenreClassifier
+    from genrify.train.run import train_and_report
+
+    shutil.copytree(real_embedded, tmp_path / "real.gdb", symlinks=True)
+    config = musicnn_run_config(RunConfig(model=ModelConfig(name="musicnn-probe", backbone="msd_musicnn", C=0.005)))
+    dataset = Dataset(tmp_path / "real.gdb")
+    try:
+        train_and_report(dataset, config, out=tmp_path / "probe.genrify", prefix=tmp_path / "probe",
+                         say=lambda *a, **k: None)
+    finally:
+        dataset.close()
+    clf = GenreClassifier.from_file(tmp_path / "probe.genrify")
+    assert clf.model_file.extra["music_probe"] == "the bundled default model's"
+    for name, path in _not_music_clips(shared_data, tmp_path).items():
+        a = clf.analyse(path)
+        assert a.verdict == "not_music", (name, a.verdict, a.top, a.details)
+    for genre in ("metal", "classical"):  # songs the probe never saw
+        song = sorted((shared_data / "gtzan-excerpts" / genre).glob("*.wav"))[0]
+        a = clf.analyse(song)
+        assert a.verdict != "not_music" and a.details["music_probability"] > 0.5, (song, a.message)
+
+
+def test_a_not_music_class_trains_the_music_probe_and_wins_the_verdict(real_embeddings):
+    """A dataset with a not-music class fits its own music probe on it (music = every other
+    genre), and a model whose not-music class wins a song calls the song not music."""
+    from genrify.config import musicnn_run_config
+    from genrify.predict.checks import not_music_class
+    from genrify.predict.heads import probe_logits, sigmoid
+    from genrify.train.run import Prepared, music_probe
+
+    assert [not_music_class(x) for x in (["jazz", "Not Music"], ["non-music", "rock"], ["jazz", "musical"])] == [1, 0, None]
+    E, y, groups, labels = real_embeddings
+    # Stand-in for a user's not-music folder: the classical songs, labelled "not-music".
+    named = [("not-music" if lab == "classical" else lab) for lab in labels]
+    p = Prepared(musicnn_run_config(RunConfig()), [], named, y, groups, E)
+    t = music_probe(p)
+    k = named.index("not-music")
+    p_music = np.array([sigmoid(probe_logits(t, e, prefix="music")[:, 0]).mean() for e in E])
+    assert (p_music[y == k] < 0.5).all() and (p_music[y != k] > 0.5).all()
+
+
+def test_too_few_songs_for_a_validation_split_says_what_to_do():
+    from genrify.errors import DatasetError
+
+    labels = [g for g in ("blues", "jazz", "rock", "pop", "metal", "disco") for _ in range(3)]
+    groups = [f"artist{i}" for i in range(len(labels))]
+    with pytest.raises(DatasetError) as info:
+        train_val_split(labels, groups, val_fraction=0.2)
+    message = str(info.value)
+    assert "--val-fraction 0.34" in message and "musicnn-probe" in message and "add songs" in message
+    assert "n_splits" not in message  # not scikit-learn's words
+    tr, va = train_val_split(labels, groups, val_fraction=0.34)  # the advice works: one song in three held out
+    assert len(va) == 6 and len(tr) == 12
+    with pytest.raises(DatasetError, match=r"--folds 3"):
+        group_kfold(labels, groups, folds=5)

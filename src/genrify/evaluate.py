@@ -12,7 +12,6 @@ from collections import OrderedDict
 import numpy as np
 
 
-
 def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray, *, n_bins: int = 10) -> float:
     """ECE of the top-1 confidence over ``n_bins`` equal-width bins."""
     conf = probabilities.max(axis=1)
@@ -30,16 +29,19 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, *, labels: list[str],
              probabilities: np.ndarray | None = None) -> OrderedDict:
     """Accuracy, macro-F1, per-genre precision/recall/F1/support and the confusion matrix.
 
-    ``y_true``/``y_pred`` are label indices into ``labels``.
+    ``y_true``/``y_pred`` are label indices into ``labels``. Macro-F1 is the mean F1 of
+    the genres present in ``y_true``: a genre with no songs has no F1 to average (it would
+    count as 0); ``absent`` names those genres.
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     idx = list(range(len(labels)))
+    present = sorted({int(i) for i in np.asarray(y_true).tolist()})
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
     out = OrderedDict()
     out["n"] = int(len(y_true))
     out["accuracy"] = float(accuracy_score(y_true, y_pred))
-    out["macro_f1"] = float(f1_score(y_true, y_pred, labels=idx, average="macro", zero_division=0))
+    out["macro_f1"] = float(f1_score(y_true, y_pred, labels=present or idx, average="macro", zero_division=0))
     out["chance"] = float(1.0 / len(labels))
     if probabilities is not None:
         out["ece"] = expected_calibration_error(probabilities, np.asarray(y_true))
@@ -47,5 +49,6 @@ def evaluate(y_true: np.ndarray, y_pred: np.ndarray, *, labels: list[str],
         (lab, OrderedDict(precision=float(p[i]), recall=float(r[i]), f1=float(f[i]), support=int(s[i])))
         for i, lab in enumerate(labels))
     out["labels"] = list(labels)
+    out["absent"] = [lab for i, lab in enumerate(labels) if i not in present]
     out["confusion"] = confusion_matrix(y_true, y_pred, labels=idx).tolist()
     return out

@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: Extensions genrify treats as audio when it scans folders.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4", ".aiff", ".aif", ".au")
+#: Extensions genrify treats as audio: the one list folder scans (``predict FOLDER``,
+#: ``dataset build``, ``library scan``) take, so a file that decodes when named
+#: is never skipped in a folder. load_audio decodes each (libsndfile, else FFmpeg).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".mp4", ".aiff", ".aif", ".au",
+                    ".wma", ".webm", ".weba", ".mka", ".caf", ".wv", ".ape", ".mp2", ".ac3", ".m4b", ".amr")
 
 #: The extensions :func:`sniff_audio` can return, in the order genrify looks for
 #: a file under each of them (previews, collected tracks); all in :data:`AUDIO_EXTENSIONS`.
@@ -66,10 +69,27 @@ def not_audio_kind(head: bytes) -> str | None:
     for magic, kind in _NOT_AUDIO:
         if stripped[: len(magic)].lower() == magic.lower():
             return kind
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if len(head) >= 16 and all(c.isprintable() or c in "\r\n\t" for c in text):
-        return "plain text"
-    return None
+    return "plain text" if _looks_like_text(head) else None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Whether ``head`` reads as text: printable UTF-8, or mostly ASCII with a few Latin-1 letters.
+
+    Every audio container starts with binary within its first bytes (sizes, flags,
+    frame headers), so a short file of printable characters is text too. An MP3
+    frame sync (0xFF) never counts as a Latin-1 letter.
+    """
+    if not head:
+        return False
+    # The head may cut a UTF-8 sequence: drop up to 3 trailing bytes that do not decode.
+    for cut in range(4):
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            text = None
+    if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return True
+    ascii_printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    latin_letters = sum(0xA0 <= b < 0xFF for b in head)
+    return ascii_printable + latin_letters == len(head) and ascii_printable >= 0.8 * len(head)

@@ -20,14 +20,20 @@ def register(sub) -> None:
     p.add_argument("files", nargs="+", help="audio files, or folders (every audio file under them)")
     p.add_argument("--model", default=None, help="model file, 'gtzan' for the bundled ten-genre GTZAN model, or 'musicnn' for musicnn's own tags "
                         "(default: the bundled taxonomy model: 14 genres and their styles)")
-    p.add_argument("--top-k", type=int, default=2)
+    p.add_argument("--top-k", type=int, default=2, help="genres listed per song (at least 1; default 2)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.add_argument("--fast", action="store_true", help="musicnn models: 3 spread windows per song, bfloat16")
-    p.add_argument("--timeline", metavar="PNG", help="also plot genre over time (one file: PNG; several: a folder)")
+    p.add_argument("--timeline", metavar="PNG|DIR",
+                   help="also plot genre over time: a name ending in .png is the plot of a single song; anything "
+                        "else is a folder that gets <song>-timeline.png per song (every path written is printed)")
     p.add_argument("--workers", type=int, default=1, help="processes for many files (each loads the model; default 1)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: 'auto' (the one this machine belongs to) or "
+                        "host:port; FILES may then also be fsspec URLs (s3://…); see docs/scale.md")
     p.add_argument("--write-tags", action="store_true",
                    help="write the top genre into each file's genre tag (only when the answer is a genre, not "
-                        "'unsure' or 'not music'; atomic, audio untouched)")
+                        "'unsure' or 'not music'; atomic, audio untouched); a file that already has a different "
+                        "genre keeps it unless --overwrite is given")
+    p.add_argument("--overwrite", action="store_true", help="with --write-tags: replace existing genre tags too")
     p.set_defaults(handler=cmd_predict)
 
 
@@ -38,11 +44,26 @@ def cmd_predict(args) -> int:
 
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if args.ray and args.workers != 1:
+        raise ConfigError("--workers sizes a local run; on Ray, GENRIFY_RAY_ACTORS and GENRIFY_RAY_ACTOR_CPUS do "
+                          "(see docs/scale.md)")
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1 (got {args.top_k})")
+    if args.overwrite and not args.write_tags:
+        raise ConfigError("--overwrite only applies with --write-tags")
+    check_model_name(args.model)
     # A folder stands for every audio file under it; answers keep the order of the arguments.
     groups = [[str(p) for p in audio_files(item)] if Path(item).is_dir() else [item] for item in args.files]
     paths = [p for g in groups for p in g]
-    stream = analyse_many(paths, model=args.model, fast=True if args.fast else None, top_k=args.top_k,
-                          workers=args.workers)
+    timelines = timeline_paths(paths, args.timeline) if args.timeline else {}
+    if args.ray:
+        from genrify.scale import RayConfig, analyse_many_on_ray
+
+        stream = analyse_many_on_ray(paths, config=RayConfig.from_environment(args.ray), model=args.model,
+                                     fast=True if args.fast else None, top_k=args.top_k)
+    else:
+        stream = analyse_many(paths, model=args.model, fast=True if args.fast else None, top_k=args.top_k,
+                              workers=args.workers)
     from tqdm import tqdm
 
     # A progress bar only where it cannot tangle with the answers printed to the same terminal.
@@ -60,9 +81,9 @@ def cmd_predict(args) -> int:
             else:
                 results.append({"path": r.path, **r.analysis.to_dict()})
                 if args.timeline:
-                    write_timeline(r.analysis, r.path, args.timeline, several=len(paths) > 1)
+                    results[-1]["timeline"] = str(write_timeline(r.analysis, timelines[r.path]))
                 if args.write_tags:
-                    failed += _tag(results[-1], r.analysis)
+                    failed += _tag(results[-1], r.analysis, overwrite=args.overwrite)
             if not args.json:
                 _print_result(results[-1], r.analysis)
             bar.update()
@@ -74,16 +95,43 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
-def _tag(result: dict, analysis) -> int:
-    """Write the top genre into the file's tags when the answer is a genre; 1 if that failed."""
+def check_model_name(model: str | None) -> None:
+    """Refuse a ``--model`` that is neither a file nor a built-in model, naming the built-in
+    models and the closest name (``musiccnn`` → ``musicnn``)."""
+    import difflib
+
+    from genrify.errors import ModelFileError
+    from genrify.predict.classifier import BUNDLED_MODELS
+
+    builtin = {"default": "the taxonomy model, used without --model", "gtzan": "the ten-genre GTZAN model",
+               "musicnn": "musicnn's own 50 tags"}
+    if model is None or model in builtin or model in BUNDLED_MODELS or Path(model).exists():
+        return
+    close = difflib.get_close_matches(model.casefold(), list(builtin), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    names = "; ".join(f"{name}: {what}" for name, what in builtin.items())
+    raise ModelFileError(f"{model}: no such model file, and not a built-in model{hint}; built-in models are {names}; "
+                         "train your own with 'genrify train my.gdb --model cnn --out cnn.genrify'")
+
+
+def _tag(result: dict, analysis, *, overwrite: bool) -> int:
+    """Write the top genre into the file's tags when the answer is a genre (a different existing
+    genre only with ``overwrite``); 1 if that failed."""
     from genrify.errors import GenrifyError
-    from genrify.sources.tags import write_genre
+    from genrify.sources.tags import read_genre, write_genre
 
     result["tagged"] = None
     if analysis.verdict != "genre":  # unsure, not music or multi-label tags: the file keeps its tags
         return 0
     genre = analysis.top[0][0]
     try:
+        old = read_genre(result["path"])
+        if old and _same_genre(old, genre):
+            result["tagged"] = old  # the file already says so: nothing to write
+            return 0
+        if old and not overwrite:  # the user's own tag wins unless they ask
+            result["tag_kept"] = old
+            return 0
         write_genre(result["path"], genre)
     except GenrifyError as exc:
         result["tag_error"] = str(exc)
@@ -97,19 +145,62 @@ def _print_result(result: dict, analysis) -> None:
         print(f"genrify: error: {terminal_safe(result['error'])}", file=sys.stderr, flush=True)
         return
     tagged = f"  [genre tag: {result['tagged']}]" if result.get("tagged") else ""
+    if result.get("tag_kept"):
+        tagged = f"  [genre tag kept: {result['tag_kept']}; --overwrite replaces it]"
     # The whole line: a model file's genre names are outside text too.
     print(terminal_safe(f"{result['path']}: {format_top(analysis)}{tagged}"), flush=True)
+    if "timeline" in result:
+        print(terminal_safe(f"  timeline: {result['timeline']}"), flush=True)
     if "tag_error" in result:
         print(f"genrify: error: {terminal_safe(result['tag_error'])}", file=sys.stderr, flush=True)
 
 
-def write_timeline(a, path: str, target: str, *, several: bool) -> None:
-    """Plot ``a``'s genre-over-time to ``target`` (a folder when several files are predicted)."""
+def _same_genre(a: str, b: str) -> bool:
+    from genrify.sources.folder import normalise_label
+
+    return normalise_label(a) == normalise_label(b)
+
+
+def timeline_paths(paths: list[str], target: str) -> dict[str, Path]:
+    """Where ``--timeline TARGET`` puts each song's plot, by one rule: a ``TARGET`` ending in
+    ``.png`` (and not an existing folder) is the plot of a single song; anything else is a
+    folder holding ``<song>-timeline.png`` per song, ``<song>-2-timeline.png`` … when songs of
+    different folders share a name, so no plot overwrites another."""
+    from genrify.errors import ConfigError
+
+    out = Path(target)
+    if out.suffix.lower() == ".png" and not out.is_dir():
+        if len(paths) > 1:
+            raise ConfigError(f"--timeline {target}: a .png name holds one song's plot, and {len(paths)} songs are "
+                              "predicted; give a folder instead (e.g. --timeline timelines/)")
+        return {p: out for p in paths}
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--timeline {target}: not a folder (name a folder, or a .png for a single song)")
+    taken: set[str] = set()
+    where = {}
+    for p in dict.fromkeys(paths):
+        stem, n = Path(p).stem, 1
+        name = f"{stem}-timeline.png"
+        while name.casefold() in taken:
+            n += 1
+            name = f"{stem}-{n}-timeline.png"
+        taken.add(name.casefold())
+        where[p] = out / name
+    return where
+
+
+def write_timeline(a, out: Path) -> Path:
+    """Plot ``a``'s genre-over-time as a PNG at ``out`` (its folder is created); returns ``out``."""
+    from genrify.errors import WriteError
     from genrify.fileio import write_bytes_atomic
     from genrify.report import timeline_png
 
-    out = Path(target) / f"{Path(path).stem}-timeline.png" if several else Path(target)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"{out}: cannot write ({exc.strerror or exc})") from None
     write_bytes_atomic(out, timeline_png(a.window_starts, a.window_probabilities, a.labels, duration=a.duration))
+    return out
 
 
 def format_top(a) -> str:

@@ -110,16 +110,24 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from genrify import report
+    from genrify.cli.predict import check_model_name
     from genrify.dataset import Dataset
     from genrify.errors import DatasetError
     from genrify.evaluate import evaluate
     from genrify.predict import GenreClassifier
     from genrify.predict.batch import dataset_track_probabilities
 
+    check_model_name(args.model)
     clf = GenreClassifier.from_file(args.model)
     dataset = Dataset(args.dataset)
     fit = set(clf.model_file.extra.get("fit_tracks", []))
     tracks = [t for t in dataset.tracks() if t.genre in clf.labels]
+    unknown = [t for t in dataset.tracks() if t.genre not in clf.labels]
+    for t in unknown:  # the model cannot answer a genre it never learned: say which songs are left out
+        print(terminal_safe(f"skipped {t.path}: genre {t.genre!r} is not one of the model's genres"), file=sys.stderr)
+    if not tracks:
+        raise DatasetError(f"{args.dataset}: none of its genres ({', '.join(sorted({t.genre for t in unknown}))}) "
+                           f"is one the model knows ({', '.join(clf.labels)})")
     held = tracks if args.include_training_data else [t for t in tracks if t.sha256 not in fit]
     seen = sum(t.sha256 in fit for t in tracks)
     if not held:
@@ -133,6 +141,12 @@ def cmd_evaluate(args) -> int:
         context.append(f"WARNING: includes {seen} tracks the model was trained on: these figures are optimistic")
     else:
         context.append(f"held-out tracks only ({seen} training tracks excluded)")
+    if unknown:
+        genres = sorted({t.genre for t in unknown})
+        context.append(f"{len(unknown)} tracks skipped: their genres ({', '.join(genres)}) are not the model's")
+    if metrics["absent"]:
+        context.append(f"macro-F1 averages the {len(clf.labels) - len(metrics['absent'])} genres with songs here "
+                       f"(none of: {', '.join(metrics['absent'])})")
     prefix = Path(args.out) if args.out else Path(args.model).with_suffix("").with_name(Path(args.model).stem + "-evaluation")
     paths = report.write_report(metrics, prefix, title=f"Evaluation of {Path(args.model).name}", context=context)
     for c in context[2:]:

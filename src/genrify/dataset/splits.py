@@ -17,6 +17,10 @@ def group_kfold(labels: list[str], groups: list[str], *, folds: int, seed: int =
         raise DatasetError("need at least 2 folds")
     if n_groups < folds:
         raise DatasetError(f"only {n_groups} independent groups (artists/tracks) for {folds} folds")
+    largest = max(np.unique(labels_arr, return_counts=True)[1])
+    if largest < folds:  # scikit-learn refuses: no genre could be spread over every fold
+        raise DatasetError(f"cannot split {len(labels_arr)} tracks into {folds} folds: the largest genre has only "
+                           f"{largest} songs; ask for {largest} folds or fewer (--folds {largest}), or add songs")
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     try:
         return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels_arr)), labels_arr, groups)]
@@ -46,5 +50,20 @@ def train_val_split(labels: list[str], groups: list[str], *, val_fraction: float
     folds = min(folds, len(set(groups_arr[rest])))
     if folds < 2:
         return np.arange(len(labels)), np.zeros(0, dtype=np.int64)
+    largest = max(np.unique(labels_arr[rest], return_counts=True)[1])
+    if largest < folds:
+        raise DatasetError(_too_few_to_validate(largest, val_fraction))
     tr, va = group_kfold(list(labels_arr[rest]), list(groups_arr[rest]), folds=folds, seed=seed)[0]
     return np.sort(np.concatenate([rest[tr], always])), rest[va]
+
+
+def _too_few_to_validate(largest: int, val_fraction: float) -> str:
+    """What to do when no genre has enough songs to hold out ``val_fraction`` of them."""
+    import math
+
+    more = (f"hold out more with --val-fraction {math.ceil(100 / largest) / 100:.2f} (one song in {largest}), "
+            if largest >= 2 else "")
+    return (f"too few songs for a validation split: the largest genre has {largest}, and holding out "
+            f"{val_fraction:.0%} of each genre needs at least {max(2, round(1 / val_fraction))}; {more}"
+            "train --model musicnn-probe (it needs no validation split and learns from a few songs per genre), "
+            "or add songs (10 or more per genre)")

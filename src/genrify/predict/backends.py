@@ -16,7 +16,7 @@ from genrify.config import MUSICNN_FAST_WINDOWS, MUSICNN_FEATURES, MUSICNN_MAX_W
 from genrify.dataset.windows import cut_windows, window_frames
 from genrify.errors import ConfigError, ModelFileError
 from genrify.models.modelfile import ModelFile
-from genrify.predict.checks import signal_checks
+from genrify.predict.checks import not_music_class, signal_checks
 from genrify.predict.heads import genre_logits_function, probe_logits, sigmoid, window_softmax
 from genrify.predict.taxonomy import genre_window_probabilities, song_pool, style_probabilities
 
@@ -42,6 +42,7 @@ class WindowNetBackend:
         self.mean, self.std = t["norm.mean"], t["norm.std"]
         self.temperature = _temperature(t)
         self.extractor = FeatureExtractor(cfg.features)
+        self.labels = list(model_file.labels)
         self.net = build_model(cfg.model, n_features=cfg.features.n_features, n_frames=self.size,
                                n_classes=len(model_file.labels))
         self.net.load_state_dict(model_file.network_state(), strict=True)
@@ -57,9 +58,14 @@ class WindowNetBackend:
         return torch.softmax(logits / self.temperature, dim=1).numpy(), starts
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Per-window probabilities, window starts (s) and details for audio ``y`` at ``self.sr``."""
+        """Per-window probabilities, window starts (s) and details for audio ``y`` at ``self.sr``.
+
+        The verdict rules of a model without musicnn embeddings: its not-music class, if
+        trained with one, and the signal checks (see :mod:`genrify.predict.checks`)."""
         probs, starts = self.image_probabilities(self.extractor.transform(y))
-        return probs, starts * self.config.features.hop_length / self.sr, {}
+        details: dict = {}
+        _not_music_details(details, self.labels, probs, y, sr=self.sr, config=self.config)
+        return probs, starts * self.config.features.hop_length / self.sr, details
 
 
 class MusicnnHeadBackend:
@@ -81,7 +87,7 @@ class MusicnnHeadBackend:
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         emb = self.embedder.embed(y)
         probs = self.embedding_probabilities(emb.embeddings)
-        return probs, emb.starts, _music_details(self, emb.embeddings, y)
+        return probs, emb.starts, _music_details(self, emb.embeddings, y, probs)
 
 
 def _set_up_musicnn(backend, model_file: ModelFile, *, fast: bool | None, also: tuple[str, ...] = ()) -> None:
@@ -96,11 +102,13 @@ def _set_up_musicnn(backend, model_file: ModelFile, *, fast: bool | None, also: 
     backend.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if backend.fast else cfg.window.max_windows,
                                        fast=backend.fast, also=also)
     backend.tensors = model_file.tensors
+    backend.labels = list(model_file.labels)
     backend.has_music_probe = "music.coef" in backend.tensors
 
 
-def _music_details(backend, embeddings: np.ndarray, y: np.ndarray) -> dict:
-    """The mode, the music probe's verdict over ``embeddings`` and the signal checks on ``y``."""
+def _music_details(backend, embeddings: np.ndarray, y: np.ndarray, probs: np.ndarray | None = None) -> dict:
+    """The mode, the music probe's verdict over ``embeddings``, the not-music class in the
+    window probabilities ``probs`` (when given) and the signal checks on ``y``."""
     details: dict = {"mode": "fast" if backend.fast else "full"}
     if backend.has_music_probe:
         p_music = sigmoid(probe_logits(backend.tensors, embeddings, prefix="music")[:, 0])
@@ -109,11 +117,25 @@ def _music_details(backend, embeddings: np.ndarray, y: np.ndarray) -> dict:
             details["not_music"] = True
             details["not_music_reason"] = (f"This does not sound like music (music probability "
                                            f"{p_music.mean():.0%}); no genre given.")
-    signal = signal_checks(y, sr=backend.sr, verdict=backend.config.verdict)
+    _not_music_details(details, backend.labels if probs is not None else [], probs, y, sr=backend.sr,
+                       config=backend.config)
+    return details
+
+
+def _not_music_details(details: dict, labels: list[str], probs: np.ndarray | None, y: np.ndarray, *, sr: int,
+                       config) -> None:
+    """Add to ``details`` the verdict rules every model supports: a not-music class among
+    ``labels`` that wins the song (mean of the window probabilities ``probs``), then the
+    signal checks on ``y`` (whose reason is the most specific, so it is the one given)."""
+    k = not_music_class(labels)
+    if k is not None and int(np.argmax(probs.mean(axis=0))) == k:
+        details["not_music"] = True
+        details["not_music_reason"] = (f"This sounds like the model's {labels[k]!r} examples "
+                                       f"({float(probs.mean(axis=0)[k]):.0%}), not music; no genre given.")
+    signal = signal_checks(y, sr=sr, verdict=config.verdict)
     if signal:
         details["not_music"] = True
         details["not_music_reason"] = signal
-    return details
 
 
 class TaxonomyBackend:

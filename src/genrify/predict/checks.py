@@ -2,6 +2,21 @@
 
 Pure functions over decoded audio; the thresholds come from the model's
 :class:`~genrify.config.VerdictConfig`.
+
+Which rules a model gets (the same for every model that can support them):
+
+* silence, steady noise and one steady tone (:func:`signal_checks`, :func:`verdict`):
+  every model, bundled or self-trained, whatever its input;
+* a not-music class (:func:`not_music_class`): any model trained with one, e.g. a
+  ``not-music`` folder of speech and noise beside the genre folders, says "not
+  music" when that class wins;
+* the learned music / not-music probe over musicnn embeddings: every model that
+  computes those embeddings (the bundled models, ``musicnn-probe``,
+  ``musicnn-finetune``; a self-trained one carries the bundled probe). A window
+  network (``mlp``, ``cnn``) reads its own MFCC or log-mel windows and never
+  computes musicnn embeddings, so it has no probe to ask: running musicnn beside
+  it would cost more than the network itself. Speech can get a genre from such a
+  model unless it was trained with a not-music class.
 """
 
 from __future__ import annotations
@@ -21,11 +36,15 @@ def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictCon
     steady broadband noise and one steady tone. Conservative by design: music with
     a strong bass or a solo instrument changes pitch and timbre over time and passes.
 
-    Works on 1024-point frames, each with its own mean (DC) removed first: a constant
+    Works on frames of at least 64 ms (1024 points at 16 kHz, 4096 at 44.1 kHz: the
+    same resolution, ≤ 16 Hz, for every model's rate, so "±2 bins of the peak" never
+    spans a whole bass line), each with its own mean (DC) removed first: a constant
     offset would otherwise leak into the lowest bins and read as a steady ~16 Hz tone.
     Returns the reason, or ``None``.
     """
     n = 1024
+    while n * 16000 < 1024 * sr:  # integers: exactly 1024 at 16 kHz
+        n *= 2
     if len(y) < 4 * n:
         return None
     frames = np.lib.stride_tricks.sliding_window_view(y, n)[:: n // 2][:2000]
@@ -35,7 +54,10 @@ def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictCon
     spec = spec[loud]
     if len(spec) < 4:
         return None
-    frame_flat = np.exp(np.mean(np.log(spec), axis=1)) / spec.mean(axis=1)
+    # Flatness over 0–8 kHz (all of it at the musicnn models' 16 kHz): noise recorded or
+    # resampled at a lower rate leaves the top of a 44.1 kHz spectrum empty, and would not look flat.
+    band = spec[:, : max(8, int(8000 * n / sr))]
+    frame_flat = np.exp(np.mean(np.log(band), axis=1)) / band.mean(axis=1)
     if np.quantile(frame_flat, 0.1) > verdict.noise_flatness:
         return f"This sounds like noise (spectral flatness {np.median(frame_flat):.2f}), not music; no genre given."
     peaks = spec.argmax(axis=1)
@@ -45,6 +67,21 @@ def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictCon
     steady = np.abs(peaks - np.median(peaks)) <= 2
     if np.mean(tonal & steady) > 0.9:
         return f"This sounds like a steady tone (~{(np.median(peaks) + 1) * sr / n:.0f} Hz), not music; no genre given."
+    return None
+
+
+#: Genre labels (normalised: lower case, letters and digits only) that name "not music".
+NOT_MUSIC_LABELS = frozenset({"notmusic", "nonmusic", "nomusic"})
+
+
+def not_music_class(labels) -> int | None:
+    """The index of the not-music class among a model's ``labels`` ("not-music", "Not music",
+    "non_music" …), or ``None`` when the model was trained without one."""
+    import re
+
+    for i, label in enumerate(labels):
+        if re.sub(r"[^a-z0-9]+", "", str(label).lower()) in NOT_MUSIC_LABELS:
+            return i
     return None
 
 

@@ -89,8 +89,17 @@ def scan_labelled(root: str | os.PathLike) -> list[LabelledTrack]:
                 artist, title = artist_title_from_name(path)
                 tracks.append(LabelledTrack(path=path, genre=genre, artist=artist, title=title))
     if not tracks:
-        raise DatasetError(f"{root}: no audio files found (expected ROOT/<genre>/*.wav|mp3|ogg|flac|m4a or a CSV manifest)")
+        raise DatasetError(_no_tracks_reason(root))
     return tracks
+
+
+def _no_tracks_reason(root: Path) -> str:
+    """Why the labelled folder ``root`` gave no tracks, and what to do about it."""
+    expected = "put each genre's audio in its own sub-folder, ROOT/<genre>/song.mp3, or give a CSV manifest"
+    loose = [n for n in os.listdir(root) if not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS]
+    if loose:  # a flat folder of songs: the labels are missing, not the audio
+        return f"{root}: no genre sub-folders ({len(loose)} audio files lie directly in it): {expected}"
+    return f"{root}: no audio files found in genre sub-folders: {expected}"
 
 
 def _read_manifest(path: Path) -> list[LabelledTrack]:

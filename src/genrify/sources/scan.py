@@ -122,6 +122,25 @@ class FolderScan:
         )
 
 
+def check_library_folder(root: str | os.PathLike) -> Path:
+    """``root`` as a :class:`~pathlib.Path`, after refusing a missing folder, a file, and a folder
+    with no audio file under it (:class:`~genrify.errors.DatasetError`), so that a scan of
+    the wrong path says so before any index file is created."""
+    path = Path(root)
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:
+        raise DatasetError(f"{root}: cannot read the library folder ({exc.strerror or exc})") from None
+    if not is_dir:
+        raise DatasetError(f"{root}: {'not a folder' if path.exists() else 'no such folder'}")
+    for _, dirnames, filenames in os.walk(path, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(n.lower().endswith(AUDIO_EXTENSIONS) and not n.startswith(".") for n in filenames):
+            return path
+    raise DatasetError(f"{root}: no audio files in this folder (genrify reads "
+                       f"{', '.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)})")
+
+
 def inside(path: Path, root: Path) -> bool:
     """Whether the resolved ``path`` lies under the resolved ``root``."""
     try:

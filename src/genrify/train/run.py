@@ -17,6 +17,7 @@ import numpy as np
 from genrify.config import RunConfig, musicnn_run_config
 from genrify.models import EMBEDDING_NET, EMBEDDING_PROBE, WINDOW_NET, model_spec
 from genrify.models.modelfile import ModelFile
+from genrify.predict.checks import not_music_class
 
 #: Where a run's lines go: ``say(line)`` for the report, ``say(line, err=True)`` for warnings.
 Say = Callable[..., None]
@@ -134,8 +135,33 @@ class EmbeddingHeadTrainer:
     def fit(self, p: Prepared, *, curves: Path, progress: bool) -> Fitted:
         mf, done = self.fit_head(p, curves=curves, progress=progress)
         mf.extra["fit_tracks"] = [t.sha256 for t in p.tracks]
+        mf.tensors.update(music_probe(p))
+        mf.extra["music_probe"] = ("fitted on this dataset's not-music class"
+                                   if not_music_class(p.labels) is not None else "the bundled default model's")
         T = float(mf.tensors["calibration.temperature"][0])
-        return Fitted(mf, f"({done}; {len(p.labels)} genres, temperature {T:.2f})", None)
+        return Fitted(mf, f"({done}; {len(p.labels)} genres, temperature {T:.2f}; music probe: "
+                          f"{mf.extra['music_probe']})", None)
+
+
+#: Inverse L2 strength of a music / not-music probe fitted on a user's not-music class
+#: (the value the bundled models' probe was fitted with, tools/train_taxonomy_model.py).
+MUSIC_PROBE_C = 0.05
+
+
+def music_probe(p: Prepared) -> dict[str, np.ndarray]:
+    """The music / not-music probe (``music.*`` tensors) a head over musicnn embeddings ships
+    with, so that it says "not music" as the bundled models do: fitted on the dataset's own
+    not-music class against every genre when it has one, else the bundled default model's
+    probe, which reads the very same embeddings (msd_musicnn, 1506 values per window)."""
+    from genrify.models.modelfile import load_model_file
+    from genrify.predict.classifier import default_model_path
+    from genrify.train.probe import fit_probe
+
+    k = not_music_class(p.labels)
+    if k is not None:
+        return fit_probe(p.inputs, (p.y != k).astype(np.int64), C=MUSIC_PROBE_C, seed=p.config.train.seed,
+                         prefix="music")
+    return {name: t for name, t in load_model_file(default_model_path()).tensors.items() if name.startswith("music.")}
 
 
 class ProbeTrainer(EmbeddingHeadTrainer):
