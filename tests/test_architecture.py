@@ -20,8 +20,9 @@ LAYERS = [
     {"sources", "dataset"},
     {"models"},
     {"predict"},
-    {"evaluate", "report"},
+    {"evaluate", "report", "tagging"},
     {"train"},
+    {"scale", "audit"},
     {"cli", "web", "__main__"},
 ]
 

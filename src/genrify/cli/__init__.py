@@ -13,7 +13,7 @@ import importlib
 import sys
 
 #: Modules under ``genrify.cli`` that register commands, in help order.
-COMMAND_MODULES = ("train", "data", "predict", "tag", "serve", "collect")
+COMMAND_MODULES = ("train", "data", "audit", "predict", "tag", "serve", "collect")
 
 
 def build_parser() -> argparse.ArgumentParser:
