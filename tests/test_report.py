@@ -52,3 +52,19 @@ def test_rendering_is_thread_safe():
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         pngs = list(pool.map(lambda im: feature_image_png(im, sr=22050, hop_length=512), images))
     assert pngs == [feature_image_png(im, sr=22050, hop_length=512) for im in images]
+
+
+def test_timeline_fontsize_reaches_the_legend_too():
+    import matplotlib.image
+
+    rng = np.random.default_rng(3)
+    labels = ["Rock", "Jazz", "Pop"]
+    probs = rng.dirichlet(np.ones(3), size=6)
+
+    def legend_ink(**kwargs) -> float:
+        img = matplotlib.image.imread(io.BytesIO(timeline_png(np.arange(6) * 3.0, probs, labels, **kwargs)))
+        right = img[:, int(img.shape[1] * 0.82):, :3]  # the legend sits right of the axes
+        return float((right.mean(axis=2) < 0.5).mean())
+
+    # A phone shows the chart at half size: the legend must grow with the rest of the text.
+    assert legend_ink(fontsize=13) > 1.5 * legend_ink()

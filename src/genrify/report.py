@@ -94,6 +94,7 @@ def timeline_png(
     duration: float | None = None,
     width: float = 6.4,
     height: float = 2.0,
+    fontsize: float | None = None,
 ) -> bytes:
     """Render genre probability over time as a stacked area chart (PNG).
 
@@ -107,6 +108,8 @@ def timeline_png(
             as a block from its start to the next start (the last one to ``duration``);
             otherwise the window starts are joined by straight lines.
         width, height: figure size in inches.
+        fontsize: points for the axis labels, ticks and legend (default: matplotlib's, legend 8);
+            larger for a picture shown small, as on a phone.
 
     Returns:
         PNG bytes. A single window is drawn as a flat band across the clip.
@@ -143,9 +146,11 @@ def timeline_png(
     ax.stackplot(x, *series, labels=names, alpha=0.9, step=step)
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("probability")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.set_xlabel("time (s)", fontsize=fontsize)
+    ax.set_ylabel("probability", fontsize=fontsize)
+    if fontsize is not None:
+        ax.tick_params(labelsize=fontsize)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=fontsize or 8, frameon=False)
     return _png(fig)
 
 

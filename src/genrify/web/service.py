@@ -414,13 +414,10 @@ def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: b
         out["images"] = {"features": png_b64(pictures.picture_png(image, sr=sr, hop_length=hop, picture=picture)),
                          "features_title": picture.title}
         if out.get("verdict") != "not_music":  # a genre timeline of something that is not music misleads
-            import matplotlib
-
-            # Larger text than the report's: a phone shows the chart at about half its width.
-            with matplotlib.rc_context({"font.size": TIMELINE_FONT_PT}):
-                out["images"]["timeline"] = png_b64(report.timeline_png(
-                    analysis.window_starts, analysis.window_probabilities, analysis.labels, top=5,
-                    duration=float(analysis.duration), height=TIMELINE_HEIGHT_IN))
+            # Larger text than the report's (legend included): a phone shows the chart at about half its width.
+            out["images"]["timeline"] = png_b64(report.timeline_png(
+                analysis.window_starts, analysis.window_probabilities, analysis.labels, top=5,
+                duration=float(analysis.duration), height=TIMELINE_HEIGHT_IN, fontsize=TIMELINE_FONT_PT))
     out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return out
 
