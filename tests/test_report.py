@@ -54,17 +54,22 @@ def test_rendering_is_thread_safe():
     assert pngs == [feature_image_png(im, sr=22050, hop_length=512) for im in images]
 
 
-def test_timeline_fontsize_reaches_the_legend_too():
+def test_timeline_fontsize_reaches_the_legend_and_the_legend_fits():
     import matplotlib.image
 
     rng = np.random.default_rng(3)
-    labels = ["Rock", "Jazz", "Pop"]
+    names = ["Soul & R&B", "Electronic", "Classical"]
     probs = rng.dirichlet(np.ones(3), size=6)
 
-    def legend_ink(**kwargs) -> float:
-        img = matplotlib.image.imread(io.BytesIO(timeline_png(np.arange(6) * 3.0, probs, labels, **kwargs)))
-        right = img[:, int(img.shape[1] * 0.82):, :3]  # the legend sits right of the axes
-        return float((right.mean(axis=2) < 0.5).mean())
+    def picture(**kwargs) -> np.ndarray:
+        png = timeline_png(np.arange(6) * 3.0, probs, names, **kwargs)
+        return matplotlib.image.imread(io.BytesIO(png))[:, :, :3].mean(axis=2)
 
-    # A phone shows the chart at half size: the legend must grow with the rest of the text.
-    assert legend_ink(fontsize=13) > 1.5 * legend_ink()
+    def legend_rows(img: np.ndarray, x0: float) -> int:  # the legend's height: rows with ink right of the axes
+        return int((img[:, int(img.shape[1] * x0):] < 0.5).any(axis=1).sum())
+
+    default, large = picture(), picture(fontsize=13)
+    # A phone shows the chart at half size: the legend must grow with the rest of the text …
+    assert legend_rows(large, 0.70) > 1.3 * legend_rows(default, 0.83)
+    # … and still fit: nothing drawn at the picture's right edge (no cut-off "Soul & R&B").
+    assert large[:, -int(large.shape[1] * 0.03):].min() > 0.9

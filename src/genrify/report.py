@@ -122,7 +122,8 @@ def timeline_png(
             f"got {probs.shape}"
         )
     fig = _figure(width, height)
-    ax = fig.add_axes((0.09, 0.24, 0.72, 0.7))
+    # Larger text needs room: the legend's longest name ("Soul & R&B") and the y label must fit.
+    ax = fig.add_axes((0.09, 0.24, 0.72, 0.7) if not fontsize else (0.12, 0.22, 0.56, 0.7))
     if probs.shape[0] == 0:
         ax.text(0.5, 0.5, "no windows", ha="center", va="center", transform=ax.transAxes)
         return _png(fig)
