@@ -32,6 +32,7 @@ def register(subparsers) -> None:
         epilog=example_epilog(
             "genrify serve",
             "genrify serve --model cnn.genrify --library ~/Music --port 8080",
+            "genrify serve --library ~/Music --index ~/Music/genrify.sqlite   (tagged songs: /library)",
             "genrify serve --providers library,deezer,itunes",
             "genrify serve --allowed-hosts music.example.org --max-per-client 0   (behind a proxy: docs/deploy.md)",
         ),
@@ -72,6 +73,8 @@ def register(subparsers) -> None:
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--audit", metavar="DATASET", help="also serve /audit: the findings of 'genrify audit DATASET' "
                    "with players side by side, to accept or dismiss (one worker)")
+    p.add_argument("--index", metavar="PATH", help="results index of 'genrify tag' that the /library page shows "
+                   "(default: the one 'genrify tag' uses; one worker)")
     p.set_defaults(handler=run_serve)
 
     lib = subparsers.add_parser(
@@ -146,6 +149,8 @@ def run_serve(args) -> int:
         raise ConfigError("--workers must be at least 1")
     if args.audit and args.workers != 1:
         raise ConfigError("--audit serves from one worker: leave out --workers")
+    if args.index and args.workers != 1:
+        raise ConfigError("--index serves from one worker: leave out --workers")
     from genrify.predict.classifier import BUNDLED_MODELS
 
     named = settings.model in BUNDLED_MODELS or settings.model == "musicnn"
@@ -176,7 +181,7 @@ def run_serve(args) -> int:
     # Head and body deadlines, connection caps and Retry-After on refusals: see genrify.web.connections.
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level, **server_options())
     if args.workers == 1:
-        uvicorn.run(create_app(settings, classifier=classifier, audit=args.audit), **common)
+        uvicorn.run(create_app(settings, classifier=classifier, audit=args.audit, library_index=args.index), **common)
     else:
         # Worker processes rebuild the same settings from the environment.
         del classifier

@@ -165,9 +165,11 @@ def _add_error_handlers(app: FastAPI, settings: Settings) -> None:
         return error_response(500, "internal error (see the server log)")
 
 
-def create_app(settings: Settings | None = None, *, classifier: Any = None, audit: str | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, classifier: Any = None, audit: str | None = None,
+               library_index: str | None = None) -> FastAPI:
     """Build the app. ``classifier`` (any object with the ``GenreClassifier`` API) skips loading a model file;
-    ``audit`` (a dataset folder) adds the audit page (:mod:`genrify.web.audit`)."""
+    ``audit`` (a dataset folder) adds the audit page (:mod:`genrify.web.audit`); ``library_index``: the results
+    index of ``genrify tag`` the library page (:mod:`genrify.web.library_page`) shows (default: the usual one)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
@@ -208,6 +210,9 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None, audi
         from genrify.web import audit as audit_page
 
         audit_page.register(app, audit)
+    from genrify.web import library_page
+
+    library_page.register(app, index=library_index, library=settings.library)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
 
     if settings.cors_origins:
