@@ -9,7 +9,16 @@
 ``render``        terminal text, Markdown, JSON and the label-pair picture
 """
 
-from genrify.audit.core import apply_exclusions, audit_dataset
 from genrify.audit.findings import AuditConfig, Finding
 
 __all__ = ["AuditConfig", "Finding", "apply_exclusions", "audit_dataset"]
+
+
+def __getattr__(name: str):
+    # The audit itself (numpy, scikit-learn, cleanlab) loads on first use, so that the CLI can read
+    # AuditConfig's defaults for `genrify --help` without it.
+    if name in ("apply_exclusions", "audit_dataset"):
+        from genrify.audit import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module 'genrify.audit' has no attribute {name!r}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from genrify.config import ModelConfig, VerdictConfig
+
+if TYPE_CHECKING:  # only annotations: `genrify --help` reads AuditConfig's defaults without numpy
+    import numpy as np
 
 #: Finding kinds, most harmful first: the report and the page list them in this order.
 KINDS = ("cross-genre-duplicate", "not-music", "mislabelled", "duplicate", "artist-concentration", "balance")
