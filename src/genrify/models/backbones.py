@@ -75,6 +75,14 @@ class Backbone:
     embedding: tuple[str, ...]
     embedding_dim: int
     summary: str
+    #: The backbone under whose name the taxonomy lists this one's tags: a tagger with the same
+    #: vocabulary (MSD's or MagnaTagATune's 50 tags) shares its evidence.
+    evidence_key: str = ""
+
+    @property
+    def taxonomy_key(self) -> str:
+        """The name the taxonomy's evidence for this backbone's tags is listed under."""
+        return self.evidence_key or self.name
 
     @property
     def weights_path(self) -> Path:
@@ -103,9 +111,9 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
     Backbone("mtt_musicnn", MusiCNN, "mtt_musicnn.safetensors", MTT_TAGS, _MUSICNN_EMBEDDING, MUSICNN_EMBEDDING_DIM,
              "musicnn trained on MagnaTagATune (classical, techno, opera, indian, metal, …)"),
     Backbone("msd_vgg", VGG, "msd_vgg.safetensors", MSD_TAGS, _VGG_EMBEDDING, 256,
-             "5-layer VGG-style CNN trained on the Million Song Dataset"),
+             "5-layer VGG-style CNN trained on the Million Song Dataset", "msd_musicnn"),
     Backbone("mtt_vgg", VGG, "mtt_vgg.safetensors", MTT_TAGS, _VGG_EMBEDDING, 256,
-             "5-layer VGG-style CNN trained on MagnaTagATune"),
+             "5-layer VGG-style CNN trained on MagnaTagATune", "mtt_musicnn"),
 )}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from genrify.models.backbones import BACKBONES
 from genrify.predict.heads import probe_logits
 from genrify.predict.taxonomy import noisy_or, tag_logits
 from genrify.taxonomy import Taxonomy
@@ -86,7 +87,8 @@ def fit_taxonomy(taggrams: list[dict[str, np.ndarray]], y: np.ndarray, groups: l
     tensors["calibration.temperature"] = np.array([_labelled_temperature(
         X, y_lab, groups, n_labelled=len(labelled), C=C, seed=seed, folds=folds)], np.float32)
 
-    genre_m = {b: taxonomy.evidence_matrix(b, tags[b]) for b in backbones}
+    key = {b: BACKBONES[b].taxonomy_key if b in BACKBONES else b for b in backbones}
+    genre_m = {b: taxonomy.evidence_matrix(key[b], tags[b]) for b in backbones}
     has = (sum(m.sum(axis=1) for m in genre_m.values()) > 0).astype(np.float64)
     q = np.concatenate([noisy_or(t, genre_m) for t in taggrams])
     yw = np.concatenate([np.full(len(t[backbones[0]]), g) for t, g in zip(taggrams, y)])
@@ -97,6 +99,6 @@ def fit_taxonomy(taggrams: list[dict[str, np.ndarray]], y: np.ndarray, groups: l
 
     pairs = taxonomy.styles()
     style_nodes = [s for _, s in pairs]
-    tensors.update({f"styles.{b}": taxonomy.evidence_matrix(b, tags[b], style_nodes) for b in backbones})
+    tensors.update({f"styles.{b}": taxonomy.evidence_matrix(key[b], tags[b], style_nodes) for b in backbones})
     tensors["styles.parent"] = np.array([taxonomy.ids.index(g.id) for g, _ in pairs], np.int64)
     return tensors
