@@ -25,7 +25,6 @@ import argparse
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -111,6 +110,7 @@ def rerun(work: Path, n: int) -> bool:
 
 def kill_halfway(src: list[Path], work: Path, n: int, env) -> bool:
     from genrify.audio import load_audio
+    from genrify.tagging import committed_songs
 
     lib = fresh_copy(src, work / "killed")
     index = work / "index-killed.sqlite"
@@ -120,14 +120,14 @@ def kill_halfway(src: list[Path], work: Path, n: int, env) -> bool:
            "--fast", "--workers", "2", "--index", str(index)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    while proc.poll() is None and committed(index) < n // 2:
+    while proc.poll() is None and committed_songs(index) < n // 2:
         time.sleep(0.05)
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the command and its analysis workers
     except ProcessLookupError:  # it finished first (a tiny library)
         pass
     proc.wait()
-    done = committed(index)
+    done = committed_songs(index)
     secs, _, again = genrify("tag", lib, "--write", "--overwrite", "--min-certainty", "0", "--fast",
                              "--workers", "2", "--index", index, env=env)
     analysed = count_analysed(again.stdout)
@@ -142,16 +142,6 @@ def _same(a, b) -> bool:
     import numpy as np
 
     return a.shape == b.shape and np.array_equal(a, b)
-
-
-def committed(index: Path) -> int:
-    if not index.exists():
-        return 0
-    try:
-        with sqlite3.connect(index, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 def main(argv=None) -> int:

@@ -23,8 +23,8 @@ import pytest
 
 from genrify.errors import ConfigError
 from genrify.sources.tags import read_genres
-from genrify.tagging import (ChoiceConfig, NameRules, ResultsIndex, TagJobConfig, choose, choose_album, load_names,
-                             run_tag_job)
+from genrify.tagging import (ChoiceConfig, NameRules, ResultsIndex, TagJobConfig, choose, choose_album,
+                             committed_songs, load_names, run_tag_job)
 from helpers.badinput import make_bad_corpus
 
 # ---------------------------------------------------------------------------- choosing names (pure)
@@ -225,11 +225,11 @@ def test_kill_9_mid_job_then_rerun_analyses_nothing_twice_and_corrupts_nothing(l
                              "--index", str(index), "--write", "--overwrite", "--min-certainty", "0"],
                             env=genrify_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while _committed(index) < 4 and proc.poll() is None and time.monotonic() < deadline:
+    while committed_songs(index) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = _committed(index)
+    done = committed_songs(index)
     assert 4 <= done < 12, done  # killed halfway through the analyses
     rerun = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
     assert rerun.analysed == 12 - done and not rerun.failed  # nothing analysed twice, nothing lost
@@ -238,16 +238,6 @@ def test_kill_9_mid_job_then_rerun_analyses_nothing_twice_and_corrupts_nothing(l
     for path, y in decoded.items():
         assert np.array_equal(load_audio(path, sr=None)[0], y)  # every song decodes as before
         assert read_genres(path) == next(f.choice.names for f in rerun.files if f.path == str(path))
-
-
-def _committed(index) -> int:
-    if not index.exists():
-        return 0
-    try:
-        with sqlite3.connect(index, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.slow

@@ -226,60 +226,52 @@ def _exact_rows(conn: sqlite3.Connection, q: Query) -> list[sqlite3.Row]:
     return conn.execute(sql, (*args, MAX_CANDIDATES)).fetchall()
 
 
+def _ranked_rows(conn: sqlite3.Connection, sql: str, params: tuple, *,
+                 deadline: float) -> tuple[list[sqlite3.Row], bool]:
+    """Run a ranked full-text query until ``deadline``; its rows and whether it finished in time."""
+    if time.monotonic() >= deadline:
+        return [], False
+    conn.set_progress_handler(lambda: time.monotonic() >= deadline, 1000)  # non-zero aborts the query
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "interrupted" not in str(exc):
+            raise
+        return [], False
+    finally:
+        conn.set_progress_handler(None, 0)
+    return rows, True
+
+
 def _trigram_rows(conn: sqlite3.Connection, q: Query, *, deadline: float) -> tuple[list[sqlite3.Row], bool]:
     """The tracks sharing the most trigrams with ``q``, best first, and whether the query finished in time."""
     expr = q.match_expression()
     if expr is None:
         return [], True
-    if time.monotonic() >= deadline:
-        return [], False
     (t_lo, t_hi), (a_lo, a_hi) = q.length_windows()
-    conn.set_progress_handler(lambda: time.monotonic() >= deadline, 1000)  # non-zero aborts the query
-    try:
-        # The length filter comes before the ranking, so bm25 runs only on rows that could match
-        # (ranking every row sharing a trigram cost 40 ms on 2,000 songs for a query of common words).
-        rows = conn.execute(
-            f"""WITH hits AS (
+    # The length filter comes before the ranking, so bm25 runs only on rows that could match
+    # (ranking every row sharing a trigram cost 40 ms on 2,000 songs for a query of common words).
+    return _ranked_rows(conn, f"""WITH hits AS (
                     SELECT id, bm25(tracks_fts) AS score FROM tracks_fts WHERE tracks_fts MATCH ?
                       AND (length(title) - 2 BETWEEN ? AND ? OR length(title_short) - 2 BETWEEN ? AND ?)
                       AND length(artist) - 2 BETWEEN ? AND ?
                     ORDER BY score LIMIT ?)
                 SELECT {_COLS} FROM hits JOIN tracks t ON t.id = hits.id WHERE t.status = 'ok'
                 ORDER BY hits.score""",
-            (expr, t_lo, t_hi, t_lo, t_hi, a_lo, a_hi, MAX_CANDIDATES),
-        ).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "interrupted" not in str(exc):
-            raise
-        return [], False
-    finally:
-        conn.set_progress_handler(None, 0)
-    return rows, True
+                        (expr, t_lo, t_hi, t_lo, t_hi, a_lo, a_hi, MAX_CANDIDATES), deadline=deadline)
 
 
 def _word_rows(conn: sqlite3.Connection, words: tuple[tuple[str, ...], tuple[str, ...]], *,
                deadline: float) -> tuple[list[sqlite3.Row], bool]:
     """At most :data:`MAX_CANDIDATES` tracks holding any of ``words`` in their names, most words first."""
     terms = ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(words[0] + words[1])]
-    if time.monotonic() >= deadline:
-        return [], False
-    conn.set_progress_handler(lambda: time.monotonic() >= deadline, 1000)
-    try:
-        rows = conn.execute(
-            f"""WITH hits AS (
+    return _ranked_rows(conn, f"""WITH hits AS (
                     SELECT id, bm25(tracks_fts) AS score FROM tracks_fts
                     WHERE tracks_fts MATCH ? ORDER BY score LIMIT ?)
                 SELECT {_COLS} FROM hits JOIN tracks t ON t.id = hits.id WHERE t.status = 'ok'
                 ORDER BY hits.score""",
-            ("{artist title title_short} : (" + " OR ".join(terms) + ")", MAX_CANDIDATES),
-        ).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "interrupted" not in str(exc):
-            raise
-        return [], False
-    finally:
-        conn.set_progress_handler(None, 0)
-    return rows, True
+                        ("{artist title title_short} : (" + " OR ".join(terms) + ")", MAX_CANDIDATES),
+                        deadline=deadline)
 
 
 def _word_score(q: Query, words: tuple[tuple[str, ...], tuple[str, ...]], row: sqlite3.Row) -> float | None:

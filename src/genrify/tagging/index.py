@@ -56,6 +56,18 @@ def default_index_path() -> Path:
     return default_data_dir() / INDEX_NAME
 
 
+def committed_songs(path: str | os.PathLike) -> int:
+    """How many songs the index at ``path`` holds, read while a job may be writing it; 0 when it does not
+    exist yet or cannot be read (a job still creating it)."""
+    if not Path(path).exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=5) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 class ResultsIndex:
     """The results index at ``path`` (default :func:`default_index_path`). Any failure to open or
     write it is a :class:`~genrify.errors.DatasetError` naming the file."""

@@ -1,19 +1,6 @@
 "use strict";
 // The audit page: fetch the dataset's audit, show each finding with players side by side, send accept / dismiss.
 
-function el(tag, props, children) {
-  const node = document.createElement(tag);
-  Object.assign(node, props || {});
-  for (const child of children || []) node.append(child);
-  return node;
-}
-
-function showError(message) {
-  const box = document.getElementById("error");
-  box.textContent = message;
-  box.hidden = false;
-}
-
 async function decide(item, key, decision) {
   const response = await fetch(`/api/audit/${encodeURIComponent(key)}`, {
     method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({decision}),

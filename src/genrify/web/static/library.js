@@ -7,19 +7,6 @@ const view = {q: "", genre: "", verdict: "", sort: "song", order: "asc", offset:
 let loadCount = 0;
 let playing = null;
 
-function el(tag, props, children) {
-  const node = document.createElement(tag);
-  Object.assign(node, props || {});
-  for (const child of children || []) node.append(child);
-  return node;
-}
-
-function showError(message) {
-  const box = document.getElementById("error");
-  box.textContent = message;
-  box.hidden = !message;
-}
-
 function songName(row) {
   return row.song;  // artist – title, else the file's name: the server sorts by the same text
 }
