@@ -134,8 +134,38 @@ def tree_memory(pid: int | None = None) -> tuple[int, int]:
     return rss, pss
 
 
-class PeakRSS:
-    """Samples :func:`tree_memory` in a background thread; ``.peak`` / ``.peak_pss`` are the largest values seen.
+class PeakSampler:
+    """Calls ``sample()`` (a tuple of numbers) on entry, every ``interval`` s in a background thread, and
+    on exit; ``.peaks`` holds the element-wise largest values seen."""
+
+    def __init__(self, sample, *, interval: float = 0.5):
+        import threading
+
+        self.sample, self.interval, self.peaks = sample, interval, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _take(self):
+        now = tuple(self.sample())
+        self.peaks = now if self.peaks is None else tuple(map(max, self.peaks, now))
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self._take()
+
+    def __enter__(self):
+        self._take()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._take()
+
+
+class PeakRSS(PeakSampler):
+    """Peak :func:`tree_memory` of this process and its descendants; ``.peak`` (RSS) / ``.peak_pss``.
 
     Reading ``smaps_rollup`` takes each sampled process's memory-map lock, which
     stalls its allocations: sampled every 50 ms it cost the measured workers up to
@@ -143,29 +173,15 @@ class PeakRSS:
     """
 
     def __init__(self, interval: float = 0.5):
-        import threading
+        super().__init__(tree_memory, interval=interval)
 
-        self.interval, self.peak, self.peak_pss = interval, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    @property
+    def peak(self) -> int:
+        return self.peaks[0] if self.peaks else 0
 
-    def _sample(self):
-        rss, pss = tree_memory()
-        self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self):
-        self._sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._sample()
+    @property
+    def peak_pss(self) -> int:
+        return self.peaks[1] if self.peaks else 0
 
 
 def synthetic_song(path: Path, *, style: str, seed: int, sr: int = 44100, duration: float = 30.0) -> Path:

@@ -96,10 +96,10 @@ def ray_run(paths, nodes: int) -> dict:
             return [os.getpid()] + [p.pid for p in cluster.processes()]
 
         idle = _idle_cpu(pids)
-        with NodeMemory(cluster, nodes) as mem:
+        with node_memory(cluster, nodes) as mem:
             answers = []
             r = timed(_keep(analyse_many_on_ray(paths, config=config), answers), len(paths), pids)
-        memory = mem.peak
+        memory = list(mem.peaks)
         overhead = _task_overhead(answers[0])
         driver = overhead["driver_ms"] / 1000
     # The cluster's daemons (GCS, raylets, agents) and Ray's threads in the driver use CPU while idle too:
@@ -126,28 +126,10 @@ def _keep(stream, into: list):
         yield r
 
 
-class NodeMemory:
+def node_memory(cluster, nodes: int) -> C.PeakSampler:
     """Peak PSS of each node's processes (its raylet and everything below it: the actors) while a run goes."""
-
-    def __init__(self, cluster, nodes: int, interval: float = 1.0):
-        import threading
-
-        self.raylets = [cluster.raylet_pid(k) for k in range(nodes)]
-        self.peak, self.interval = [0] * nodes, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            self.peak = [max(p, C.tree_memory(r)[1]) for p, r in zip(self.peak, self.raylets)]
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    raylets = [cluster.raylet_pid(k) for k in range(nodes)]
+    return C.PeakSampler(lambda: [C.tree_memory(r)[1] for r in raylets], interval=1.0)
 
 
 def _task_overhead(payload, n: int = 300) -> dict:

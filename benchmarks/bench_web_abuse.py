@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import descendants, machine_header, synthetic_song  # noqa: E402
+from _common import PeakSampler, descendants, machine_header, synthetic_song  # noqa: E402
 
 HOST = "127.0.0.1"
 ATTACKER = "127.0.0.2"
@@ -74,28 +74,9 @@ def tree_vmrss(pid: int) -> int:
     return total
 
 
-class Sampler:
-    """Samples :func:`tree_vmrss` of one process tree every ``interval`` s; ``.peak`` is the largest seen."""
-
-    def __init__(self, pid: int, interval: float = 0.2):
-        self.pid, self.interval, self.peak = pid, interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while True:
-            self.peak = max(self.peak, tree_vmrss(self.pid))
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, tree_vmrss(self.pid))
+def rss_sampler(pid: int) -> PeakSampler:
+    """Peak :func:`tree_vmrss` of one process tree, sampled every 0.2 s (``.peaks[0]``)."""
+    return PeakSampler(lambda: (tree_vmrss(pid),), interval=0.2)
 
 
 class Server:
@@ -239,7 +220,7 @@ def part_held(srv: Server, n: int, mb: float, hold: float, wav: Path, settle: fl
     print("  (--max-per-client 0: no per-address cap, so only the upload admission control limits the clients)")
     time.sleep(settle)
     idle = srv.rss()
-    with Sampler(srv.proc.pid) as ref:
+    with rss_sampler(srv.proc.pid) as ref:
         t0 = time.perf_counter()
         r = httpx.post(f"{srv.base}/api/predict", params={"images": "false"}, timeout=120,
                        files={"file": (wav.name, wav.read_bytes(), "audio/wav")})
@@ -256,7 +237,7 @@ def part_held(srv: Server, n: int, mb: float, hold: float, wav: Path, settle: fl
                for _ in range(n)]
     mid: dict = {}
     t0 = time.perf_counter()
-    with Sampler(srv.proc.pid) as attack:
+    with rss_sampler(srv.proc.pid) as attack:
         for t in threads:
             t.start()
         probe = threading.Timer(min(hold / 2, 3.0) + 0.5, lambda: mid.update(healthz_stat(srv.base)))
@@ -276,10 +257,10 @@ def part_held(srv: Server, n: int, mb: float, hold: float, wav: Path, settle: fl
                     for x in out if x["phase"] != "held" and not (x in early and x["status"] == "503"
                                                                   and x["retry_after"]))
     sent_early = [x["sent"] / MiB for x in early]
-    print(f"reference, ONE 5 s WAV upload analysed: idle RSS {idle / MiB:.0f} MiB -> peak {ref.peak / MiB:.0f} MiB "
-          f"(+{(ref.peak - idle) / MiB:.0f} MiB), {ref_s:.2f} s; RSS before the attack {before / MiB:.0f} MiB")
-    print(f"held uploads: peak RSS {attack.peak / MiB:.0f} MiB (+{(attack.peak - before) / MiB:.0f} MiB over "
-          f"before-attack; reference +{(ref.peak - idle) / MiB:.0f} MiB), 3 s after close {after / MiB:.0f} MiB; "
+    print(f"reference, ONE 5 s WAV upload analysed: idle RSS {idle / MiB:.0f} MiB -> peak {ref.peaks[0] / MiB:.0f} MiB "
+          f"(+{(ref.peaks[0] - idle) / MiB:.0f} MiB), {ref_s:.2f} s; RSS before the attack {before / MiB:.0f} MiB")
+    print(f"held uploads: peak RSS {attack.peaks[0] / MiB:.0f} MiB (+{(attack.peaks[0] - before) / MiB:.0f} MiB over "
+          f"before-attack; reference +{(ref.peaks[0] - idle) / MiB:.0f} MiB), 3 s after close {after / MiB:.0f} MiB; "
           f"clients done in {clients_s:.1f} s; server alive: {alive}")
     print(f"answers: {refused}/{n} got 503 + Retry-After before their body was read"
           + (f" (answered while still sending; at most {max(sent_early):.2f} MB had gone into the socket)"
