@@ -307,3 +307,35 @@ def test_a_header_of_the_wrong_shape_is_refused_in_one_line(tmp_path):
         bad = tmp_path / "shape.genrify"
         bad.write_bytes(struct.pack("<Q", len(header)) + header)
         _refused(bad, "not a genrify model", "another tool")
+
+
+# --------------------------------------------------------------------------- conv through a frequency DFT
+
+
+@pytest.mark.parametrize("width, n_freq, frames, chunk", [(38, 96, 60, 16), (67, 96, 23, 16), (1, 8, 5, 2),
+                                                           (96, 96, 9, 4), (5, 10, 17, 32)])
+def test_dft_conv_equals_direct_conv(width, n_freq, frames, chunk):
+    import torch.nn.functional as F
+
+    from genrify.models.fftconv import conv_max_min_over_frequency, prepare_weights
+
+    g = torch.Generator().manual_seed(width)
+    weight = torch.randn(11, 1, 7, width, generator=g)
+    x = torch.randn(frames + 6, n_freq, generator=g)
+    direct = F.conv2d(x[None, None], weight)[0]  # (C, frames, n_freq - width + 1)
+    zmax, zmin = conv_max_min_over_frequency(x, prepare_weights(weight, n_freq=n_freq), time_chunk=chunk)
+    scale = direct.abs().max()
+    torch.testing.assert_close(zmax, direct.amax(dim=2), rtol=0, atol=2e-6 * scale)
+    torch.testing.assert_close(zmin, direct.amin(dim=2), rtol=0, atol=2e-6 * scale)
+    only_max, none = conv_max_min_over_frequency(x, prepare_weights(weight, n_freq=n_freq), need_min=False)
+    assert none is None
+    torch.testing.assert_close(only_max, zmax, rtol=0, atol=2e-6 * scale)
+
+
+def test_dft_conv_rejects_what_it_cannot_compute():
+    from genrify.models.fftconv import prepare_weights
+
+    with pytest.raises(ValueError, match="weight"):
+        prepare_weights(torch.zeros(4, 2, 7, 5), n_freq=96)
+    with pytest.raises(ValueError, match="even"):
+        prepare_weights(torch.zeros(4, 1, 7, 5), n_freq=95)
