@@ -4,6 +4,7 @@ with examples, one-line errors for bad input, JSON output, nothing half-written.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -339,3 +340,16 @@ def test_evaluate_lists_tracks_of_genres_the_model_lacks(run_genrify, tiny_cnn_m
     assert metrics["macro_f1"] == pytest.approx(np.mean([metrics["per_genre"][g]["f1"] for g in present]))
     assert set(metrics["absent"]) == set(metrics["labels"]) - set(present)
     assert "2 tracks skipped" in proc.stdout or "2 tracks skipped" in (tmp_path / "ev.md").read_text()
+
+
+def test_predict_verbose_says_how_this_machine_runs_the_model(run_genrify, tiny_cnn_model, synthetic_corpus):
+    """-v names mode, windows and the arithmetic the musicnn convs use here, with the measured reason."""
+    song = sorted((synthetic_corpus / "jazz").glob("*.wav"))[0]
+    proc = run_genrify("predict", "-v", "--fast", song, check=True)
+    line = proc.stderr.strip()
+    assert line.count("\n") == 0 and line.startswith("genrify: model ")
+    assert "fast mode, at most 3 windows" in line
+    assert re.search(r"musicnn timbral convs in (float32 \(frequency DFT\)|bfloat16|int8)", line), line
+    assert "machine check: " in line and "float32 " in line and " ms" in line
+    window = run_genrify("predict", "-v", "--model", tiny_cnn_model, song, check=True)
+    assert "float32" in window.stderr and "musicnn" not in window.stderr

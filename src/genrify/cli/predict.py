@@ -22,7 +22,8 @@ def register(sub) -> None:
                         "(default: the bundled taxonomy model: 14 genres and their styles)")
     p.add_argument("--top-k", type=int, default=2, help="genres listed per song (at least 1; default 2)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
-    p.add_argument("--fast", action="store_true", help="musicnn models: 3 spread windows per song, bfloat16")
+    p.add_argument("--fast", action="store_true", help="musicnn models: 3 spread windows per song (bfloat16 where "
+                        "this CPU measures it faster; -v says)")
     p.add_argument("--timeline", metavar="PNG|DIR",
                    help="also plot genre over time: a name ending in .png is the plot of a single song; anything "
                         "else is a folder that gets <song>-timeline.png per song (every path written is printed)")
@@ -34,6 +35,9 @@ def register(sub) -> None:
                         "'unsure' or 'not music'; atomic, audio untouched); a file that already has a different "
                         "genre keeps it unless --overwrite is given")
     p.add_argument("--overwrite", action="store_true", help="with --write-tags: replace existing genre tags too")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="first print (to stderr) how this machine runs the model: mode, windows, arithmetic "
+                        "(float32, bfloat16 or int8, as measured on this CPU) and threads")
     p.set_defaults(handler=cmd_predict)
 
 
@@ -56,6 +60,11 @@ def cmd_predict(args) -> int:
     groups = [[str(p) for p in audio_files(item)] if Path(item).is_dir() else [item] for item in args.files]
     paths = [p for g in groups for p in g]
     timelines = timeline_paths(paths, args.timeline) if args.timeline else {}
+    if args.verbose:
+        from genrify.predict import load_classifier
+
+        print(f"genrify: {load_classifier(args.model, fast=True if args.fast else None).compute_summary()}",
+              file=sys.stderr, flush=True)
     if args.ray:
         from genrify.scale import RayConfig, analyse_many_on_ray
 

@@ -39,7 +39,7 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 #: positions of the unfolded 7×38 input, times 204 filters.
 BENCH_SHAPE = (16 * 59, 7 * 38, 204)
 #: Version of the measurement: a change to it invalidates cached decisions.
-BENCH_VERSION = 1
+BENCH_VERSION = 2
 CACHE_NAME = "precision.json"
 PRECISIONS = ("float32", "bfloat16", "int8")
 
@@ -118,7 +118,8 @@ def decide(*, flags: frozenset[str], timings: MatmulTimings, cpu: str = "", marg
         parts.append(f"bfloat16 {bf16_ratio:.2f}× float32 time")
     parts.append("int8 unavailable" if int8_ratio is None else f"int8 {int8_ratio:.2f}× float32 time")
     chosen = [name for name, used in (("bfloat16", use_bf16), ("int8", use_int8)) if used]
-    reason = f"{', '.join(parts)} → {' and '.join(chosen) if chosen else 'float32 only'} (threshold {margin:.2f}×)"
+    faster = f"faster than float32 here: {' and '.join(chosen)}" if chosen else "float32 only"
+    reason = f"{', '.join(parts)} → {faster} (threshold {margin:.2f}×)"
     return PrecisionDecision(bfloat16=use_bf16, int8=use_int8, reason=reason, cpu=cpu, timings=timings)
 
 

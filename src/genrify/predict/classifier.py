@@ -227,6 +227,28 @@ class GenreClassifier:
         """The ``top_k`` most likely genres with their probabilities, best first."""
         return self.analyse(audio, sr=sr, top_k=top_k).top
 
+    def compute_summary(self) -> str:
+        """One line on how this machine runs the model: mode, windows, arithmetic, threads and why.
+
+        For musicnn models it names the precision of the timbral convolutions and the
+        machine's measured answer behind it (:func:`genrify.models.quantize.machine_precision`,
+        measured once per machine and cached); ``genrify predict -v`` prints it.
+        """
+        import torch
+
+        parts = [f"model {self.source}", f"torch threads {torch.get_num_threads()}"]
+        embedder = getattr(self.backend, "embedder", None)
+        if embedder is None:
+            return " · ".join(parts + [f"{self.config.model.name} on {self.config.features.kind} windows, float32"])
+        from genrify.models.quantize import machine_precision
+
+        net = embedder.model
+        how = "frequency DFT" if net.precision == "float32" and net.timbral[0].fft else "unfolded matrix product"
+        windows = "all windows" if embedder.max_patches is None else f"at most {embedder.max_patches} windows"
+        mode = "fast" if getattr(self.backend, "fast", False) else "full"
+        return " · ".join(parts + [f"{mode} mode, {windows}", f"musicnn timbral convs in {net.precision} ({how})",
+                                   f"machine check: {machine_precision().describe()}"])
+
     def feature_image(self, audio, *, sr: int | None = None) -> tuple[np.ndarray, int, int]:
         """The MFCC image of ``audio`` for display: ``(image (n_features, frames), sr, hop_length)``.
 
