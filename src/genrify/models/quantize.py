@@ -11,8 +11,9 @@ convolutions, see :mod:`genrify.models.musicnn`). Two cheaper precisions exist:
   (dynamic quantisation, 7-bit range so AVX2's 16-bit accumulation cannot
   saturate), computed by PyTorch's x86 quantised GEMM (FBGEMM / oneDNN).
 
-So neither is trusted on a flag: :func:`machine_precision` times float32,
-bfloat16 and int8 products of the timbral convolution's shape once per machine
+So neither is trusted on a flag: :func:`machine_precision` times a chunk of the
+timbral convolution in float32 (as the model runs it, through a frequency DFT),
+bfloat16 and int8 once per machine
 (a fraction of a second) and caches the answer in genrify's cache folder, keyed
 by CPU model, CPU flags and torch version. :func:`decide` turns timings into the
 decision and takes everything as arguments, so tests can play both kinds of CPU.
@@ -35,11 +36,11 @@ import torch
 MARGIN = 0.8
 #: x86 flags of native bfloat16 arithmetic; ARM lists ``bf16`` under "Features".
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
-#: The product one timbral block computes per chunk: 16 frames × 59 frequency
-#: positions of the unfolded 7×38 input, times 204 filters.
+#: The product one timbral block computes per chunk in a reduced precision: 16
+#: frames × 59 frequency positions of the unfolded 7×38 input, times 204 filters.
 BENCH_SHAPE = (16 * 59, 7 * 38, 204)
 #: Version of the measurement: a change to it invalidates cached decisions.
-BENCH_VERSION = 2
+BENCH_VERSION = 3
 CACHE_NAME = "precision.json"
 PRECISIONS = ("float32", "bfloat16", "int8")
 
@@ -186,29 +187,45 @@ def _median_time(fn, *, reps: int, inner: int) -> float:
 
 
 def measure_matmuls(*, bfloat16: bool = True, int8: bool = True, reps: int = 5) -> MatmulTimings:
-    """Time one :data:`BENCH_SHAPE` product in each precision on one thread (about 0.1–0.2 s of CPU).
+    """Time one chunk of a timbral block in each precision on one thread (about 0.1–0.2 s of CPU).
 
-    bfloat16 is timed with a single product first and given up when that alone
-    takes over twice float32's time (emulated bfloat16 takes 10–30×).
+    The chunk is 16 frames of a 96-band patch through 204 filters of 7×38, max
+    over frequency, computed as the model computes it: float32 through the
+    frequency DFT (:mod:`genrify.models.fftconv`), the reduced precisions as the
+    :data:`BENCH_SHAPE` product of the unfolded input. bfloat16 is timed with a
+    single chunk first and given up when that alone takes over twice float32's
+    time (emulated bfloat16 takes 10–30×).
     """
+    from genrify.models.fftconv import conv_max_min_over_frequency, prepare_weights
+
     m, k, n = BENCH_SHAPE
+    frames, positions = 16, m // 16
     gen = torch.Generator().manual_seed(0)
-    x, w = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
+    x = torch.randn(frames + 6, positions + 37, generator=gen)
+    w = torch.randn(n, 1, 7, 38, generator=gen)
+    dft = prepare_weights(w, n_freq=x.shape[1])
+    w2d = w.reshape(n, k).t().contiguous()
+
+    def unfolded(weight, product):
+        def run():
+            cols = x.to(weight.dtype if isinstance(weight, torch.Tensor) else x.dtype).unfold(0, 7, 1).unfold(1, 38, 1)
+            return product(cols.reshape(m, k), weight).view(frames, positions, n).amax(dim=1)
+        return run
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # per-core throughput: what a worker process or a serving slot gets
     try:
         with torch.inference_mode():
-            fp32 = _median_time(lambda: x @ w, reps=reps, inner=5)
+            fp32 = _median_time(lambda: conv_max_min_over_frequency(x, dft, need_min=False), reps=reps, inner=5)
             bf16 = None
             if bfloat16:
-                xb, wb = x.bfloat16(), w.bfloat16()
-                bf16 = _median_time(lambda: xb @ wb, reps=1, inner=1)
+                run_bf16 = unfolded(w2d.bfloat16(), torch.matmul)
+                bf16 = _median_time(run_bf16, reps=1, inner=1)
                 if bf16 <= 2 * fp32:
-                    bf16 = _median_time(lambda: xb @ wb, reps=reps, inner=5)
+                    bf16 = _median_time(run_bf16, reps=reps, inner=5)
             q8 = None
             if int8 and int8_available():
-                packed = pack_int8(w)
-                q8 = _median_time(lambda: int8_matmul(x, packed), reps=reps, inner=5)
+                q8 = _median_time(unfolded(pack_int8(w2d), int8_matmul), reps=reps, inner=5)
     finally:
         torch.set_num_threads(threads)
     return MatmulTimings(float32=fp32, bfloat16=bf16, int8=q8)
