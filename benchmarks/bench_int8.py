@@ -1,5 +1,10 @@
 """musicnn in float32 vs int8 vs bfloat16: CPU time per 30 s clip on one thread, and what int8 costs in accuracy.
 
+float32 is the default path (timbral convs through a frequency DFT, see
+``genrify.models.fftconv``); "float32 unfolded" is the same float32 conv as a
+matrix product of the unfolded input (the path before the DFT), measured in the
+same loop as the reference for that change.
+
     .venv/bin/python benchmarks/bench_int8.py                 # speed: 4 clips x 5 rounds; accuracy: every clip
     .venv/bin/python benchmarks/bench_int8.py --no-accuracy   # speed only
     .venv/bin/python benchmarks/bench_int8.py --smoke         # 1 clip, 1 round, no emulated bf16, 3 accuracy clips
@@ -71,25 +76,25 @@ def speed(*, n_clips: int, rounds: int, bf16_all: bool, bf16_clip: bool = True) 
     patches = [torch.from_numpy(musicnn_patches(musicnn_logmel(y=np.resize(load_audio(p, sr=SR)[0], 30 * SR))))
                for p in files]
     model = load_musicnn()
-    precisions = ["float32", "int8"] + (["bfloat16"] if bf16_all or decision.bfloat16 else [])
-    cpu: dict[str, list[float]] = {p: [] for p in precisions}
-    outs: dict[str, list] = {p: [] for p in precisions}
+    variants = [*VARIANTS, *(["bfloat16"] if bf16_all or decision.bfloat16 else [])]
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    outs: dict[str, list] = {v: [] for v in variants}
     print(f"\nspeed: {len(files)} clip(s) x {rounds} round(s), 10 patches each, network only; "
           f"load average before: {loadavg()}")
     with torch.inference_mode():
-        for p in precisions:  # warm-up: kernel creation, int8 weight packing
-            model.set_precision(p)(patches[0][:1])
+        for v in variants:  # warm-up: kernel creation, int8 weight packing
+            _configure(model, v)(patches[0][:1])
         for r in range(rounds):
             for x in patches:
-                for p in precisions:
-                    model.set_precision(p)
+                for v in variants:
+                    _configure(model, v)
                     c0 = time.process_time()
                     out = torch.sigmoid(model(x))
-                    cpu[p].append(time.process_time() - c0)
+                    cpu[v].append(time.process_time() - c0)
                     if r == 0:
-                        outs[p].append(out)
-        if "bfloat16" not in precisions and bf16_clip:
-            model.set_precision("bfloat16")
+                        outs[v].append(out)
+        if "bfloat16" not in variants and bf16_clip:
+            _configure(model, "bfloat16")
             c0 = time.process_time()
             outs["bfloat16"] = [torch.sigmoid(model(patches[0]))]
             cpu["bfloat16 (1 clip, 1 round)"] = [time.process_time() - c0]
@@ -98,9 +103,9 @@ def speed(*, n_clips: int, rounds: int, bf16_all: bool, bf16_clip: bool = True) 
     for name, xs in cpu.items():
         ratio = C.median(cpu["float32"]) / C.median(xs)
         print(f"  {name:28s} {_spread(xs)}   float32 / this: {ratio:.2f}×")
-    for p in [p for p in ("int8", "bfloat16") if outs.get(p)]:
-        d = max(float((a - b).abs().max()) for a, b in zip(outs[p], outs["float32"]))
-        print(f"  max |tag probability difference| {p} vs float32 (per patch): {d:.4f}")
+    for v in [v for v in outs if v != "float32" and outs[v]]:
+        d = max(float((a - b).abs().max()) for a, b in zip(outs[v], outs["float32"]))
+        print(f"  max |tag probability difference| {v} vs float32 (per patch): {d:.1e}")
     t = decision.timings
     if t is not None:
         print(f"machine decision (micro-benchmark, cached): {decision.describe()}")
@@ -112,11 +117,24 @@ def _clips(smoke: bool) -> list[Path]:
     return clips[::90][:3] if smoke else clips
 
 
-def _set_all(clf, precision: str) -> None:
+#: What is compared: "float32" (the default: timbral convs through the frequency DFT), the same
+#: float32 conv as a product of the unfolded input (the path before the DFT), and int8.
+VARIANTS = ("float32", "float32 unfolded", "int8")
+
+
+def _configure(net, variant: str):
+    """Set a musicnn network to ``variant`` (a precision, or "float32 unfolded"); returns it."""
+    net.set_precision(variant.split()[0])
+    for block in net.timbral:
+        block.fft = variant == "float32"
+    return net
+
+
+def _set_all(clf, variant: str) -> None:
     emb = clf.backend.embedder
     for net in [emb.model, *emb.others.values()]:
         if hasattr(net, "set_precision"):
-            net.set_precision(precision)
+            _configure(net, variant)
 
 
 def accuracy(*, smoke: bool) -> None:
@@ -128,25 +146,30 @@ def accuracy(*, smoke: bool) -> None:
     print(f"\naccuracy: {len(clips)} clips (gtzan-mini, gtzan-excerpts, cc-audio); load average {loadavg()}")
     for name in (None, "gtzan"):
         clf = load_classifier(name)
-        worst, worst_clip, flips, t = 0.0, "", [], {"float32": 0.0, "int8": 0.0}
+        others = VARIANTS[1:]
+        worst = {v: (0.0, "") for v in others}
+        flips: dict[str, list[str]] = {v: [] for v in others}
+        t = dict.fromkeys(VARIANTS, 0.0)
         for path in clips:
             y = clf.load(str(path))
             probs = {}
-            for p in ("float32", "int8"):
-                _set_all(clf, p)
+            for v in VARIANTS:
+                _set_all(clf, v)
                 c0 = time.process_time()
-                probs[p] = np.asarray(clf.predict_proba(y, sr=clf.sr))
-                t[p] += time.process_time() - c0
-            d = float(np.abs(probs["int8"] - probs["float32"]).max())
-            if d > worst:
-                worst, worst_clip = d, path.relative_to(DATA)
-            if int(probs["int8"].argmax()) != int(probs["float32"].argmax()):
-                flips.append(str(path.relative_to(DATA)))
+                probs[v] = np.asarray(clf.predict_proba(y, sr=clf.sr))
+                t[v] += time.process_time() - c0
+            for v in others:
+                d = float(np.abs(probs[v] - probs["float32"]).max())
+                if d > worst[v][0]:
+                    worst[v] = (d, str(path.relative_to(DATA)))
+                if int(probs[v].argmax()) != int(probs["float32"].argmax()):
+                    flips[v].append(str(path.relative_to(DATA)))
         label = "default model" if name is None else f"bundled {name!r} model"
-        print(f"  {label}: max |song probability difference| int8 vs float32 = {worst:.4f} ({worst_clip}); "
-              f"top genre changed on {len(flips)} of {len(clips)} songs {flips[:5]}; "
-              f"CPU s in all (decoded audio in, features + network + head): float32 {t['float32']:.1f}, "
-              f"int8 {t['int8']:.1f}")
+        for v in others:
+            print(f"  {label}: max |song probability difference| {v} vs float32 = {worst[v][0]:.1e} "
+                  f"({worst[v][1]}); top genre changed on {len(flips[v])} of {len(clips)} songs {flips[v][:5]}")
+        print(f"  {label}: CPU s in all (decoded audio in, features + network + head): "
+              + ", ".join(f"{v} {t[v]:.1f}" for v in VARIANTS))
 
 
 def _thread_ms(fn, n: int = 30) -> float:
