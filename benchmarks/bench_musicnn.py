@@ -7,10 +7,12 @@ Audio is decoded and resampled to 16 kHz once (not timed). Timed per 30 s clip:
 
 * ``logmel``: the musicnn input (STFT, mel, float16 rounding, log), all frames;
 * ``network full``: all 10 non-overlapping patches through :class:`MusiCNN` as
-  one batch (float32, the reference-exact path);
+  one batch (float32, timbral convs through the frequency DFT: the
+  reference-exact path);
 * ``full``: logmel + patching + network full;
-* ``fast``: logmel + ``FAST_PATCHES`` (3) spread patches + the network with
-  bfloat16 timbral convs (``load_musicnn(fast=True)``).
+* ``fast``: logmel + ``FAST_PATCHES`` (3) spread patches + the network as
+  ``load_musicnn(fast=True)`` runs it (bfloat16 timbral convs where this CPU
+  measures them faster, else float32).
 
 The "song" is eight 30 s clips joined (4 min); fast mode costs the same as for
 a clip plus the longer log-mel. Reference: the targets of the port. The
