@@ -168,7 +168,8 @@ def memory_round(*, model: Path, k: int, cases: list[tuple[str, bytes, str]], en
     import httpx
 
     with _env(env):  # ServeProcess hands this process's environment to the server it starts
-        server = ServeProcess(model, extra_args=("--max-analyses", "2"), cache_dir=cache_dir).__enter__()
+        server = ServeProcess(model, extra_args=("--max-analyses", "2", "--cache-size", "0"),
+                              cache_dir=cache_dir).__enter__()
     rows = []
     try:
         warm = cases[0][1]  # one ordinary upload first: the model's first-call allocations are not the figure
@@ -298,7 +299,9 @@ def bench_serving(*, models: list[tuple[str, Path]], clients: int, seconds: floa
         try:
             for mode, env in (("worker", {}), ("in process", IN_PROCESS)):
                 with _env(env):  # ServeProcess hands this process's environment to the server
-                    servers[mode] = ServeProcess(model, cache_dir=cache_dir).__enter__()
+                    # The same upload is sent again and again: with the analysis cache on, the
+                    # comparison of decoding modes would measure cache hits.
+                    servers[mode] = ServeProcess(model, extra_args=("--cache-size", "0"), cache_dir=cache_dir).__enter__()
             tallies: dict[str, list[Tally]] = {m: [] for m in servers}
             walls = {m: 0.0 for m in servers}
             for r in range(rounds):

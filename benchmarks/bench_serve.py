@@ -3,6 +3,8 @@
     python benchmarks/bench_serve.py                        # 16 clients, 60 s
     python benchmarks/bench_serve.py --clients 8 --seconds 30
     python benchmarks/bench_serve.py --smoke                # ~5 s, 4 clients (CI)
+    python benchmarks/bench_serve.py --distinct-uploads     # no two uploads share bytes: none cached
+    python benchmarks/bench_serve.py --no-cache             # genrify serve --cache-size 0
 
 The server is started as a subprocess (``python -m genrify serve``) with its own
 cache folder, so it generates and scans the demo library (synthetic tagged 30 s
@@ -13,7 +15,8 @@ which.
 
 Each client loops until the time is up, drawing (seeded) one of:
 
-* 50 %  ``POST /api/predict`` with a 30 s MP3 (an upload, analysed);
+* 50 %  ``POST /api/predict`` with a 30 s MP3 (an upload, analysed): the same file every time,
+  or with ``--distinct-uploads`` a different file every time (see below);
 * 35 %  ``GET /api/predict?artist=..&track=..`` for a demo-library song (found, analysed);
 * 15 %  ``GET /api/search?artist=..&track=..`` (no analysis).
 
@@ -22,6 +25,19 @@ rendering, not prediction). A 503 is the server's back-pressure: the client
 honours its ``Retry-After`` and the answer is counted apart from errors. An
 error is anything else that is not a 200: a 4xx/5xx, a timeout, a dropped
 connection. Only 127.0.0.1 is ever contacted.
+
+The server keeps an analysis cache (``genrify serve --cache-size``, keyed by the
+file's bytes, the model and the options): with the defaults, after the first
+upload and the first look-up of each demo song, answers come from it. Each run
+prints the server's cache hits and misses (``/healthz``) and how many answers of
+each kind said ``"cached": true``, so it says how much of its throughput the
+cache made. ``--no-cache`` starts the server with ``--cache-size 0``.
+``--distinct-uploads`` makes every upload a different file: one of
+``--upload-pool`` synthetic 30 s MP3s (different styles and seeds, generated
+once and kept in the benchmark cache) with an ID3v1 tag naming the upload's
+number appended, so no two uploads share bytes and each is decoded and analysed
+in full (the audio of the pool's songs repeats; the bytes, which are the cache's
+key, never do). Look-ups still draw from the demo songs, and may hit.
 """
 
 from __future__ import annotations
@@ -144,6 +160,8 @@ class Tally:
         self.busy = 0  # 503 with Retry-After
         self.busy_without_retry_after = 0
         self.errors: list[str] = []
+        self.cached: dict[str, int] = {}  # answers that said "cached": true, by kind
+        self.cached_server_ms: list[float] = []  # their elapsed_ms: the server's own time for them
 
     def record(self, kind: str, seconds: float) -> None:
         self.latency.setdefault(kind, []).append(seconds)
@@ -167,8 +185,41 @@ async def examples(base: str) -> list[dict]:
         return r.json()["examples"]
 
 
-async def client_loop(c, *, seed: int, deadline: float, songs: list[dict], upload: bytes, images: bool,
+class Uploads:
+    """The bytes of each upload: ``songs[0]`` every time, or (``distinct``) a new file every time:
+    the next song of the pool with an ID3v1 tag naming the upload's number appended."""
+
+    def __init__(self, songs: list[bytes], *, distinct: bool):
+        self.songs, self.distinct, self.count = songs, distinct, 0
+
+    def next(self) -> bytes:
+        i, self.count = self.count, self.count + 1
+        if not self.distinct:
+            return self.songs[0]
+        title = f"genrify bench upload {i}".encode()[:30].ljust(30, b" ")
+        return self.songs[i % len(self.songs)] + b"TAG" + title + bytes(97)  # 128 bytes; decoders skip it
+
+
+def make_uploads(*, distinct: bool, pool: int) -> tuple[Uploads, str]:
+    """The uploads and a line describing them (the pool's MP3s are generated once, then reused)."""
+    from genrify.sources.synthetic import STYLES
+
+    if not distinct:
+        mp3 = synthetic_song(CACHE / "serve-upload-30s.mp3", style="metal", seed=7, duration=30.0)
+        return Uploads([mp3.read_bytes()], distinct=False), (f"the same 30 s synthetic MP3 "
+                                                             f"({mp3.stat().st_size / 1024:.0f} KiB) every time")
+    paths = [synthetic_song(CACHE / "serve-pool" / f"{i:03d}.mp3", style=STYLES[i % len(STYLES)], seed=100 + i,
+                            duration=30.0) for i in range(pool)]
+    songs = [p.read_bytes() for p in paths]
+    mean = sum(map(len, songs)) / len(songs) / 1024
+    return Uploads(songs, distinct=True), (f"a different file every time: {pool} synthetic 30 s MP3s (mean {mean:.0f} "
+                                           "KiB) in turn, each upload with its own ID3v1 tag (no two share bytes)")
+
+
+async def client_loop(c, *, seed: int, deadline: float, songs: list[dict], upload: bytes | Uploads, images: bool,
                       tally: Tally, mix=(0.50, 0.35, 0.15)) -> None:
+    """One client's requests until ``deadline``; ``upload``: the bytes every upload sends, or an :class:`Uploads`."""
+    uploads = upload if isinstance(upload, Uploads) else Uploads([upload], distinct=False)
     rng = random.Random(seed)
     img = "true" if images else "false"
     while time.monotonic() < deadline:
@@ -178,7 +229,8 @@ async def client_loop(c, *, seed: int, deadline: float, songs: list[dict], uploa
         try:
             if draw < mix[0]:
                 kind = "upload"
-                r = await c.post(f"/api/predict?images={img}", files={"file": ("song.mp3", upload, "audio/mpeg")})
+                r = await c.post(f"/api/predict?images={img}",
+                                 files={"file": ("song.mp3", uploads.next(), "audio/mpeg")})
             elif draw < mix[0] + mix[1]:
                 kind = "predict"
                 r = await c.get("/api/predict", params={"artist": song["artist"], "track": song["title"],
@@ -192,6 +244,9 @@ async def client_loop(c, *, seed: int, deadline: float, songs: list[dict], uploa
         dt = time.perf_counter() - t0
         if r.status_code == 200:
             tally.record(kind, dt)
+            if kind != "search" and r.json().get("cached"):
+                tally.cached[kind] = tally.cached.get(kind, 0) + 1
+                tally.cached_server_ms.append(float(r.json()["elapsed_ms"]))
         elif r.status_code == 503:
             retry = r.headers.get("retry-after")
             if retry is None:
@@ -203,7 +258,7 @@ async def client_loop(c, *, seed: int, deadline: float, songs: list[dict], uploa
             tally.errors.append(f"{kind}: HTTP {r.status_code} {r.text[:120]}")
 
 
-async def run_load(base: str, *, clients: int, seconds: float, upload: bytes, images: bool = False,
+async def run_load(base: str, *, clients: int, seconds: float, upload: bytes | Uploads, images: bool = False,
                    seed: int = 0) -> tuple[Tally, float]:
     """Drive ``clients`` concurrent loops against ``base`` for ``seconds``; returns the tally and the wall time."""
     import httpx
@@ -251,6 +306,25 @@ def report(tally: Tally, wall: float) -> dict:
     return figures
 
 
+def cache_report(tally: Tally, cache: dict | None) -> None:
+    """How much of the run the analysis cache answered: the server's counts and the answers' own flags."""
+    kinds = [k for k in ("upload", "predict") if tally.latency.get(k)]
+    flags = ", ".join(f"{k} {tally.cached.get(k, 0)} of {len(tally.latency[k])}" for k in kinds)
+    print(f"answers with \"cached\": true: {flags or 'none'}")
+    if tally.cached_server_ms:
+        ms = tally.cached_server_ms
+        print(f"their elapsed_ms (the server's time from the cache look-up to the answer; HTTP not included): "
+              f"p50 {statistics.median(ms):.1f} ms, p95 {_percentile(ms, 95):.1f} ms, max {max(ms):.1f} ms")
+    if cache is None:
+        print("server cache: not reported")
+        return
+    looked = cache["hits"] + cache["misses"]
+    share = f"{100 * cache['hits'] / looked:.0f} %" if looked else "n/a"
+    state = "off" if not cache["max_entries"] else f"{cache['entries']} of {cache['max_entries']} entries"
+    print(f"server cache ({state}): {cache['hits']} hits ({cache['joined']} joined an analysis in flight), "
+          f"{cache['misses']} misses (analyses run); {share} of analyses answered from the cache")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=16)
@@ -262,9 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-analyses", type=int, default=None, help="passed to genrify serve (its default: 2)")
     ap.add_argument("--max-waiting", type=int, default=None, help="passed to genrify serve (its default: 8)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-cache", action="store_true", help="serve without the analysis cache (--cache-size 0)")
+    ap.add_argument("--distinct-uploads", action="store_true",
+                    help="every upload a different file (a pool of synthetic songs, each upload tagged apart)")
+    ap.add_argument("--upload-pool", type=int, default=24, metavar="N",
+                    help="distinct songs in the pool of --distinct-uploads (default 24; --smoke: 4)")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.clients, args.seconds = min(args.clients, 4), 5.0
+        args.clients, args.seconds, args.upload_pool = min(args.clients, 4), 5.0, min(args.upload_pool, 4)
 
     model, which = pick_model(args.model)
     extra = []
@@ -274,23 +353,27 @@ def main(argv: list[str] | None = None) -> int:
         extra += ["--fast"]
     if args.max_waiting is not None:
         extra += ["--max-waiting", str(args.max_waiting)]
-    mp3 = synthetic_song(CACHE / "serve-upload-30s.mp3", style="metal", seed=7, duration=30.0)
-    upload = mp3.read_bytes()
+    if args.no_cache:
+        extra += ["--cache-size", "0"]
+    uploads, uploads_line = make_uploads(distinct=args.distinct_uploads, pool=max(1, args.upload_pool))
     machine_header("serving load test (genrify serve on 127.0.0.1)", librosa=False, extra={
         "model": which, "clients": args.clients, "seconds": args.seconds,
-        "upload": f"30 s synthetic MP3, {len(upload) / 1024:.0f} KiB; images={'yes' if args.images else 'no'}",
+        "uploads": f"{uploads_line}; images={'yes' if args.images else 'no'}",
+        "analysis cache": "off (--cache-size 0)" if args.no_cache else "on (genrify serve's default size)",
         "load": f"{os.getloadavg()[0]:.2f} (1-min load average before the run; other work on the machine shows here)",
     })
     with ServeProcess(model, extra_args=tuple(extra)) as server:
         print(f"server: {server.command} (pid {server.proc.pid}); library: {server.health['library']['tracks']} tracks")
         rss0 = server.rss()
-        tally, wall = asyncio.run(run_load(server.base, clients=args.clients, seconds=args.seconds, upload=upload,
+        tally, wall = asyncio.run(run_load(server.base, clients=args.clients, seconds=args.seconds, upload=uploads,
                                            images=args.images, seed=args.seed))
         rss1 = server.rss()
         import httpx
 
-        healthy = httpx.get(f"{server.base}/healthz", timeout=10).status_code == 200 and server.alive()
+        health = httpx.get(f"{server.base}/healthz", timeout=10)
+        healthy = health.status_code == 200 and server.alive()
     figures = report(tally, wall)
+    cache_report(tally, health.json().get("cache") if healthy else None)
     print(f"server RSS {rss0 / 2**20:.0f} MiB before, {rss1 / 2**20:.0f} MiB after; healthy after the run: {healthy}")
     p95_ok = figures["p95_s"] <= 1.0
     verdict = (f"target >= 20 predictions/s: {'met' if figures['predictions_per_s'] >= 20 else 'NOT met'}; "

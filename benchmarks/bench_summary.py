@@ -9,7 +9,8 @@ run and prints both with their ratio; this script only runs them (one after
 the other, never two at once), and for every run prints the 1-minute load
 average before and after it and the lines that carry the figures. Several
 runs of the same command show the run-to-run spread the README states beside
-each figure. The full output of every run is kept under ``--logs`` (default
+each figure. Runs go round by round: every benchmark once, then every one again. The full
+output of every run is kept under ``--logs`` (default
 ``/tmp/genrify-bench/summary``).
 """
 
@@ -29,17 +30,21 @@ import _common as C  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
-#: name → (arguments of benchmarks/bench_<name>.py, extra environment, regex of the lines that carry figures).
-BENCHMARKS: dict[str, tuple[list[str], dict[str, str], str]] = {
-    "musicnn_tf": (["--threads", "1"], {"OMP_WAIT_POLICY": "PASSIVE"},
-                   r"^\| 1 \||ratios|thread\(s\):|int8 vs genrify full"),
-    "musicnn": ([], {}, r"^  (full|fast|network)"),
-    "int8": (["--no-accuracy"], {}, r"^  (float32|int8|bfloat16)|max \|tag|machine decision"),
-    "predict": ([], {}, r"end to end|ratio|librosa pipeline"),
-    "features": (["--rounds", "2"], {}, r"^-- |^ratio|max \|difference\|"),
-    "library": (["--n", "400"], {}, r"^build,|^predict,|scaling|^reference"),
-    "serve": (["--seconds", "60"], {}, r"throughput|latency|503|cache"),
-    "startup": (["--runs", "5"], {}, r"--help:|cold|reference"),
+#: name → (benchmarks/bench_<script>.py, its arguments, extra environment, regex of the lines that carry figures).
+BENCHMARKS: dict[str, tuple[str, list[str], dict[str, str], str]] = {
+    "musicnn_tf": ("musicnn_tf", ["--threads", "1"], {"OMP_WAIT_POLICY": "PASSIVE"},
+                   r"^\| 1 \||thread\(s\):|int8 vs genrify full"),
+    "musicnn": ("musicnn", [], {}, r"^  (full|fast|network)"),
+    "int8": ("int8", ["--no-accuracy"], {}, r"^  (float32|int8|bfloat16)|max \|tag|machine decision"),
+    "predict": ("predict", [], {}, r"end to end|ratio|librosa pipeline"),
+    "features": ("features", ["--rounds", "2"], {}, r"^-- |^ratio|max \|difference\|"),
+    "library": ("library", ["--n", "400"], {}, r"^build,|^predict,|scaling|^reference"),
+    "serve": ("serve", ["--seconds", "60"], {}, r"throughput|latency|503|cache|cached"),
+    "serve-distinct": ("serve", ["--seconds", "60", "--distinct-uploads"], {}, r"throughput|latency|503|cache|cached"),
+    "serve-no-cache": ("serve", ["--seconds", "60", "--no-cache"], {}, r"throughput|latency|503|cache|cached"),
+    "serve-fast-distinct": ("serve", ["--seconds", "60", "--fast", "--distinct-uploads"], {},
+                            r"throughput|latency|503|cache|cached"),
+    "startup": ("startup", ["--runs", "5"], {}, r"--help:|cold|reference"),
 }
 
 
@@ -49,8 +54,8 @@ def load1() -> str:
 
 def run_one(name: str, *, smoke: bool, logs: Path, index: int) -> bool:
     """Run ``benchmarks/bench_<name>.py`` once and print its figure lines; whether it exited 0."""
-    args, env, pattern = BENCHMARKS[name]
-    cmd = [sys.executable, str(HERE / f"bench_{name}.py"), *(["--smoke"] if smoke else args)]
+    script, args, env, pattern = BENCHMARKS[name]
+    cmd = [sys.executable, str(HERE / f"bench_{script}.py"), *(["--smoke"] if smoke else args)]
     before = load1()
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
@@ -59,7 +64,7 @@ def run_one(name: str, *, smoke: bool, logs: Path, index: int) -> bool:
     log.write_text(proc.stdout + proc.stderr)
     shown = " ".join(f"{k}={v}" for k, v in env.items())
     print(f"\n## {name}, run {index}: {shown + ' ' if shown else ''}{Path(sys.executable).name} "
-          f"benchmarks/bench_{name}.py {' '.join(cmd[2:])}")
+          f"benchmarks/bench_{script}.py {' '.join(cmd[2:])}")
     print(f"load average (1 min) before {before}, after {load1()}; {elapsed:.0f} s; exit {proc.returncode}; "
           f"full output: {log}")
     for line in proc.stdout.splitlines():
@@ -86,8 +91,10 @@ def main(argv=None) -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     print(f"== every README figure, {args.runs} run(s) each")
     print(f"machine: {os.cpu_count()} cores (nproc), {C.cpu_model()}; commit {C.git_commit()}")
-    ok = [run_one(name, smoke=args.smoke, logs=args.logs, index=i) for name in names
-          for i in range(1, args.runs + 1)]
+    # Round by round (every benchmark once, then again): a slow drift of the machine's load
+    # spreads over all benchmarks instead of landing on one.
+    ok = [run_one(name, smoke=args.smoke, logs=args.logs, index=i) for i in range(1, args.runs + 1)
+          for name in names]
     return 0 if all(ok) else 1
 
 

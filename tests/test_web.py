@@ -57,6 +57,7 @@ def web(tmp_path_factory, request):
     settings = Settings(
         library=str(library), library_db=str(base / "library.sqlite"), scan="blocking",
         max_upload_bytes=UPLOAD_LIMIT, max_analyses=1, max_waiting=0, upload_timeout_s=2.0,
+        cache_size=0,  # every request here analyses (and needs a slot); the cache: tests/test_web_cache.py
     )
     app = create_app(settings, classifier=clf)
     with ServerThread(app) as server:
@@ -337,7 +338,8 @@ def test_an_analysis_past_the_time_limit_is_a_504_and_the_slot_comes_back(tmp_pa
     clf = real_classifier(request)
     rows = make_library(tmp_path / "library", tmp_path / "outside")
     settings = Settings(library=str(tmp_path / "library"), library_db=str(tmp_path / "library.sqlite"),
-                        scan="blocking", max_analyses=1, max_waiting=0, analysis_timeout_s=0.001)
+                        scan="blocking", max_analyses=1, max_waiting=0, analysis_timeout_s=0.001,
+                        cache_size=0)  # the abandoned analysis's answer would be cached: every request analyses here
     row = next(r for r in rows if r["genre"] == "jazz")
     params = {"artist": row["artist"], "track": row["title"]}
     with ServerThread(create_app(settings, classifier=clf)) as server, \

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": which, "clients": args.clients, "minutes": args.minutes, "RSS sampled every": f"{args.interval:g} s",
         "load": f"{os.getloadavg()[0]:.2f} (1-min load average before the run)",
     })
-    with ServeProcess(model) as server:
+    # One upload is sent again and again: without --cache-size 0 the soak would mostly serve cache hits.
+    with ServeProcess(model, extra_args=("--cache-size", "0")) as server:
         idle = server.rss()
         print(f"server: {server.command} (pid {server.proc.pid}); RSS idle after start {idle / 2**20:.0f} MiB")
         tally, wall, samples = asyncio.run(soak(server, clients=args.clients, seconds=seconds,

@@ -54,6 +54,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-waiting", type=int, default=8, metavar="N", help="analyses allowed to wait (default 8)")
     p.add_argument("--analysis-timeout", type=float, default=120.0, metavar="SECONDS",
                    help="longest analysis before a 504 (default 120)")
+    p.add_argument("--cache-size", type=int, default=256, metavar="N",
+                   help="analysis answers kept in memory: the same file (by content), model and options answers "
+                        "at once; 0: off (default 256)")
     p.add_argument("--max-lookups", type=int, default=4, metavar="N",
                    help="searches and look-ups running at once; more wait briefly, then get 503 (default 4)")
     p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
@@ -118,6 +121,7 @@ def _settings(args):
         max_analyses=args.max_analyses,
         max_waiting=args.max_waiting,
         analysis_timeout_s=args.analysis_timeout,
+        cache_size=args.cache_size,
         max_lookups=args.max_lookups,
         header_timeout_s=args.header_timeout,
         max_connections=args.max_connections,

@@ -42,12 +42,14 @@ MAX_JSON_DEPTH = 64
 
 @dataclass
 class ModelFile:
-    """Contents of a model file. ``tensors`` are float32/int64 NumPy arrays by name."""
+    """Contents of a model file. ``tensors`` are float32/int64 NumPy arrays by name; ``sha256`` is the
+    checksum of the file it was loaded from (``None`` for a model built in memory, not yet saved)."""
 
     config: RunConfig
     labels: list[str]
     tensors: dict[str, np.ndarray]
     extra: dict = field(default_factory=dict)
+    sha256: str | None = field(default=None, compare=False)
 
     def network_state(self):
         """The network's ``state_dict`` (tensors stored under ``model.``), as torch tensors."""
@@ -179,4 +181,4 @@ def load_model_file(path: str | os.PathLike) -> ModelFile:
         raise ModelFileError(f"{path}: model file has an invalid label list")
     if not isinstance(extra, dict):
         raise ModelFileError(f"{path}: model file has invalid extra metadata")
-    return ModelFile(config=config, labels=labels, tensors=dict(tensors), extra=extra)
+    return ModelFile(config=config, labels=labels, tensors=dict(tensors), extra=extra, sha256=metadata["sha256"])

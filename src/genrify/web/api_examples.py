@@ -25,6 +25,7 @@ PREDICT = {
     "details": {"mode": "full", "music_probability": 1.0},
     "images": {"features": "iVBORw0KGgo…", "features_title": "Log-mel spectrogram: what the model listens to",
                "timeline": "iVBORw0KGgo…"},
+    "cached": False,  # true: answered from the analysis cache (the same file's bytes, model and options)
     "elapsed_ms": 812.4,
 }
 

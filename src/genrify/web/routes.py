@@ -11,6 +11,7 @@ requests made by other sites' pages (:mod:`genrify.web.origins`).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from genrify.audio import media_type, sniff_audio
 from genrify.errors import AudioDecodeError
 from genrify.web import api_examples as ex
 from genrify.web import service
+from genrify.web.cache import stored_answer
 from genrify.web.origins import check_same_origin
 from genrify.web.service import AppState
 from genrify.web.settings import static_dir
@@ -101,7 +103,21 @@ async def healthz(state: State) -> dict:
         "analyses": state.analyses.limiter.stats(),
         "searches": state.lookups.limiter.stats(),
         "uploads": state.uploads.stats(),
+        "cache": None if state.cache is None else state.cache.stats(),  # analysis answers: entries, hits, misses
     }
+
+
+async def analyse_cached_first(state: AppState, path: Path, *, top_k: int, images: bool, name: str,
+                               legacy_mfcc: bool = False) -> dict:
+    """:func:`service.analyse_audio` of ``path`` on the analysis lane, or, when the analysis cache holds its
+    answer, that answer at once: a song asked for again does not wait behind other songs' analyses for a slot."""
+    t0 = time.perf_counter()
+    hit = await run_in_threadpool(stored_answer, state.cache, state.classifier, path, top_k=top_k, images=images,
+                                  legacy_mfcc=legacy_mfcc)
+    if hit is not None:  # the fields analyse_audio adds: this request's answer came from the cache, in this time
+        return {**hit, "cached": True, "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
+    return await state.run_analysis(lambda: service.analyse_audio(state, path, top_k=top_k, images=images, name=name,
+                                                                  legacy_mfcc=legacy_mfcc))
 
 
 # ------------------------------------------------------------------------------ the original endpoint
@@ -122,9 +138,8 @@ async def music_prediction(request: Request, state: State, track: TrackQ, artist
     if not isinstance(found, service.Found):
         return {"response": False}
     ref, path = found.ref, found.path
-    result = await state.run_analysis(
-        lambda: service.analyse_audio(state, path, top_k=2, images=True, name=f"{ref.artist} - {ref.title}",
-                                      legacy_mfcc=True))
+    result = await analyse_cached_first(state, path, top_k=2, images=True, name=f"{ref.artist} - {ref.title}",
+                                        legacy_mfcc=True)
     first, second = (result["top"] + [["", 0.0], ["", 0.0]])[:2]
     return {
         "response": True,
@@ -171,7 +186,9 @@ async def predict_song(request: Request, state: State, track: TrackQ, artist: Ar
     Returns the verdict (`genre`, `unsure` or `not_music`) and its message, the
     `top_k` genres, every genre's probability, probabilities per window over
     time, the song and its audio URL, and (with `images=true`) the feature image
-    and the timeline as base64 PNGs. 404 `{"error": "The song could not be found ..."}`
+    and the timeline as base64 PNGs; `cached` is true when the answer came from the server's analysis
+    cache (the same file, byte for byte, with the same model and options), and `elapsed_ms` is this
+    request's time. 404 `{"error": "The song could not be found ..."}`
     when no source has it; when a source failed on the way (offline, errors) the
     404 body also holds `"retry": true` and `"problems": [...]`.
     """
@@ -179,8 +196,7 @@ async def predict_song(request: Request, state: State, track: TrackQ, artist: Ar
     if not isinstance(found, service.Found):
         raise service.not_found_error(found)
     ref, path = found.ref, found.path
-    result = await state.run_analysis(
-        lambda: service.analyse_audio(state, path, top_k=top_k, images=images, name=f"{ref.artist} - {ref.title}"))
+    result = await analyse_cached_first(state, path, top_k=top_k, images=images, name=f"{ref.artist} - {ref.title}")
     return {
         "song": service.ref_dict(ref),
         "audio_url": str(request.url_for("audio", source=ref.source, track_id=ref.id)),
@@ -246,8 +262,7 @@ async def predict_upload(request: Request, state: State, top_k: TopK = 2, images
                                   spool_dir=state.spool_dir) as upload:
             _check_looks_like_audio(upload.head, upload.content_type)
             name = upload.filename or "upload"
-            result = await state.run_analysis(
-                lambda: service.analyse_audio(state, upload.path, top_k=top_k, images=images, name=name))
+            result = await analyse_cached_first(state, upload.path, top_k=top_k, images=images, name=name)
     return {
         "song": None,
         "upload": {"filename": upload.filename, "bytes": upload.size},

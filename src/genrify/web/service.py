@@ -39,6 +39,7 @@ from genrify.web.admission import (  # noqa: F401 (ServerBusyError and AnalysisT
     LookupTimeoutError,
     ServerBusyError,
 )
+from genrify.web.cache import AnalysisCache, cached_answer
 from genrify.web.settings import Settings
 
 log = logging.getLogger("genrify.web")
@@ -71,6 +72,7 @@ class AppState:
     #: The demo library served when no ``--library`` was given: ``{"kind": "debian" | "synthetic",
     #: "credits": [...], "note": str}`` (see :func:`open_demo_library`); ``None`` for the user's own library.
     demo: dict | None = None
+    cache: AnalysisCache | None = None  # analysis answers (None: none kept); see analyse_audio
     scan_thread: threading.Thread | None = None
     scan_summary: Any = None
     started: float = field(default_factory=time.time)
@@ -198,6 +200,7 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
         library=index,
         library_root=root,
         demo=demo,
+        cache=AnalysisCache(max_entries=settings.cache_size),
     )
     _warm_up_plots()
     if index is not None and settings.scan != "off":
@@ -395,13 +398,24 @@ def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: b
     genres listed) with ``images`` (base64 PNGs: ``features``, the model's input on a fixed
     colour scale (:mod:`genrify.web.pictures`), titled by ``features_title``; ``timeline``,
     absent under "not music") and ``elapsed_ms``: ``/api/predict`` without its ``song`` part.
-    ``legacy_mfcc``: ``features`` is the 2017 widget's MFCC image instead.
+    ``legacy_mfcc``: ``features`` is the 2017 widget's MFCC image instead. ``cached``: the answer came
+    from ``state.cache`` (same file bytes, model, mode and options; :mod:`genrify.web.cache`).
     """
+    t0 = time.perf_counter()
+    out, cached = cached_answer(getattr(state, "cache", None), state.classifier, audio, top_k=top_k, images=images,
+                                legacy_mfcc=legacy_mfcc, compute=lambda: _analysis(
+                                    state, audio, top_k=top_k, images=images, name=name, legacy_mfcc=legacy_mfcc))
+    out.update(cached=cached, elapsed_ms=round((time.perf_counter() - t0) * 1000, 1))
+    return out
+
+
+def _analysis(state: AppState, audio: Path | bytes, *, top_k: int, images: bool, name: str | None,
+              legacy_mfcc: bool) -> dict:
+    """What :func:`analyse_audio` answers, analysed now (never from the cache)."""
     from genrify import report
     from genrify.web import pictures
 
     clf = state.classifier
-    t0 = time.perf_counter()
     label = name or (audio.name if isinstance(audio, Path) else "upload")
     y = clf.load(audio, name=label)
     analysis = clf.analyse(y, sr=clf.sr, top_k=top_k, name=label)
@@ -418,7 +432,6 @@ def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: b
             out["images"]["timeline"] = png_b64(report.timeline_png(
                 analysis.window_starts, analysis.window_probabilities, analysis.labels, top=5,
                 duration=float(analysis.duration), height=TIMELINE_HEIGHT_IN, fontsize=TIMELINE_FONT_PT))
-    out["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return out
 
 

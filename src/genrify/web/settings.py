@@ -28,6 +28,7 @@ variable                       meaning                                          
 ``GENRIFY_CORS_ORIGINS``       origins allowed cross-site (none: CORS closed)    (none)
 ``GENRIFY_ALLOWED_HOSTS``      accepted ``Host`` headers                         loopback names
 ``GENRIFY_SCAN``               library scan at start: background, blocking, off  ``background``
+``GENRIFY_ANALYSIS_CACHE``     answers kept in memory, entries (0: off)          256
 =============================  ================================================  =============
 """
 
@@ -74,6 +75,8 @@ class Settings:
     allowed_hosts: tuple[str, ...] | None = None
     scan: str = "background"
     demo_per_genre: int = 2
+    #: Analysis answers kept in memory (:mod:`genrify.web.cache`), in entries; 0 turns the cache off.
+    cache_size: int = 256
 
     def __post_init__(self):
         if self.max_upload_bytes <= 0:
@@ -88,6 +91,8 @@ class Settings:
             raise ConfigError(f"scan must be 'background', 'blocking' or 'off', not {self.scan!r}")
         if not self.providers:
             raise ConfigError("at least one provider is needed")
+        if self.cache_size < 0:
+            raise ConfigError(f"the analysis cache size must be >= 0 (0: off), not {self.cache_size}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"bad port {self.port}")
 
@@ -143,6 +148,7 @@ class Settings:
             "cors_origins": names("CORS_ORIGINS"),
             "allowed_hosts": names("ALLOWED_HOSTS"),
             "scan": get("SCAN"),
+            "cache_size": number("ANALYSIS_CACHE", int),
         }
         mb = number("MAX_UPLOAD_MB", float)
         if mb is not None:
@@ -170,6 +176,7 @@ class Settings:
             "GENRIFY_MAX_PER_CLIENT": str(self.max_per_client),
             "GENRIFY_SCAN": self.scan,
             "GENRIFY_FAST": "1" if self.fast else "0",
+            "GENRIFY_ANALYSIS_CACHE": str(self.cache_size),
         }
         for key, value in (("MODEL", self.model), ("LIBRARY", self.library), ("LIBRARY_DB", self.library_db),
                            ("DEEZER_URL", self.deezer_url), ("ITUNES_URL", self.itunes_url)):
