@@ -24,6 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 
+#: One 30 s song end to end with the 2017 CNN, warm (ms).
+TARGET_MS = 40
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=25, help="timed repetitions per file (default 25)")
@@ -61,7 +65,6 @@ def main(argv=None) -> int:
         return [clf.labels[i] for i in np.argsort(-p)[:2]]
 
     clock = C.clock
-    status = 0
     for song in songs:
         print(f"\n-- {song.name} ({song.stat().st_size / 1e3:.0f} kB)")
         t = {k: [] for k in ("end to end", "decode", "features", "model", "decode in process",
@@ -108,7 +111,8 @@ def main(argv=None) -> int:
             if times:
                 print(f"{name:18s} {C.summary_ms(times)}")
         e2e = C.median(t["end to end"]) * 1e3
-        print(f"genrify end to end median {e2e:.1f} ms (target <= 60 ms): {'met' if e2e <= 60 else 'MISSED'}")
+        print(f"genrify end to end median {e2e:.1f} ms (target <= {TARGET_MS} ms): "
+              f"{'met' if e2e <= TARGET_MS else 'MISSED'}")
         if lib_error:
             print(f"librosa pipeline could not run on {song.suffix}: {lib_error}")
         else:
@@ -117,7 +121,6 @@ def main(argv=None) -> int:
                   f"{C.median(t['librosa features']) / C.median(t['features']):.2f}x)")
         cost = (C.median(t["decode"]) - C.median(t["decode in process"])) * 1e3
         print(f"decoding in a worker process costs {cost:+.1f} ms per song over decoding in process")
-        status |= e2e > 60
     return 0
 
 
