@@ -45,6 +45,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], dict[str, str], str]] = {
     "serve-fast-distinct": ("serve", ["--seconds", "60", "--fast", "--distinct-uploads"], {},
                             r"throughput|latency|503|cache|cached"),
     "startup": ("startup", ["--runs", "5"], {}, r"--help:|cold|reference"),
+    "threads": ("threads", [], {}, r"^idle|^beside|thread"),
 }
 
 

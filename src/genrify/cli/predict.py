@@ -62,7 +62,10 @@ def cmd_predict(args) -> int:
     timelines = timeline_paths(paths, args.timeline) if args.timeline else {}
     if args.verbose:
         from genrify.predict import load_classifier
+        from genrify.predict.batch import use_free_cores
 
+        if args.workers == 1 and not args.ray:
+            use_free_cores()  # what the analysis below will use, so the line says it
         print(f"genrify: {load_classifier(args.model, fast=True if args.fast else None).compute_summary()}",
               file=sys.stderr, flush=True)
     if args.ray:

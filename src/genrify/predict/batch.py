@@ -29,11 +29,14 @@ def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | 
     ``model``: a model file, ``"musicnn"``, or ``None`` for the bundled default.
     With ``workers > 1`` the files are spread over that many processes, each
     holding its own classifier and one torch thread; at most a few files per
-    worker are in flight, so memory stays flat however long the list is.
+    worker are in flight, so memory stays flat however long the list is. In one
+    process, torch uses the cores the load average leaves free (:func:`free_cores`)
+    unless ``OMP_NUM_THREADS`` says otherwise.
     """
     paths = [str(p) for p in paths]
     if workers <= 1 or len(paths) <= 1:
         clf = load_classifier(model, fast=fast)
+        use_free_cores()
         for path in paths:
             yield _analyse_file(clf, path, top_k)
         return
@@ -81,6 +84,31 @@ def _analyse_file(clf: GenreClassifier, path: str, top_k: int) -> FileResult:
         return FileResult(path, clf.analyse(path, top_k=top_k))
     except GenrifyError as exc:
         return FileResult(path, None, str(exc))
+
+
+def free_cores(*, cores: int, load: float) -> int:
+    """How many intra-op threads one analysis process should use: the cores the 1-minute load
+    average leaves free (``cores - round(load)``), at least 1.
+
+    torch's OpenMP threads wait for each other by spinning: where another process holds a core,
+    every parallel region waits for the descheduled thread: beside one busy process, two threads on
+    a 2-core machine took 3.1–4.9× as long as one (``benchmarks/bench_threads.py``), while on the idle
+    machine they took 0.7×. One thread per free core avoids the collapse.
+    """
+    return max(1, min(cores, cores - int(load + 0.5)))
+
+
+def use_free_cores() -> None:
+    """Set torch's intra-op threads to :func:`free_cores` unless the user chose (``OMP_NUM_THREADS``)."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    import torch
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # no load average on this platform: keep torch's default
+        return
+    torch.set_num_threads(free_cores(cores=os.cpu_count() or 1, load=load))
 
 
 _WORKER: dict = {}
