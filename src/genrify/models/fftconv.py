@@ -19,7 +19,7 @@ fewer for the 38-band filters, 3.3× fewer for the 67-band ones, in two dense
 matrix products. The circular correlation of length ``n_freq`` equals the
 'valid' one at positions ``0 … n_freq - width`` (no index wraps there), so the
 result is the same convolution; float32 round-off differs (about 1e-5 of the
-output's magnitude, see tests/test_musicnn.py).
+output's magnitude; tests/test_models.py checks it against ``conv2d``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def prepare_weights(weight: torch.Tensor, *, n_freq: int) -> FrequencyDFTWeights
         raise ValueError(f"expected a (C, 1, kh, kw) weight, got {tuple(weight.shape)}")
     if n_freq % 2:
         raise ValueError("n_freq must be even")
-    channels, _, kh, kw = weight.shape
+    _, _, kh, kw = weight.shape
     n_bins = n_freq // 2 + 1
     spectrum = torch.fft.rfft(weight[:, 0].double(), n=n_freq, dim=-1)  # (C, kh, n_bins)
     re, im = spectrum.real.permute(2, 1, 0), spectrum.imag.permute(2, 1, 0)  # (n_bins, kh, C)
