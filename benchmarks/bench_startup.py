@@ -8,15 +8,19 @@ Each run is a fresh process (``genrify`` console script of this environment).
 the CLI's help path loads. ``predict`` uses the bundled default model when the
 installation has one, else a small CNN trained on synthetic clips (cached).
 
-Where a cold ``predict`` goes: fresh processes that time, in turn, importing
-genrify's prediction code, loading the classifier (which imports torch), and
-analysing the song; and, for comparison, importing only what an inference path
-without torch would need (numpy, soundfile, soxr, PyAV, safetensors).
+The default model predicts on the NumPy engine, without importing torch
+(:func:`genrify.models.embedder.choose_engine`); the same cold ``predict`` with
+``GENRIFY_ENGINE=torch`` is the reference measured in the same run. Where a cold
+``predict`` goes: fresh processes that time, in turn, importing genrify's
+prediction code, loading the classifier, and analysing the song (on each
+engine); and, for comparison, ``import torch`` alone and the imports the NumPy
+engine needs (numpy, soundfile, soxr, PyAV, safetensors).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +33,9 @@ HEAVY = ("torch", "numpy", "librosa", "scipy", "sklearn", "soundfile", "soxr", "
          "uvicorn", "httpx", "safetensors", "tqdm")
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str], *, env: dict | None = None) -> float:
     t = C.clock()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     elapsed = C.clock() - t
     if proc.returncode not in (0,):
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
@@ -68,17 +72,24 @@ def main(argv=None) -> int:
     cmd = [str(exe), "predict", str(song)] + (["--model", str(model)] if model else [])
     print(f"model: {model or default_model_path()} ; command: genrify predict {song.name}"
           + (f" --model {model.name}" if model else ""))
-    pred_t = [wall(cmd) for _ in range(args.runs)]
+    torch_env = {**os.environ, "GENRIFY_ENGINE": "torch"}
+    pred_t, torch_pred_t = [], []
+    for _ in range(args.runs):  # alternating, so both see the same machine
+        pred_t.append(wall(cmd))
+        torch_pred_t.append(wall(cmd, env=torch_env))
     print(f"cold genrify predict: {C.summary_ms(pred_t)}  (target <= 1500 ms)")
+    print(f"  the same with GENRIFY_ENGINE=torch: {C.summary_ms(torch_pred_t)}; "
+          f"ratio {C.median(torch_pred_t) / C.median(pred_t):.2f}x")
     py_t = [wall([sys.executable, "-c", "pass"]) for _ in range(args.runs)]
     torch_t = [wall([sys.executable, "-c", "import torch"]) for _ in range(args.runs)]
     lean_t = [wall([sys.executable, "-c", LEAN_IMPORTS]) for _ in range(args.runs)]
     print(f"for reference: bare python {C.summary_ms(py_t)}; python -c 'import torch' {C.summary_ms(torch_t)}; "
           f"the imports of an inference path without torch ({LEAN_IMPORTS[7:]}) {C.summary_ms(lean_t)}")
-    stages = [stage_times(song, model) for _ in range(args.runs)]
-    for i, name in enumerate(("import genrify.predict", "load the classifier (torch is imported here)",
-                            "analyse the song")):
-        print(f"  cold predict, {name}: {C.summary_ms([s[i] for s in stages])}")
+    for engine in ("auto", "torch"):
+        runs = [stage_times(song, model, engine=engine) for _ in range(args.runs)]
+        print(f"  GENRIFY_ENGINE={engine}: the {runs[0][1]} engine, torch imported: {runs[0][2]}")
+        for i, name in enumerate(("import genrify.predict", "load the classifier", "analyse the song")):
+            print(f"    cold predict, {name}: {C.summary_ms([s[0][i] for s in runs])}")
     return 0 if not heavy else 1
 
 
@@ -92,15 +103,19 @@ clf = load_classifier(sys.argv[2] if len(sys.argv) > 2 else None)
 t2 = time.perf_counter()
 clf.analyse(sys.argv[1])
 t3 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2)
+engine = getattr(getattr(clf.backend, "embedder", None), "engine", "torch")
+print(t1 - t0, t2 - t1, t3 - t2, engine, "torch" in sys.modules)
 """
 
 
-def stage_times(song: Path, model: Path | None) -> list[float]:
-    """Seconds to import genrify's prediction code, load the classifier and analyse ``song``, in a fresh process."""
+def stage_times(song: Path, model: Path | None, *, engine: str) -> tuple[list[float], str, bool]:
+    """Seconds to import genrify's prediction code, load the classifier and analyse ``song``, in a fresh
+    process with ``GENRIFY_ENGINE=engine``; the engine it ran and whether torch was imported."""
     cmd = [sys.executable, "-c", _STAGES, str(song)] + ([str(model)] if model else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return [float(x) for x in proc.stdout.split()]
+    env = {**os.environ, "GENRIFY_ENGINE": engine}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    *times, used, torch_loaded = proc.stdout.split()
+    return [float(x) for x in times], used, torch_loaded == "True"
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], dict[str, str], str]] = {
     "serve-no-cache": ("serve", ["--seconds", "60", "--no-cache"], {}, r"throughput|latency|503|cache|cached"),
     "serve-fast-distinct": ("serve", ["--seconds", "60", "--fast", "--distinct-uploads"], {},
                             r"throughput|latency|503|cache|cached"),
-    "startup": ("startup", ["--runs", "5"], {}, r"--help:|cold|reference"),
+    "startup": ("startup", ["--runs", "5"], {}, r"--help:|cold|reference|GENRIFY_ENGINE"),
+    "engines": ("engines", [], {}, r"mode"),
     "threads": ("threads", [], {}, r"^idle|^beside|thread"),
 }
 

@@ -26,17 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrify.config import MUSICNN_FEATURES, MUSICNN_PATCH_FRAMES
 from genrify.errors import InvalidAudioError
 from genrify.features.mel import MelSpectrogram
-
-SR = MUSICNN_FEATURES.sr
-N_FFT = MUSICNN_FEATURES.n_fft
-HOP_LENGTH = MUSICNN_FEATURES.hop_length
-N_MELS = MUSICNN_FEATURES.n_mels
-FMAX = SR / 2
-PATCH_FRAMES = MUSICNN_PATCH_FRAMES  # 3 s at 16 kHz / hop 256 (musicnn: time_to_frames(3) + 1)
-
+from genrify.features.musicnn_numpy import (  # noqa: F401 (the patch grid's public home is here too)
+    FMAX, HOP_LENGTH, N_FFT, N_MELS, PATCH_FRAMES, SR, patch_index, patch_starts)
 
 def log_compress(S: torch.Tensor) -> torch.Tensor:
     """musicnn's compression of a power mel spectrogram: ``log10(10000 · float16(S) + 1)``.
@@ -94,28 +87,6 @@ def musicnn_logmel(*, y: np.ndarray | None = None, S: np.ndarray | None = None, 
         return log_compress(S_t).transpose(-1, -2).numpy()
 
 
-def patch_starts(n_frames: int, *, patch_frames: int = PATCH_FRAMES, max_patches: int | None = None) -> np.ndarray:
-    """First frame of each patch for a log-mel of ``n_frames`` frames, int64 ``(n_patches,)``.
-
-    Default: musicnn's non-overlapping grid ``0, 187, 374, …`` (trailing frames
-    dropped). With ``max_patches`` and more grid patches than that, instead
-    ``max_patches`` patches spread evenly over the clip, each centred in one of
-    ``max_patches`` equal stretches (so a song's intro and outro weigh less and
-    the cost no longer grows with its length). Shorter than one patch: ``[0]``.
-    """
-    if n_frames <= 0:
-        raise ValueError("patch_starts: no frames")
-    if max_patches is not None and max_patches < 1:
-        raise ValueError("max_patches must be at least 1")
-    n_grid = n_frames // patch_frames
-    if n_grid == 0:
-        return np.zeros(1, dtype=np.int64)
-    if max_patches is None or n_grid <= max_patches:
-        return np.arange(n_grid, dtype=np.int64) * patch_frames
-    span = n_frames - patch_frames
-    return np.round((np.arange(max_patches) + 0.5) / max_patches * span).astype(np.int64)
-
-
 def musicnn_patches(logmel, *, patch_frames: int = PATCH_FRAMES, max_patches: int | None = None):
     """Cut a log-mel ``(frames, n_mels)`` into model inputs ``(n_patches, patch_frames, n_mels)``.
 
@@ -124,9 +95,7 @@ def musicnn_patches(logmel, *, patch_frames: int = PATCH_FRAMES, max_patches: in
     ``max_patches`` spread windows). A log-mel shorter than ``patch_frames`` is
     wrap-padded (its frames repeated from the start) into one patch.
     """
-    n_frames = logmel.shape[0]
-    starts = patch_starts(n_frames, patch_frames=patch_frames, max_patches=max_patches)
-    index = (starts[:, None] + np.arange(patch_frames)[None, :]) % n_frames  # wrap only matters when short
+    index = patch_index(logmel.shape[0], patch_frames=patch_frames, max_patches=max_patches)
     if isinstance(logmel, torch.Tensor):
         return logmel[torch.from_numpy(index)]
     return np.ascontiguousarray(logmel[index])

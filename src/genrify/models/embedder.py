@@ -11,17 +11,24 @@ spread patches for long songs); the fast mode embeds ``FAST_PATCHES`` spread
 patches with the timbral convolutions in bfloat16. ``precision="int8"`` runs
 the timbral convolutions in int8 instead (either only where this machine runs
 it faster than float32, see :mod:`genrify.models.quantize`).
+
+Two engines compute the same embeddings: :class:`MusicnnEmbedder` (PyTorch, every
+precision, every backbone) and :class:`NumpyEmbedder` (NumPy alone, float32,
+musicnn only), which spares a process that only predicts the import of torch
+(seconds, longer than the analysis itself). :func:`make_embedder` picks one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
+import os
 
-from genrify.config import MUSICNN_EMBEDDING_DIM
-from genrify.features.musicnn import HOP_LENGTH, PATCH_FRAMES, SR, MusicnnLogMel, musicnn_patches, patch_starts
+import numpy as np
+
+from genrify.config import MUSICNN_BACKBONE, MUSICNN_EMBEDDING_DIM
+from genrify.errors import ConfigError
+from genrify.features.musicnn_numpy import HOP_LENGTH, PATCH_FRAMES, SR, NumpyLogMel, patch_index, patch_starts
 
 EMBEDDING_DIM = MUSICNN_EMBEDDING_DIM
 
@@ -50,6 +57,7 @@ class MusicnnEmbedder:
 
     def __init__(self, *, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = (),
                  precision: str | None = None):
+        from genrify.features.musicnn import MusicnnLogMel
         from genrify.models.backbones import load_backbone
         from genrify.models.musicnn import load_musicnn
 
@@ -63,17 +71,85 @@ class MusicnnEmbedder:
         self.tags = list(self.model.tags)
         self.logmel = MusicnnLogMel()
 
-    @torch.inference_mode()
+    engine = "torch"
+
     def embed(self, y: np.ndarray) -> Embedded:
         """``y``: ``(samples,)`` float32 at 16 kHz → per-patch embeddings, tags and start times."""
-        mel = self.logmel(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)))  # (frames, 96)
-        patches = musicnn_patches(mel, max_patches=self.max_patches)
-        out = self.model.forward_features(patches)
-        emb = torch.cat([out["max_pool"], out["mean_pool"]], dim=1)
-        starts = patch_starts(mel.shape[0], patch_frames=PATCH_FRAMES, max_patches=self.max_patches) * HOP_LENGTH / SR
-        taggram = out["taggram"].numpy().astype(np.float32)
-        taggrams = {"msd_musicnn": taggram}
-        taggrams.update({name: net.forward_features(patches)["taggram"].numpy().astype(np.float32)
-                         for name, net in self.others.items()})
-        return Embedded(embeddings=emb.numpy().astype(np.float32), taggram=taggram, starts=starts.astype(np.float64),
-                        taggrams=taggrams)
+        import torch
+
+        from genrify.features.musicnn import musicnn_patches
+
+        with torch.inference_mode():
+            mel = self.logmel(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)))  # (frames, 96)
+            patches = musicnn_patches(mel, max_patches=self.max_patches)
+            features = self.model.forward_features(patches)
+            out = {k: features[k].numpy() for k in ("max_pool", "mean_pool", "taggram")}
+            taggrams = {name: net.forward_features(patches)["taggram"].numpy() for name, net in self.others.items()}
+        return _embedded(out, n_frames=mel.shape[0], max_patches=self.max_patches, others=taggrams)
+
+
+class NumpyEmbedder:
+    """:class:`MusicnnEmbedder`'s float32 embeddings of MSD_musicnn, computed with NumPy alone
+    (:mod:`genrify.models.musicnn_numpy`, :mod:`genrify.features.musicnn_numpy`): the same
+    ``embed(y)``, without importing torch. ``max_patches`` as there."""
+
+    engine = "numpy"
+
+    def __init__(self, *, max_patches: int | None = None):
+        from genrify.models.musicnn_numpy import load_numpy_musicnn
+
+        self.max_patches = max_patches
+        self.model = load_numpy_musicnn()
+        self.others: dict = {}
+        self.tags = list(self.model.tags)
+        self.logmel = NumpyLogMel()
+
+    def embed(self, y: np.ndarray) -> Embedded:
+        """``y``: ``(samples,)`` float32 at 16 kHz → per-patch embeddings, tags and start times."""
+        mel = self.logmel(y)
+        out = self.model.forward_features(mel[patch_index(mel.shape[0], max_patches=self.max_patches)])
+        return _embedded(out, n_frames=mel.shape[0], max_patches=self.max_patches, others={})
+
+
+def _embedded(out: dict, *, n_frames: int, max_patches: int | None, others: dict) -> Embedded:
+    starts = patch_starts(n_frames, patch_frames=PATCH_FRAMES, max_patches=max_patches) * HOP_LENGTH / SR
+    taggram = out["taggram"].astype(np.float32)
+    emb = np.concatenate([out["max_pool"], out["mean_pool"]], axis=1).astype(np.float32)
+    taggrams = {MUSICNN_BACKBONE: taggram, **{k: v.astype(np.float32) for k, v in others.items()}}
+    return Embedded(embeddings=emb, taggram=taggram, starts=starts.astype(np.float64), taggrams=taggrams)
+
+
+#: ``GENRIFY_ENGINE``: "auto" (default), "numpy" or "torch"; see :func:`make_embedder`.
+ENGINES = ("auto", "numpy", "torch")
+
+
+def choose_engine(*, fast: bool = False, also: tuple[str, ...] = (), precision: str | None = None,
+                  requested: str | None = None) -> str:
+    """"numpy" or "torch": the engine :func:`make_embedder` uses for these settings.
+
+    ``requested`` defaults to the ``GENRIFY_ENGINE`` environment variable ("auto" when
+    unset). "auto" takes NumPy where it computes exactly what torch would: float32
+    (not the fast mode, whose reduced precision torch decides by measuring the
+    machine, and no explicit precision other than float32) and no backbone but
+    MSD_musicnn. "numpy" asks for it (refused where it cannot compute the model);
+    "torch" always uses torch.
+
+    Raises:
+        ConfigError: an unknown engine, or "numpy" for settings it cannot compute.
+    """
+    requested = (requested or os.environ.get("GENRIFY_ENGINE") or "auto").strip().lower()
+    if requested not in ENGINES:
+        raise ConfigError(f"GENRIFY_ENGINE={requested!r}: expected one of {', '.join(ENGINES)}")
+    numpy_ok = set(also) <= {MUSICNN_BACKBONE} and precision in (None, "float32") and (not fast or requested == "numpy")
+    if requested == "numpy" and not numpy_ok:
+        raise ConfigError("the numpy engine computes MSD_musicnn in float32 only; "
+                          "use GENRIFY_ENGINE=torch for other backbones or precisions")
+    return "numpy" if numpy_ok and requested != "torch" else "torch"
+
+
+def make_embedder(*, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = (),
+                  precision: str | None = None):
+    """A :class:`NumpyEmbedder` or a :class:`MusicnnEmbedder`, as :func:`choose_engine` decides."""
+    if choose_engine(fast=fast, also=also, precision=precision) == "numpy":
+        return NumpyEmbedder(max_patches=max_patches)
+    return MusicnnEmbedder(max_patches=max_patches, fast=fast, also=also, precision=precision)

@@ -10,7 +10,6 @@ backends, so figures describe exactly what ships.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from genrify.config import MUSICNN_FAST_WINDOWS, MUSICNN_FEATURES, MUSICNN_MAX_WINDOWS
 from genrify.dataset.windows import cut_windows, window_frames
@@ -48,14 +47,16 @@ class WindowNetBackend:
         self.net.load_state_dict(model_file.network_state(), strict=True)
         self.net.eval()
 
-    @torch.inference_mode()
     def image_probabilities(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-window probabilities ``(n_windows, L)`` and window starts (frames) of a feature
         image ``(n_features, frames)`` computed with this model's ``FeatureConfig``."""
+        import torch
+
         image = (np.asarray(image) - self.mean[:, None]) / self.std[:, None]
         windows, starts = cut_windows(image, size=self.size, hop=self.hop)
-        logits = self.net(torch.from_numpy(windows.astype(np.float32)))
-        return torch.softmax(logits / self.temperature, dim=1).numpy(), starts
+        with torch.inference_mode():
+            logits = self.net(torch.from_numpy(windows.astype(np.float32)))
+            return torch.softmax(logits / self.temperature, dim=1).numpy(), starts
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         """Per-window probabilities, window starts (s) and details for audio ``y`` at ``self.sr``.
@@ -93,14 +94,14 @@ class MusicnnHeadBackend:
 def _set_up_musicnn(backend, model_file: ModelFile, *, fast: bool | None, also: tuple[str, ...] = ()) -> None:
     """What every backend over musicnn holds: config, rate, mode, the embedder (with the taggers
     in ``also``), the model file's tensors and whether it has a music probe."""
-    from genrify.models.embedder import MusicnnEmbedder
+    from genrify.models.embedder import make_embedder
 
     cfg = model_file.config
     backend.config = cfg
     backend.sr = cfg.audio.sr
     backend.fast = cfg.model.fast if fast is None else fast
-    backend.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if backend.fast else cfg.window.max_windows,
-                                       fast=backend.fast, also=also)
+    backend.embedder = make_embedder(max_patches=MUSICNN_FAST_WINDOWS if backend.fast else cfg.window.max_windows,
+                                     fast=backend.fast, also=also)
     backend.tensors = model_file.tensors
     backend.labels = list(model_file.labels)
     backend.has_music_probe = "music.coef" in backend.tensors
@@ -179,12 +180,11 @@ class MusicnnTaggerBackend:
     kind = "musicnn"
 
     def __init__(self, model_file: ModelFile | None = None, *, fast: bool | None = None):
-        from genrify.models.embedder import MusicnnEmbedder
+        from genrify.models.embedder import make_embedder
 
         self.sr = MUSICNN_FEATURES.sr
         self.fast = bool(fast)
-        self.embedder = MusicnnEmbedder(max_patches=MUSICNN_FAST_WINDOWS if fast else MUSICNN_MAX_WINDOWS,
-                                        fast=self.fast)
+        self.embedder = make_embedder(max_patches=MUSICNN_FAST_WINDOWS if fast else MUSICNN_MAX_WINDOWS, fast=self.fast)
         self.tags = self.embedder.tags
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -11,6 +11,7 @@ import numpy as np
 from genrify.errors import GenrifyError
 from genrify.models.modelfile import load_model_file
 from genrify.predict.classifier import Analysis, GenreClassifier, bundled_model_path, load_classifier
+from genrify.predict.threads import free_cores, set_threads, use_free_cores  # noqa: F401 (used by the CLI)
 
 
 @dataclass(frozen=True)
@@ -86,39 +87,12 @@ def _analyse_file(clf: GenreClassifier, path: str, top_k: int) -> FileResult:
         return FileResult(path, None, str(exc))
 
 
-def free_cores(*, cores: int, load: float) -> int:
-    """How many intra-op threads one analysis process should use: the cores the 1-minute load
-    average leaves free (``cores - round(load)``), at least 1.
-
-    torch's OpenMP threads wait for each other by spinning: where another process holds a core,
-    every parallel region waits for the descheduled thread: beside one busy process, two threads on
-    a 2-core machine took 3.1–4.9× as long as one (``benchmarks/bench_threads.py``), while on the idle
-    machine they took 0.7×. One thread per free core avoids the collapse.
-    """
-    return max(1, min(cores, cores - int(load + 0.5)))
-
-
-def use_free_cores() -> None:
-    """Set torch's intra-op threads to :func:`free_cores` unless the user chose (``OMP_NUM_THREADS``)."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return
-    import torch
-
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # no load average on this platform: keep torch's default
-        return
-    torch.set_num_threads(free_cores(cores=os.cpu_count() or 1, load=load))
-
-
 _WORKER: dict = {}
 
 
 def _init_worker(model, fast) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core: intra-op threads would only contend
     _WORKER["clf"] = load_classifier(model, fast=fast)
+    set_threads(1)  # one process per core: intra-op threads would only contend
 
 
 def _worker_analyse(path: str, top_k: int) -> FileResult:

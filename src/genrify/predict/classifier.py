@@ -234,19 +234,22 @@ class GenreClassifier:
         machine's measured answer behind it (:func:`genrify.models.quantize.machine_precision`,
         measured once per machine and cached); ``genrify predict -v`` prints it.
         """
-        import torch
+        from genrify.predict.threads import thread_count
 
-        parts = [f"model {self.source}", f"torch threads {torch.get_num_threads()}"]
         embedder = getattr(self.backend, "embedder", None)
+        engine = getattr(embedder, "engine", "torch")
+        parts = [f"model {self.source}", f"{engine} engine, {thread_count()} threads"]
         if embedder is None:
             return " · ".join(parts + [f"{self.config.model.name} on {self.config.features.kind} windows, float32"])
+        windows = "all windows" if embedder.max_patches is None else f"at most {embedder.max_patches} windows"
+        parts.append(f"{'fast' if getattr(self.backend, 'fast', False) else 'full'} mode, {windows}")
+        net = embedder.model
+        if engine == "numpy":
+            return " · ".join(parts + ["musicnn timbral convs in float32 (frequency DFT), without torch"])
         from genrify.models.quantize import machine_precision
 
-        net = embedder.model
         how = "frequency DFT" if net.precision == "float32" and net.timbral[0].fft else "unfolded matrix product"
-        windows = "all windows" if embedder.max_patches is None else f"at most {embedder.max_patches} windows"
-        mode = "fast" if getattr(self.backend, "fast", False) else "full"
-        return " · ".join(parts + [f"{mode} mode, {windows}", f"musicnn timbral convs in {net.precision} ({how})",
+        return " · ".join(parts + [f"musicnn timbral convs in {net.precision} ({how})",
                                    f"machine check: {machine_precision().describe()}"])
 
     def feature_image(self, audio, *, sr: int | None = None) -> tuple[np.ndarray, int, int]:

@@ -11,7 +11,6 @@ goes through :func:`window_softmax` and :func:`song_softmax` here.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from genrify.errors import ModelFileError
 from genrify.models.modelfile import ModelFile
@@ -39,14 +38,16 @@ def probe_logits(tensors: dict[str, np.ndarray], x: np.ndarray, *, prefix: str =
     return z @ tensors[f"{prefix}.coef"].T + tensors[f"{prefix}.intercept"]
 
 
-@torch.inference_mode()
-def head_logits(model: torch.nn.Module, windows: list[np.ndarray]) -> list[np.ndarray]:
-    """Per-window logits of a trained embedding head, one array per track."""
+def head_logits(model, windows: list[np.ndarray]) -> list[np.ndarray]:
+    """Per-window logits of a trained embedding head (a ``torch.nn.Module``), one array per track."""
+    import torch
+
     model.eval()
-    return [model(torch.from_numpy(np.array(w, dtype=np.float32))).numpy() for w in windows]  # copy: stores are read-only maps
+    with torch.inference_mode():  # copy: stores are read-only maps
+        return [model(torch.from_numpy(np.array(w, dtype=np.float32))).numpy() for w in windows]
 
 
-def load_head(model_file: ModelFile) -> torch.nn.Module:
+def load_head(model_file: ModelFile):
     """The trained ``musicnn-finetune`` head of ``model_file``, in eval mode (no pretrained load)."""
     from genrify.models.musicnn import MusicnnBackEnd
 

@@ -146,15 +146,15 @@ def build_sources(settings: Settings, library_source: Source | None) -> list[Sou
 def _share_cores(max_analyses: int) -> None:
     """Give each concurrent analysis its share of the cores.
 
-    torch's intra-op pool is process-wide; with ``max_analyses`` analyses each
-    asking for every core, the OpenMP threads oversubscribe the machine and
+    The engines' intra-op pools are process-wide; with ``max_analyses`` analyses
+    each asking for every core, the threads oversubscribe the machine and
     spin-wait on each other, which collapses throughput on a busy server.
     """
     import os
 
-    import torch
+    from genrify.predict.threads import set_threads
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, max_analyses)))
+    set_threads(max(1, (os.cpu_count() or 1) // max(1, max_analyses)))
 
 
 def _admission(settings: Settings) -> dict:
