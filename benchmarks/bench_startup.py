@@ -97,9 +97,9 @@ LEAN_IMPORTS = "import numpy, soundfile, soxr, av, safetensors.numpy"
 _STAGES = """
 import sys, time
 t0 = time.perf_counter()
-from genrify.predict import load_classifier
+from genrify.predict import engine_for, load_classifier
 t1 = time.perf_counter()
-clf = load_classifier(sys.argv[2] if len(sys.argv) > 2 else None)
+clf = load_classifier(sys.argv[2] if len(sys.argv) > 2 else None, prefer_engine=engine_for(1))  # as predict one.mp3
 t2 = time.perf_counter()
 clf.analyse(sys.argv[1])
 t3 = time.perf_counter()

@@ -111,17 +111,20 @@ def test_missing_or_bad_weights(tmp_path):
 
 def test_engine_choice(monkeypatch):
     monkeypatch.delenv("GENRIFY_ENGINE", raising=False)
-    assert choose_engine() == "numpy"
-    assert choose_engine(precision="float32") == "numpy"
+    assert choose_engine() == "torch"  # a long-running process: torch analyses each song faster
+    assert choose_engine(prefer="numpy") == "numpy"  # a few songs: no torch import
+    assert choose_engine(precision="float32", prefer="numpy") == "numpy"
     # torch where NumPy cannot compute the same thing: other backbones, reduced precisions, the fast
     # mode (whose precision torch measures on the machine)
-    assert choose_engine(also=("msd_musicnn", "mtt_musicnn")) == "torch"
-    assert choose_engine(precision="int8") == "torch"
-    assert choose_engine(fast=True) == "torch"
-    assert choose_engine(requested="torch") == "torch"
+    assert choose_engine(also=("msd_musicnn", "mtt_musicnn"), prefer="numpy") == "torch"
+    assert choose_engine(precision="int8", prefer="numpy") == "torch"
+    assert choose_engine(fast=True, prefer="numpy") == "torch"
+    # the user's choice wins over the caller's preference
+    assert choose_engine(requested="torch", prefer="numpy") == "torch"
+    assert choose_engine(requested="numpy") == "numpy"
     assert choose_engine(fast=True, requested="numpy") == "numpy"  # asked for: float32 on 3 windows
     monkeypatch.setenv("GENRIFY_ENGINE", "torch")
-    assert isinstance(make_embedder(max_patches=1), MusicnnEmbedder)
+    assert isinstance(make_embedder(max_patches=1, prefer="numpy"), MusicnnEmbedder)
     monkeypatch.setenv("GENRIFY_ENGINE", "numpy")
     assert isinstance(make_embedder(max_patches=1), NumpyEmbedder)
     with pytest.raises(ConfigError, match="numpy engine"):
@@ -131,10 +134,18 @@ def test_engine_choice(monkeypatch):
         choose_engine()
 
 
+def test_a_few_songs_prefer_numpy():
+    from genrify.predict import engine_for
+    from genrify.predict.classifier import FEW_SONGS
+
+    assert engine_for(1) == engine_for(FEW_SONGS) == "numpy"
+    assert engine_for(FEW_SONGS + 1) == "torch"
+
+
 def _predict_json(song: Path, *, engine: str) -> tuple[dict, bool]:
     """``genrify predict --json`` in a fresh process, and whether that process imported torch."""
-    code = ("import json, sys; from genrify.predict import load_classifier; "
-            "a = load_classifier(None).analyse(sys.argv[1]); "
+    code = ("import json, sys; from genrify.predict import engine_for, load_classifier; "
+            "a = load_classifier(None, prefer_engine=engine_for(1)).analyse(sys.argv[1]); "
             "print(json.dumps([a.to_dict(), 'torch' in sys.modules]))")
     env = {**os.environ, "GENRIFY_ENGINE": engine, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code, str(song)], capture_output=True, text=True, env=env, check=True)

@@ -14,7 +14,7 @@ import pytest
 
 from genrify.errors import ConfigError
 from genrify.fileio import file_digest
-from genrify.web.cache import AnalysisCache, CacheKey, analysis_key, cached_answer, model_identity
+from genrify.web.cache import AnalysisCache, CacheKey, analysis_key, cached_answer, model_identity, stored_answer
 from genrify.web.settings import Settings
 
 
@@ -141,6 +141,26 @@ def test_a_file_that_cannot_be_hashed_is_analysed_uncached(tmp_path):
     assert got == (answer(1), False) and calls == [1] and len(cache) == 0
     got = cached_answer(None, object(), b"bytes", top_k=2, images=False, legacy_mfcc=False, compute=lambda: answer(2))
     assert got == (answer(2), False)
+
+
+def test_the_look_up_hands_its_key_to_the_analysis(tmp_path):
+    # A miss before queueing returns the key it hashed; the analysis then stores under that key
+    # without hashing the file again (here: the file is gone by then, so hashing would fail).
+    from genrify.predict import load_classifier
+
+    clf = load_classifier("musicnn")
+    cache = AnalysisCache(max_entries=4)
+    song = tmp_path / "song.mp3"
+    song.write_bytes(b"some bytes")
+    hit, looked_up = stored_answer(cache, clf, song, top_k=2, images=False, legacy_mfcc=False)
+    assert hit is None and looked_up == analysis_key(clf, song, top_k=2, images=False)
+    song.unlink()
+    got = cached_answer(cache, clf, song, top_k=2, images=False, legacy_mfcc=False, key=looked_up,
+                        compute=lambda: answer(3))
+    assert got == (answer(3), False) and looked_up in cache
+    song.write_bytes(b"some bytes")
+    assert stored_answer(cache, clf, song, top_k=2, images=False, legacy_mfcc=False) == (answer(3), looked_up)
+    assert stored_answer(None, clf, song, top_k=2, images=False, legacy_mfcc=False) == (None, None)
 
 
 # ---------------------------------------------------------------------------- single flight

@@ -66,8 +66,11 @@ def cmd_predict(args) -> int:
 
         if args.workers == 1 and not args.ray:
             use_free_cores()  # what the analysis below will use, so the line says it
-        print(f"genrify: {load_classifier(args.model, fast=True if args.fast else None).compute_summary()}",
-              file=sys.stderr, flush=True)
+        from genrify.predict.classifier import engine_for
+
+        clf = load_classifier(args.model, fast=True if args.fast else None,
+                              prefer_engine=engine_for(len(paths)) if args.workers == 1 and not args.ray else "torch")
+        print(f"genrify: {clf.compute_summary()}", file=sys.stderr, flush=True)
     if args.ray:
         from genrify.scale import RayConfig, analyse_many_on_ray
 

@@ -15,7 +15,8 @@ it faster than float32, see :mod:`genrify.models.quantize`).
 Two engines compute the same embeddings: :class:`MusicnnEmbedder` (PyTorch, every
 precision, every backbone) and :class:`NumpyEmbedder` (NumPy alone, float32,
 musicnn only), which spares a process that only predicts the import of torch
-(seconds, longer than the analysis itself). :func:`make_embedder` picks one.
+(seconds, longer than the analysis itself) but analyses each song a little
+slower (``benchmarks/bench_engines.py``). :func:`make_embedder` picks one.
 """
 
 from __future__ import annotations
@@ -124,15 +125,18 @@ ENGINES = ("auto", "numpy", "torch")
 
 
 def choose_engine(*, fast: bool = False, also: tuple[str, ...] = (), precision: str | None = None,
-                  requested: str | None = None) -> str:
+                  requested: str | None = None, prefer: str = "torch") -> str:
     """"numpy" or "torch": the engine :func:`make_embedder` uses for these settings.
 
-    ``requested`` defaults to the ``GENRIFY_ENGINE`` environment variable ("auto" when
-    unset). "auto" takes NumPy where it computes exactly what torch would: float32
-    (not the fast mode, whose reduced precision torch decides by measuring the
-    machine, and no explicit precision other than float32) and no backbone but
-    MSD_musicnn. "numpy" asks for it (refused where it cannot compute the model);
-    "torch" always uses torch.
+    ``requested`` is the user's choice and defaults to the ``GENRIFY_ENGINE``
+    environment variable ("auto" when unset). "auto" takes the caller's ``prefer``
+    where NumPy computes exactly what torch would: float32 (not the fast mode,
+    whose reduced precision torch decides by measuring the machine, and no
+    explicit precision other than float32) and no backbone but MSD_musicnn; torch
+    otherwise. A process that analyses a few songs prefers NumPy (it starts
+    seconds sooner), a long-running one torch (:func:`genrify.predict.engine_for`).
+    "numpy" asks for NumPy (refused where it cannot compute the model); "torch"
+    always uses torch.
 
     Raises:
         ConfigError: an unknown engine, or "numpy" for settings it cannot compute.
@@ -144,12 +148,14 @@ def choose_engine(*, fast: bool = False, also: tuple[str, ...] = (), precision: 
     if requested == "numpy" and not numpy_ok:
         raise ConfigError("the numpy engine computes MSD_musicnn in float32 only; "
                           "use GENRIFY_ENGINE=torch for other backbones or precisions")
-    return "numpy" if numpy_ok and requested != "torch" else "torch"
+    if requested == "auto":
+        return "numpy" if numpy_ok and prefer == "numpy" else "torch"
+    return requested
 
 
 def make_embedder(*, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = (),
-                  precision: str | None = None):
+                  precision: str | None = None, prefer: str = "torch"):
     """A :class:`NumpyEmbedder` or a :class:`MusicnnEmbedder`, as :func:`choose_engine` decides."""
-    if choose_engine(fast=fast, also=also, precision=precision) == "numpy":
+    if choose_engine(fast=fast, also=also, precision=precision, prefer=prefer) == "numpy":
         return NumpyEmbedder(max_patches=max_patches)
     return MusicnnEmbedder(max_patches=max_patches, fast=fast, also=also, precision=precision)

@@ -9,6 +9,7 @@
 """
 
 from genrify.predict.batch import FileResult, analyse_many
-from genrify.predict.classifier import Analysis, GenreClassifier, default_model_path, load_classifier
+from genrify.predict.classifier import Analysis, GenreClassifier, default_model_path, engine_for, load_classifier
 
-__all__ = ["Analysis", "FileResult", "GenreClassifier", "analyse_many", "default_model_path", "load_classifier"]
+__all__ = ["Analysis", "FileResult", "GenreClassifier", "analyse_many", "default_model_path", "engine_for",
+           "load_classifier"]

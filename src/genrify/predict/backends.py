@@ -29,7 +29,7 @@ class WindowNetBackend:
 
     kind = "window"
 
-    def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
+    def __init__(self, model_file: ModelFile, *, fast: bool | None = None, prefer_engine: str = "torch"):
         from genrify.features import FeatureExtractor
         from genrify.models import build_model
 
@@ -76,8 +76,8 @@ class MusicnnHeadBackend:
 
     kind = "musicnn"
 
-    def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
-        _set_up_musicnn(self, model_file, fast=fast)
+    def __init__(self, model_file: ModelFile, *, fast: bool | None = None, prefer_engine: str = "torch"):
+        _set_up_musicnn(self, model_file, fast=fast, prefer_engine=prefer_engine)
         self.temperature = _temperature(self.tensors)
         self._genre_logits = genre_logits_function(model_file)
 
@@ -91,9 +91,11 @@ class MusicnnHeadBackend:
         return probs, emb.starts, _music_details(self, emb.embeddings, y, probs)
 
 
-def _set_up_musicnn(backend, model_file: ModelFile, *, fast: bool | None, also: tuple[str, ...] = ()) -> None:
+def _set_up_musicnn(backend, model_file: ModelFile, *, fast: bool | None, also: tuple[str, ...] = (),
+                    prefer_engine: str = "torch") -> None:
     """What every backend over musicnn holds: config, rate, mode, the embedder (with the taggers
-    in ``also``), the model file's tensors and whether it has a music probe."""
+    in ``also``, on the engine :func:`~genrify.models.embedder.choose_engine` picks), the model
+    file's tensors and whether it has a music probe."""
     from genrify.models.embedder import make_embedder
 
     cfg = model_file.config
@@ -101,7 +103,7 @@ def _set_up_musicnn(backend, model_file: ModelFile, *, fast: bool | None, also: 
     backend.sr = cfg.audio.sr
     backend.fast = cfg.model.fast if fast is None else fast
     backend.embedder = make_embedder(max_patches=MUSICNN_FAST_WINDOWS if backend.fast else cfg.window.max_windows,
-                                     fast=backend.fast, also=also)
+                                     fast=backend.fast, also=also, prefer=prefer_engine)
     backend.tensors = model_file.tensors
     backend.labels = list(model_file.labels)
     backend.has_music_probe = "music.coef" in backend.tensors
@@ -145,7 +147,7 @@ class TaxonomyBackend:
 
     kind = "musicnn"
 
-    def __init__(self, model_file: ModelFile, *, fast: bool | None = None):
+    def __init__(self, model_file: ModelFile, *, fast: bool | None = None, prefer_engine: str = "torch"):
         from genrify.taxonomy import parse_taxonomy
 
         try:
@@ -155,7 +157,7 @@ class TaxonomyBackend:
             raise ModelFileError("taxonomy model file lacks its backbones or its taxonomy") from None
         # The styles, in the order of the fitted tensors, come from the taxonomy saved with the model.
         self.styles = [(style.name, genre.name) for genre, style in taxonomy.styles()]
-        _set_up_musicnn(self, model_file, fast=fast, also=tuple(self.backbones))
+        _set_up_musicnn(self, model_file, fast=fast, also=tuple(self.backbones), prefer_engine=prefer_engine)
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         emb = self.embedder.embed(y)
@@ -179,12 +181,14 @@ class MusicnnTaggerBackend:
 
     kind = "musicnn"
 
-    def __init__(self, model_file: ModelFile | None = None, *, fast: bool | None = None):
+    def __init__(self, model_file: ModelFile | None = None, *, fast: bool | None = None,
+                 prefer_engine: str = "torch"):
         from genrify.models.embedder import make_embedder
 
         self.sr = MUSICNN_FEATURES.sr
         self.fast = bool(fast)
-        self.embedder = make_embedder(max_patches=MUSICNN_FAST_WINDOWS if fast else MUSICNN_MAX_WINDOWS, fast=self.fast)
+        self.embedder = make_embedder(max_patches=MUSICNN_FAST_WINDOWS if fast else MUSICNN_MAX_WINDOWS, fast=self.fast,
+                                      prefer=prefer_engine)
         self.tags = self.embedder.tags
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -199,8 +203,9 @@ def _backends() -> dict:
             TAXONOMY_HEAD: TaxonomyBackend}
 
 
-def build_backend(model_file: ModelFile, *, fast: bool | None = None):
-    """The backend for ``model_file``'s architecture (``fast`` only affects musicnn models)."""
+def build_backend(model_file: ModelFile, *, fast: bool | None = None, prefer_engine: str = "torch"):
+    """The backend for ``model_file``'s architecture (``fast`` and ``prefer_engine``, see
+    :func:`~genrify.models.embedder.choose_engine`, only affect musicnn models)."""
     from genrify.models import model_spec
 
     name = model_file.config.model.name
@@ -210,4 +215,4 @@ def build_backend(model_file: ModelFile, *, fast: bool | None = None):
         backend = None
     if backend is None:  # the tagger is built by GenreClassifier.musicnn_tagger, never from a file
         raise ModelFileError(f"model file uses an unknown architecture {name!r}")
-    return backend(model_file, fast=fast)
+    return backend(model_file, fast=fast, prefer_engine=prefer_engine)

@@ -10,7 +10,7 @@ import numpy as np
 
 from genrify.errors import GenrifyError
 from genrify.models.modelfile import load_model_file
-from genrify.predict.classifier import Analysis, GenreClassifier, bundled_model_path, load_classifier
+from genrify.predict.classifier import Analysis, GenreClassifier, bundled_model_path, engine_for, load_classifier
 from genrify.predict.threads import free_cores, set_threads, use_free_cores  # noqa: F401 (used by the CLI)
 
 
@@ -36,7 +36,7 @@ def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | 
     """
     paths = [str(p) for p in paths]
     if workers <= 1 or len(paths) <= 1:
-        clf = load_classifier(model, fast=fast)
+        clf = load_classifier(model, fast=fast, prefer_engine=engine_for(len(paths)))
         use_free_cores()
         for path in paths:
             yield _analyse_file(clf, path, top_k)

@@ -131,47 +131,50 @@ class GenreClassifier:
     [('metal', 0.93), ('rock', 0.05)]
     """
 
-    def __init__(self, model: ModelFile, *, source: str = "<memory>", fast: bool | None = None, backend=None):
+    def __init__(self, model: ModelFile, *, source: str = "<memory>", fast: bool | None = None, backend=None,
+                 prefer_engine: str = "torch"):
         from genrify.predict.backends import build_backend
 
         self.model_file = model = _with_legacy_thresholds(model)
         self.config = model.config
         self.labels: list[str] = list(model.labels)
         self.source = source
-        self.backend = backend or build_backend(model, fast=fast)
+        self.backend = backend or build_backend(model, fast=fast, prefer_engine=prefer_engine)
         self.multi_label = bool(getattr(self.backend, "tags", None))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, *, fast: bool | None = None) -> "GenreClassifier":
+    def from_file(cls, path: str | os.PathLike, *, fast: bool | None = None,
+                  prefer_engine: str = "torch") -> "GenreClassifier":
         """Load a ``.genrify`` model file (never executes code from it).
 
         ``"musicnn"`` names musicnn's own 50-tag tagger (no file needed); ``"gtzan"``
         and ``"default"`` name bundled models (:data:`BUNDLED_MODELS`).
-        ``fast`` overrides a musicnn model's mode (3 spread windows, bfloat16).
+        ``fast`` overrides a musicnn model's mode (3 spread windows, bfloat16). ``prefer_engine``:
+        "numpy" for a process that analyses a few songs (see :func:`engine_for`), else "torch".
         """
         if str(path) == "musicnn":
-            return cls.musicnn_tagger(fast=fast)
+            return cls.musicnn_tagger(fast=fast, prefer_engine=prefer_engine)
         path = bundled_model_path(str(path)) or path
         model = load_model_file(path)
         try:
-            return cls(model, source=str(path), fast=fast)
+            return cls(model, source=str(path), fast=fast, prefer_engine=prefer_engine)
         except (KeyError, RuntimeError, ValueError, IndexError) as exc:
             raise ModelFileError(f"{path}: model file does not match its architecture ({str(exc)[:160]})") from None
 
     @classmethod
-    def default(cls, *, fast: bool | None = None) -> "GenreClassifier":
+    def default(cls, *, fast: bool | None = None, prefer_engine: str = "torch") -> "GenreClassifier":
         """The bundled default model: a genre probe over musicnn (see docs/results.md)."""
         path = default_model_path()
         if not path.is_file():
             raise ModelFileError(f"{path}: the bundled default model is missing from this installation")
-        return cls.from_file(path, fast=fast)
+        return cls.from_file(path, fast=fast, prefer_engine=prefer_engine)
 
     @classmethod
-    def musicnn_tagger(cls, *, fast: bool | None = None) -> "GenreClassifier":
+    def musicnn_tagger(cls, *, fast: bool | None = None, prefer_engine: str = "torch") -> "GenreClassifier":
         """musicnn's Million Song Dataset tagger as a classifier over its 50 tags."""
         from genrify.predict.backends import MusicnnTaggerBackend
 
-        backend = MusicnnTaggerBackend(fast=fast)
+        backend = MusicnnTaggerBackend(fast=fast, prefer_engine=prefer_engine)
         config = RunConfig(audio=AudioConfig(sr=MUSICNN_FEATURES.sr),
                            model=ModelConfig(name="musicnn", backbone=MUSICNN_BACKBONE),
                            verdict=VerdictConfig(unsure_below=0.0))
@@ -264,11 +267,26 @@ class GenreClassifier:
         return FeatureExtractor(fc).transform(y), fc.sr, fc.hop_length
 
 
-def load_classifier(model: str | os.PathLike | None = None, *, fast: bool | None = None) -> GenreClassifier:
+#: Up to this many songs, a process predicts on the NumPy engine where it can: importing torch costs
+#: about 2.6 s, the NumPy engine about 0.07–0.11 s more per song (benchmarks/bench_startup.py,
+#: bench_engines.py on a 2-core AMD EPYC), so it pays off below some 25–35 songs.
+FEW_SONGS = 20
+
+
+def engine_for(n_songs: int) -> str:
+    """The engine a process that will analyse ``n_songs`` songs prefers: "numpy" for a few, else "torch"."""
+    return "numpy" if n_songs <= FEW_SONGS else "torch"
+
+
+def load_classifier(model: str | os.PathLike | None = None, *, fast: bool | None = None,
+                    prefer_engine: str = "torch") -> GenreClassifier:
     """The classifier of ``model``: a model file, ``"musicnn"`` (musicnn's tagger) or ``None``
-    (the bundled default). ``fast``: musicnn models' fast mode (``None``: as the model says)."""
+    (the bundled default). ``fast``: musicnn models' fast mode (``None``: as the model says).
+    ``prefer_engine``: "numpy" or "torch" (see :func:`engine_for`; ``GENRIFY_ENGINE`` overrides it)."""
     prewarm_decoder()  # the decoder process starts while the model loads
-    return GenreClassifier.default(fast=fast) if model is None else GenreClassifier.from_file(model, fast=fast)
+    if model is None:
+        return GenreClassifier.default(fast=fast, prefer_engine=prefer_engine)
+    return GenreClassifier.from_file(model, fast=fast, prefer_engine=prefer_engine)
 
 
 def _with_legacy_thresholds(model: ModelFile) -> ModelFile:

@@ -83,17 +83,17 @@ def analysis_key(classifier: Any, path: str | os.PathLike, *, top_k: int, images
 
 
 def cached_answer(cache: AnalysisCache | None, classifier: Any, audio: Any, *, top_k: int, images: bool,
-                  legacy_mfcc: bool, compute: Callable[[], dict]) -> tuple[dict, bool]:
+                  legacy_mfcc: bool, compute: Callable[[], dict], key: CacheKey | None = None) -> tuple[dict, bool]:
     """``(answer, cached)`` for analysing ``audio`` (a file's path, or bytes) with ``classifier``.
 
-    From ``cache`` when it holds the key (:func:`analysis_key`), else ``compute()``'s answer,
-    which is stored. Bytes, a file that cannot be hashed (``compute`` then says what is wrong
-    with it, in its own words) and ``cache=None`` are analysed without the cache.
+    From ``cache`` when it holds the key (``key``, when the caller hashed the file already, else
+    :func:`analysis_key`), else ``compute()``'s answer, which is stored. Bytes, a file that cannot
+    be hashed (``compute`` then says what is wrong with it, in its own words) and ``cache=None``
+    are analysed without the cache.
     """
     if cache is None:
         return compute(), False
-    key = None
-    if cache.enabled and isinstance(audio, (str, os.PathLike)):
+    if key is None and cache.enabled and isinstance(audio, (str, os.PathLike)):
         try:
             key = analysis_key(classifier, audio, top_k=top_k, images=images, legacy_mfcc=legacy_mfcc)
         except OSError:
@@ -102,16 +102,18 @@ def cached_answer(cache: AnalysisCache | None, classifier: Any, audio: Any, *, t
 
 
 def stored_answer(cache: AnalysisCache | None, classifier: Any, audio: Any, *, top_k: int, images: bool,
-                  legacy_mfcc: bool) -> dict | None:
-    """The answer ``cache`` holds for analysing ``audio`` with ``classifier`` (a copy, counted as a hit), else
-    ``None`` (nothing counted). Hashes the file; never analyses, never waits for an analysis in flight."""
+                  legacy_mfcc: bool) -> tuple[dict | None, CacheKey | None]:
+    """``(answer, key)``: the answer ``cache`` holds for analysing ``audio`` with ``classifier`` (a copy,
+    counted as a hit) or ``None`` (nothing counted), and the key it was looked up by (``None`` where
+    there is none), which :func:`cached_answer` takes so the file is hashed once. Never analyses,
+    never waits for an analysis in flight."""
     if cache is None or not cache.enabled or not isinstance(audio, (str, os.PathLike)):
-        return None
+        return None, None
     try:
         key = analysis_key(classifier, audio, top_k=top_k, images=images, legacy_mfcc=legacy_mfcc)
     except OSError:
-        return None
-    return cache.get(key)
+        return None, None
+    return cache.get(key), key
 
 
 class _Flight:

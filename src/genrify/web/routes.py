@@ -112,12 +112,12 @@ async def analyse_cached_first(state: AppState, path: Path, *, top_k: int, image
     """:func:`service.analyse_audio` of ``path`` on the analysis lane, or, when the analysis cache holds its
     answer, that answer at once: a song asked for again does not wait behind other songs' analyses for a slot."""
     t0 = time.perf_counter()
-    hit = await run_in_threadpool(stored_answer, state.cache, state.classifier, path, top_k=top_k, images=images,
-                                  legacy_mfcc=legacy_mfcc)
+    hit, key = await run_in_threadpool(stored_answer, state.cache, state.classifier, path, top_k=top_k,
+                                       images=images, legacy_mfcc=legacy_mfcc)
     if hit is not None:  # the fields analyse_audio adds: this request's answer came from the cache, in this time
         return {**hit, "cached": True, "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
     return await state.run_analysis(lambda: service.analyse_audio(state, path, top_k=top_k, images=images, name=name,
-                                                                  legacy_mfcc=legacy_mfcc))
+                                                                  legacy_mfcc=legacy_mfcc, key=key))
 
 
 # ------------------------------------------------------------------------------ the original endpoint

@@ -391,7 +391,7 @@ TIMELINE_HEIGHT_IN = 3.0
 
 
 def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: bool, name: str | None = None,
-                  legacy_mfcc: bool = False) -> dict:
+                  legacy_mfcc: bool = False, key: Any = None) -> dict:
     """Decode once, analyse, and optionally render the model's input and the timeline (blocking).
 
     Returns the analysis's JSON view (:meth:`~genrify.predict.Analysis.to_dict`, ``top_k``
@@ -399,11 +399,11 @@ def analyse_audio(state: AppState, audio: Path | bytes, *, top_k: int, images: b
     colour scale (:mod:`genrify.web.pictures`), titled by ``features_title``; ``timeline``,
     absent under "not music") and ``elapsed_ms``: ``/api/predict`` without its ``song`` part.
     ``legacy_mfcc``: ``features`` is the 2017 widget's MFCC image instead. ``cached``: the answer came
-    from ``state.cache`` (same file bytes, model, mode and options; :mod:`genrify.web.cache`).
+    from ``state.cache`` (same bytes, model, mode and options; ``key``: its key if already computed).
     """
     t0 = time.perf_counter()
     out, cached = cached_answer(getattr(state, "cache", None), state.classifier, audio, top_k=top_k, images=images,
-                                legacy_mfcc=legacy_mfcc, compute=lambda: _analysis(
+                                legacy_mfcc=legacy_mfcc, key=key, compute=lambda: _analysis(
                                     state, audio, top_k=top_k, images=images, name=name, legacy_mfcc=legacy_mfcc))
     out.update(cached=cached, elapsed_ms=round((time.perf_counter() - t0) * 1000, 1))
     return out
