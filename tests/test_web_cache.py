@@ -173,7 +173,10 @@ def _wait_for(predicate, timeout=10.0):
         time.sleep(0.005)
 
 
-def _run_together(cache, n, compute):
+def _run_together(cache, n, compute, *, started, release) -> list:
+    """``n`` threads ask ``cache`` for one key: the first starts ``compute``; once it has
+    ``started``, the others ask and wait for it; then ``release`` lets it finish. What each
+    thread got (an answer or the exception) comes back in the order they asked."""
     results: list = [None] * n
 
     def worker(i):
@@ -183,7 +186,15 @@ def _run_together(cache, n, compute):
             results[i] = exc
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    return threads, results
+    threads[0].start()
+    assert started.wait(10)
+    for t in threads[1:]:
+        t.start()
+    _wait_for(lambda: cache.stats()["waiting"] == n - 1)
+    release.set()
+    for t in threads:
+        t.join(10)
+    return results
 
 
 def test_requests_for_the_same_key_wait_for_one_analysis():
@@ -196,15 +207,7 @@ def test_requests_for_the_same_key_wait_for_one_analysis():
         assert release.wait(10)
         return answer(1)
 
-    threads, results = _run_together(cache, 5, compute)
-    threads[0].start()
-    assert started.wait(10)
-    for t in threads[1:]:
-        t.start()
-    _wait_for(lambda: cache.stats()["waiting"] == 4)
-    release.set()
-    for t in threads:
-        t.join(10)
+    results = _run_together(cache, 5, compute, started=started, release=release)
     assert len(calls) == 1
     assert results[0] == (answer(1), False) and all(r == (answer(1), True) for r in results[1:])
     assert len({id(r[0]) for r in results}) == 5  # each its own copy
@@ -224,15 +227,7 @@ def test_when_the_analysis_fails_the_waiters_analyse_themselves():
             raise RuntimeError("the first analysis failed")
         return answer(1)
 
-    threads, results = _run_together(cache, 4, compute)
-    threads[0].start()
-    assert started.wait(10)
-    for t in threads[1:]:
-        t.start()
-    _wait_for(lambda: cache.stats()["waiting"] == 3)
-    release.set()
-    for t in threads:
-        t.join(10)
+    results = _run_together(cache, 4, compute, started=started, release=release)
     assert isinstance(results[0], RuntimeError)  # the error went to its own request only
     assert all(r[0] == answer(1) for r in results[1:])
     assert len(calls) == 2  # one waiter analysed again; the others waited for it

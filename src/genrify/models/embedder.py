@@ -21,9 +21,8 @@ slower (``benchmarks/bench_engines.py``). :func:`make_embedder` picks one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +55,8 @@ class MusicnnEmbedder:
     computed on the same patches, into :attr:`Embedded.taggrams`.
     """
 
+    engine = "torch"
+
     def __init__(self, *, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = (),
                  precision: str | None = None):
         from genrify.features.musicnn import MusicnnLogMel
@@ -71,8 +72,6 @@ class MusicnnEmbedder:
                     net.use_precision(precision)
         self.tags = list(self.model.tags)
         self.logmel = MusicnnLogMel()
-
-    engine = "torch"
 
     def embed(self, y: np.ndarray) -> Embedded:
         """``y``: ``(samples,)`` float32 at 16 kHz → per-patch embeddings, tags and start times."""

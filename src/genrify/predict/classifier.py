@@ -241,7 +241,8 @@ class GenreClassifier:
 
         embedder = getattr(self.backend, "embedder", None)
         engine = getattr(embedder, "engine", "torch")
-        parts = [f"model {self.source}", f"{engine} engine, {thread_count()} threads"]
+        threads = thread_count()
+        parts = [f"model {self.source}", f"{engine} engine, {threads} thread{'' if threads == 1 else 's'}"]
         if embedder is None:
             return " · ".join(parts + [f"{self.config.model.name} on {self.config.features.kind} windows, float32"])
         windows = "all windows" if embedder.max_patches is None else f"at most {embedder.max_patches} windows"
