@@ -24,7 +24,6 @@ output's magnitude; tests/test_models.py checks it against ``conv2d``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -41,27 +40,12 @@ class FrequencyDFTWeights:
 
 
 def prepare_weights(weight: torch.Tensor, *, n_freq: int) -> FrequencyDFTWeights:
-    """The DFT form of a single-input-channel conv weight ``(C, 1, kh, kw)`` for inputs ``n_freq`` bands wide."""
-    if weight.dim() != 4 or weight.shape[1] != 1:
-        raise ValueError(f"expected a (C, 1, kh, kw) weight, got {tuple(weight.shape)}")
-    if n_freq % 2:
-        raise ValueError("n_freq must be even")
-    _, _, kh, kw = weight.shape
-    n_bins = n_freq // 2 + 1
-    spectrum = torch.fft.rfft(weight[:, 0].double(), n=n_freq, dim=-1)  # (C, kh, n_bins)
-    re, im = spectrum.real.permute(2, 1, 0), spectrum.imag.permute(2, 1, 0)  # (n_bins, kh, C)
-    # conj(W): Re Y = Xr·Wr + Xi·Wi, Im Y = Xi·Wr − Xr·Wi. The first and last bins of a
-    # real sequence have no imaginary part, so Im Y is kept for the inner bins only.
-    real_part = torch.cat([re, im], dim=1)
-    imag_part = torch.cat([-im, re], dim=1)[1:-1]
-    f = torch.arange(n_freq - kw + 1, dtype=torch.float64).view(-1, 1)
-    k = torch.arange(n_bins, dtype=torch.float64).view(1, -1)
-    weight_k = torch.full((1, n_bins), 2.0, dtype=torch.float64)
-    weight_k[0, 0] = weight_k[0, -1] = 1.0
-    angle = 2 * math.pi * k * f / n_freq
-    inverse = torch.cat([weight_k * torch.cos(angle), -2.0 * torch.sin(angle[:, 1:-1])], dim=1) / n_freq
-    return FrequencyDFTWeights(real_part.float().contiguous(), imag_part.float().contiguous(),
-                               inverse.float().contiguous(), kh)
+    """The DFT form of a single-input-channel conv weight ``(C, 1, kh, kw)`` for inputs ``n_freq`` bands wide
+    (:func:`genrify.models.musicnn_numpy.dft_form`, which the NumPy engine uses too)."""
+    from genrify.models.musicnn_numpy import dft_form
+
+    parts = dft_form(weight.detach().cpu().numpy(), n_freq=n_freq)
+    return FrequencyDFTWeights(*(torch.from_numpy(p) for p in parts), kernel_time=int(weight.shape[2]))
 
 
 def conv_max_min_over_frequency(x: torch.Tensor, w: FrequencyDFTWeights, *, time_chunk: int = 16,

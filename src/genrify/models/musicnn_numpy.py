@@ -76,12 +76,24 @@ class _PooledBlock:
         return np.maximum(pooled + self.bias, 0) * self.scale + self.shift
 
 
-def _dft_block(weight: np.ndarray, bias, scale, shift, *, n_freq: int) -> _PooledBlock:
-    """The timbral block of a ``(C, 1, kh, kw)`` weight in its frequency-DFT form (see :mod:`.fftconv`)."""
-    _, _, kh, kw = weight.shape
+def dft_form(weight: np.ndarray, *, n_freq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The frequency-DFT form of a single-input-channel conv weight ``(C, 1, kh, kw)`` for inputs
+    ``n_freq`` bands wide (even), as :mod:`genrify.models.fftconv` explains it; both engines use it.
+
+    Returns float32 ``real_part (n_bins, 2·kh, C)`` ([Re W; Im W] per bin → Re Y), ``imag_part
+    (n_bins - 2, 2·kh, C)`` ([-Im W; Re W] per inner bin → Im Y) and ``inverse (F', 2·n_bins - 2)``
+    (the real inverse DFT at the valid positions), computed in float64.
+    """
+    if weight.ndim != 4 or weight.shape[1] != 1:
+        raise ValueError(f"expected a (C, 1, kh, kw) weight, got {tuple(weight.shape)}")
+    if n_freq % 2:
+        raise ValueError("n_freq must be even")
+    kw = weight.shape[3]
     n_bins = n_freq // 2 + 1
-    spectrum = np.fft.rfft(weight[:, 0].astype(np.float64), n=n_freq, axis=-1)  # (C, kh, n_bins)
+    spectrum = np.fft.rfft(np.asarray(weight[:, 0], dtype=np.float64), n=n_freq, axis=-1)  # (C, kh, n_bins)
     re, im = spectrum.real.transpose(2, 1, 0), spectrum.imag.transpose(2, 1, 0)  # (n_bins, kh, C)
+    # conj(W): Re Y = Xr·Wr + Xi·Wi, Im Y = Xi·Wr − Xr·Wi. The first and last bins of a
+    # real sequence have no imaginary part, so Im Y is kept for the inner bins only.
     real_part = np.concatenate([re, im], axis=1)
     imag_part = np.concatenate([-im, re], axis=1)[1:-1]
     f = np.arange(n_freq - kw + 1, dtype=np.float64)[:, None]
@@ -90,9 +102,14 @@ def _dft_block(weight: np.ndarray, bias, scale, shift, *, n_freq: int) -> _Poole
     weight_k[0, 0] = weight_k[0, -1] = 1.0
     angle = 2 * np.pi * k * f / n_freq
     inverse = np.concatenate([weight_k * np.cos(angle), -2.0 * np.sin(angle[:, 1:-1])], axis=1) / n_freq
-    as32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    return _PooledBlock(kernel_time=kh, time_pad=(3, 3), bias=bias, scale=scale, shift=shift,
-                        real_part=as32(real_part), imag_part=as32(imag_part), inverse=as32(inverse))
+    return tuple(np.ascontiguousarray(a, dtype=np.float32) for a in (real_part, imag_part, inverse))
+
+
+def _dft_block(weight: np.ndarray, bias, scale, shift, *, n_freq: int) -> _PooledBlock:
+    """The timbral block of a ``(C, 1, kh, kw)`` weight in its frequency-DFT form."""
+    real_part, imag_part, inverse = dft_form(weight, n_freq=n_freq)
+    return _PooledBlock(kernel_time=weight.shape[2], time_pad=(3, 3), bias=bias, scale=scale, shift=shift,
+                        real_part=real_part, imag_part=imag_part, inverse=inverse)
 
 
 def _timbral(block: _PooledBlock, x: np.ndarray) -> np.ndarray:
@@ -200,29 +217,57 @@ class NumpyMusiCNN:
         self.classifier_w = np.ascontiguousarray(state["classifier.weight"].T)
         self.classifier_b = state["classifier.bias"]
 
+    def _pooled(self, patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One patch ``(T, 96)`` → the mid-end features max- and mean-pooled over time, 2 × ``(753,)``."""
+        h = patch * np.float32(self.input_scale) + np.float32(self.input_shift)
+        front = np.concatenate([_timbral(b, h) for b in self.timbral] + [_temporal(b, h) for b in self.temporal],
+                               axis=1)  # (T, 561)
+        c1 = self.midend[0](front)
+        c2 = self.midend[1](c1) + c1
+        c3 = self.midend[2](c2) + c2
+        feats = np.concatenate([front, c1, c2, c3], axis=1)  # (T, 753)
+        return feats.max(axis=0), feats.mean(axis=0)
+
     def forward_features(self, patches: np.ndarray) -> dict[str, np.ndarray]:
         """``logits``, ``taggram``, ``penultimate``, ``max_pool`` and ``mean_pool`` of log-mel
         patches ``(B, T, 96)``, as :meth:`MusiCNN.forward_features` names them."""
         patches = np.asarray(patches, dtype=np.float32)
         if patches.ndim != 3:
             raise ValueError(f"expected log-mel patches of shape (batch, frames, mels), got {patches.shape}")
-        max_pool, mean_pool = [], []
-        for patch in patches:
-            h = patch * np.float32(self.input_scale) + np.float32(self.input_shift)
-            front = np.concatenate([_timbral(b, h) for b in self.timbral] + [_temporal(b, h) for b in self.temporal],
-                                   axis=1)  # (T, 561)
-            c1 = self.midend[0](front)
-            c2 = self.midend[1](c1) + c1
-            c3 = self.midend[2](c2) + c2
-            feats = np.concatenate([front, c1, c2, c3], axis=1)  # (T, 753)
-            max_pool.append(feats.max(axis=0))
-            mean_pool.append(feats.mean(axis=0))
-        max_pool, mean_pool = np.stack(max_pool), np.stack(mean_pool)
+        pooled = _map_patches(self._pooled, patches)
+        max_pool, mean_pool = np.stack([p[0] for p in pooled]), np.stack([p[1] for p in pooled])
         pooled = np.concatenate([max_pool, mean_pool], axis=1) * self.pool_scale + self.pool_shift
         penultimate = np.maximum(pooled @ self.dense_w + self.dense_b, 0) * self.dense_scale + self.dense_shift
         logits = penultimate @ self.classifier_w + self.classifier_b
         return {"logits": logits, "taggram": (1.0 / (1.0 + np.exp(-logits))).astype(np.float32),
                 "penultimate": penultimate, "max_pool": max_pool, "mean_pool": mean_pool}
+
+
+_CONTROLLER: list = []  # threadpoolctl's view of the loaded BLAS library, made once
+
+
+def _map_patches(fn, patches: np.ndarray) -> list:
+    """``[fn(p) for p in patches]``, the patches spread over as many Python threads as the BLAS library
+    may use (:func:`genrify.predict.threads.set_threads` sets it), each product single-threaded meanwhile.
+
+    One patch's products are small (a few dozen frames at a time): split across cores they spend
+    much of their time synchronising, while whole patches in parallel threads (NumPy releases the
+    GIL in its products, FFTs and element-wise loops) keep every core busy. Each patch's features
+    come out the same on any number of threads. The limit is process-wide: meant for one analysis
+    at a time (a server running several shares the cores out with one thread each instead).
+    """
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    blas = _CONTROLLER[0].select(user_api="blas")
+    threads = min(len(patches), max((lib.num_threads for lib in blas.lib_controllers), default=1))
+    if threads <= 1:
+        return [fn(p) for p in patches]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with blas.limit(limits=1), ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(fn, patches))
 
 
 def load_numpy_musicnn(*, weights: str | Path | None = None) -> NumpyMusiCNN:
