@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 
-
 def hz_to_mel(freqs: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz, logarithmic above."""
     freqs = np.asanyarray(freqs, dtype=np.float64)

@@ -31,6 +31,7 @@ from genrify.features.mel import MelSpectrogram
 from genrify.features.musicnn_numpy import (  # noqa: F401 (the patch grid's public home is here too)
     FMAX, HOP_LENGTH, N_FFT, N_MELS, PATCH_FRAMES, SR, patch_index, patch_starts)
 
+
 def log_compress(S: torch.Tensor) -> torch.Tensor:
     """musicnn's compression of a power mel spectrogram: ``log10(10000 · float16(S) + 1)``.
 

@@ -77,8 +77,8 @@ def _power_spectrum(frames: np.ndarray) -> np.ndarray:
     """``|rfft(frames)|²`` along the last axis, float32 (a song's frames are tens of MB in float64).
 
     torch's FFT where torch is loaded already (the window models and the torch engine): NumPy's
-    took 2–4× as long for a 30 s song at 44.1 kHz. NumPy's otherwise: importing torch for it
-    would cost seconds. Both agree to float32 round-off.
+    is several times slower on these frames. NumPy's otherwise: importing torch for it would
+    cost seconds. Both agree to float32 round-off.
     """
     import sys
 
