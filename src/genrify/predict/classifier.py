@@ -269,8 +269,9 @@ class GenreClassifier:
 
 
 #: Up to this many songs, a process predicts on the NumPy engine where it can: importing torch costs
-#: about 2.6 s, the NumPy engine about 0.07–0.11 s more per song (benchmarks/bench_startup.py,
-#: bench_engines.py on a 2-core AMD EPYC), so it pays off below some 25–35 songs.
+#: 2.4–2.9 s, while the NumPy engine takes 0.9–1.15× the torch engine's CPU per song (about 0.4 s)
+#: on one thread (benchmarks/bench_startup.py, bench_engines.py on a 2-core AMD EPYC). Past a few
+#: dozen songs torch's lead per song may repay its import; 20 stays on the safe side.
 FEW_SONGS = 20
 
 
