@@ -118,7 +118,12 @@ def test_engine_choice(monkeypatch):
     # mode (whose precision torch measures on the machine)
     assert choose_engine(also=("msd_musicnn", "mtt_musicnn"), prefer="numpy") == "torch"
     assert choose_engine(precision="int8", prefer="numpy") == "torch"
-    assert choose_engine(fast=True, prefer="numpy") == "torch"
+    # the fast mode: float32 (so NumPy) where the CPU has no native bfloat16, torch's measured choice
+    # where it has (an AMD EPYC without it, a Sapphire Rapids Xeon with it) or its flags are unknown
+    assert choose_engine(fast=True, prefer="numpy", cpu_flags=frozenset({"avx2", "fma"})) == "numpy"
+    assert choose_engine(fast=True, prefer="numpy", cpu_flags=frozenset({"avx512f", "avx512_bf16", "amx_bf16"})) == "torch"
+    assert choose_engine(fast=True, prefer="numpy", cpu_flags=frozenset()) == "torch"
+    assert choose_engine(fast=True, cpu_flags=frozenset({"avx2"})) == "torch"  # a long run prefers torch
     # the user's choice wins over the caller's preference
     assert choose_engine(requested="torch", prefer="numpy") == "torch"
     assert choose_engine(requested="numpy") == "numpy"

@@ -124,15 +124,16 @@ ENGINES = ("auto", "numpy", "torch")
 
 
 def choose_engine(*, fast: bool = False, also: tuple[str, ...] = (), precision: str | None = None,
-                  requested: str | None = None, prefer: str = "torch") -> str:
+                  requested: str | None = None, prefer: str = "torch", cpu_flags: frozenset[str] | None = None) -> str:
     """"numpy" or "torch": the engine :func:`make_embedder` uses for these settings.
 
     ``requested`` is the user's choice and defaults to the ``GENRIFY_ENGINE``
     environment variable ("auto" when unset). "auto" takes the caller's ``prefer``
-    where NumPy computes exactly what torch would: float32 (not the fast mode,
-    whose reduced precision torch decides by measuring the machine, and no
-    explicit precision other than float32) and no backbone but MSD_musicnn; torch
-    otherwise. A process that analyses a few songs prefers NumPy (it starts
+    where NumPy computes exactly what torch would: float32 and no backbone but
+    MSD_musicnn; torch otherwise. The fast mode asks torch for bfloat16, which it
+    uses only where a measurement finds it faster and never where the CPU's flags
+    (``cpu_flags``, default: ``/proc/cpuinfo``) name no native bfloat16: there the
+    fast mode is float32 too and NumPy computes it (no flags known: torch). A process that analyses a few songs prefers NumPy (it starts
     seconds sooner), a long-running one torch (:func:`genrify.predict.engine_for`).
     "numpy" asks for NumPy (refused where it cannot compute the model); "torch"
     always uses torch.
@@ -143,7 +144,11 @@ def choose_engine(*, fast: bool = False, also: tuple[str, ...] = (), precision: 
     requested = (requested or os.environ.get("GENRIFY_ENGINE") or "auto").strip().lower()
     if requested not in ENGINES:
         raise ConfigError(f"GENRIFY_ENGINE={requested!r}: expected one of {', '.join(ENGINES)}")
-    numpy_ok = set(also) <= {MUSICNN_BACKBONE} and precision in (None, "float32") and (not fast or requested == "numpy")
+    numpy_ok = set(also) <= {MUSICNN_BACKBONE} and precision in (None, "float32")
+    if fast and requested != "numpy":
+        from genrify.models.quantize import bfloat16_may_be_native, read_cpuinfo
+
+        numpy_ok = numpy_ok and not bfloat16_may_be_native(read_cpuinfo()[1] if cpu_flags is None else cpu_flags)
     if requested == "numpy" and not numpy_ok:
         raise ConfigError("the numpy engine computes MSD_musicnn in float32 only; "
                           "use GENRIFY_ENGINE=torch for other backbones or precisions")

@@ -28,8 +28,10 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads in the functions that use it: the NumPy engine reads the CPU flags here
+    import torch
 
 #: A reduced precision must take at most this fraction of float32's time to be
 #: used: noise on a shared machine must not flip the decision back and forth.
@@ -149,6 +151,8 @@ def pack_int8(weight: torch.Tensor) -> object:
     The packed form belongs to the quantised engine active at packing time
     (``torch.backends.quantized.engine``; ``x86`` by default on x86).
     """
+    import torch
+
     w = weight.t().contiguous().float()  # (N, K): one scale per output channel
     scales = (w.abs().amax(dim=1).clamp_min(1e-12) / 127.0).double()
     with warnings.catch_warnings():
@@ -165,11 +169,15 @@ def int8_matmul(x: torch.Tensor, packed: object) -> torch.Tensor:
     ``x`` is quantised to 7-bit unsigned integers over its own range for this
     product (``reduce_range``: AVX2 without VNNI accumulates pairs in 16 bits).
     """
+    import torch
+
     return torch.ops.quantized.linear_dynamic(x, packed, True)
 
 
 def int8_available() -> bool:
     """Whether this torch build has an x86 quantised engine (FBGEMM/oneDNN) for :func:`int8_matmul`."""
+    import torch
+
     return any(e in torch.backends.quantized.supported_engines for e in ("x86", "fbgemm", "onednn"))
 
 
@@ -196,6 +204,8 @@ def measure_matmuls(*, bfloat16: bool = True, int8: bool = True, reps: int = 5) 
     single chunk first and given up when that alone takes over twice float32's
     time (emulated bfloat16 takes 10–30×).
     """
+    import torch
+
     from genrify.models.fftconv import conv_max_min_over_frequency, prepare_weights
 
     m, k, n = BENCH_SHAPE
@@ -233,6 +243,8 @@ def measure_matmuls(*, bfloat16: bool = True, int8: bool = True, reps: int = 5) 
 
 def machine_key(*, cpu: str, flags: frozenset[str]) -> str:
     """What a cached decision depends on: CPU model and flags, torch version and quantised engine."""
+    import torch
+
     text = json.dumps([cpu, sorted(flags), torch.__version__, torch.backends.quantized.engine, BENCH_VERSION])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
