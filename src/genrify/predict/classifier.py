@@ -269,7 +269,7 @@ class GenreClassifier:
 
 
 #: Up to this many songs, a process predicts on the NumPy engine where it can: importing torch costs
-#: 2.4–2.9 s, while the NumPy engine takes 0.9–1.15× the torch engine's CPU per song (about 0.4 s)
+#: 2.4–3.5 s, while the NumPy engine takes 0.9–1.35× the torch engine's CPU per song (0.2–0.5 s)
 #: on one thread (benchmarks/bench_startup.py, bench_engines.py on a 2-core AMD EPYC). Past a few
 #: dozen songs torch's lead per song may repay its import; 20 stays on the safe side.
 FEW_SONGS = 20
