@@ -1,25 +1,27 @@
 """MSD_musicnn's forward pass in NumPy alone: the inference engine that does not import torch.
 
 The same network and weights as :class:`genrify.models.musicnn.MusiCNN`, in
-float32, for a process that only predicts: importing torch takes longer than
-analysing a song (2.6 s against 0.4 s on a 2-core AMD EPYC, see
-``benchmarks/bench_startup.py``), while NumPy, OpenBLAS and safetensors load in a
-few tenths of a second. The arithmetic follows the torch port step by step:
+float32, for a process that only predicts a few songs: importing torch takes
+longer than analysing a song (2.4–3.5 s on a 2-core AMD EPYC), while NumPy,
+soundfile, soxr, PyAV and safetensors import in 0.3–0.4 s
+(``benchmarks/bench_startup.py``). The arithmetic follows the torch port step by
+step:
 
 * timbral blocks (7×38 and 7×67 filters): the frequency-DFT convolution of
   :mod:`genrify.models.fftconv` (per-bin products over the 7 time taps, then the
   real inverse DFT at the valid positions, both matrix products), then max (or
   min, where the batch norm's scale is negative) over frequency;
-* temporal blocks (128×1, 64×1, 32×1) and the mid-end convolutions: matrix
-  products of the unfolded input, a few dozen frames at a time so they stay in
-  the CPU caches;
+* temporal blocks (128×1, 64×1, 32×1): matrix products of the unfolded input,
+  a few dozen frames at a time so they stay in the CPU caches; the mid-end
+  convolutions: one product of the unfolded input per patch;
 * ReLU and the frozen batch norms as ``relu(x) · scale + shift`` after the max,
   which is exact (see the torch module's docstring);
 * pooling, dense layers and the sigmoid as in the torch port.
 
-Layout is time-major, ``(frames, channels)``, throughout. Results match the torch
-port to float32 round-off (``tests/test_models.py`` holds the tags to 1e-5 on
-real songs). Only float32: the reduced precisions of
+Layout is time-major, ``(frames, channels)``, throughout; the patches of a song
+run in parallel threads (:func:`_map_patches`). Results match the torch port to
+float32 round-off (``tests/test_numpy_engine.py`` holds the tags to 1e-5 on real
+songs). Only float32: the reduced precisions of
 :mod:`genrify.models.quantize` need torch's kernels.
 """
 
@@ -234,8 +236,8 @@ class NumpyMusiCNN:
         patches = np.asarray(patches, dtype=np.float32)
         if patches.ndim != 3:
             raise ValueError(f"expected log-mel patches of shape (batch, frames, mels), got {patches.shape}")
-        pooled = _map_patches(self._pooled, patches)
-        max_pool, mean_pool = np.stack([p[0] for p in pooled]), np.stack([p[1] for p in pooled])
+        per_patch = _map_patches(self._pooled, patches)
+        max_pool, mean_pool = np.stack([p[0] for p in per_patch]), np.stack([p[1] for p in per_patch])
         pooled = np.concatenate([max_pool, mean_pool], axis=1) * self.pool_scale + self.pool_shift
         penultimate = np.maximum(pooled @ self.dense_w + self.dense_b, 0) * self.dense_scale + self.dense_shift
         logits = penultimate @ self.classifier_w + self.classifier_b
