@@ -342,14 +342,21 @@ def test_evaluate_lists_tracks_of_genres_the_model_lacks(run_genrify, tiny_cnn_m
     assert "2 tracks skipped" in proc.stdout or "2 tracks skipped" in (tmp_path / "ev.md").read_text()
 
 
-def test_predict_verbose_says_how_this_machine_runs_the_model(run_genrify, tiny_cnn_model, synthetic_corpus):
-    """-v names mode, windows and the arithmetic the musicnn convs use here, with the measured reason."""
+def test_predict_verbose_says_how_this_machine_runs_the_model(run_genrify, tiny_cnn_model, synthetic_corpus,
+                                                              monkeypatch):
+    """-v names engine, mode, windows and the arithmetic the musicnn convs use here, with the reason."""
     song = sorted((synthetic_corpus / "jazz").glob("*.wav"))[0]
-    proc = run_genrify("predict", "-v", "--fast", song, check=True)
-    line = proc.stderr.strip()
-    assert line.count("\n") == 0 and line.startswith("genrify: model ")
-    assert "fast mode, at most 3 windows" in line
-    assert re.search(r"musicnn timbral convs in (float32 \(frequency DFT\)|bfloat16|int8)", line), line
-    assert "machine check: " in line and "float32 " in line and " ms" in line
+    for engine in ("auto", "torch"):
+        monkeypatch.setenv("GENRIFY_ENGINE", engine)
+        line = run_genrify("predict", "-v", "--fast", song, check=True).stderr.strip()
+        assert line.count("\n") == 0 and line.startswith("genrify: model ")
+        assert "fast mode, at most 3 windows" in line
+        assert re.search(r"musicnn timbral convs in (float32 \(frequency DFT\)|bfloat16|int8)", line), line
+        assert "machine check: " in line
+        if "numpy engine" in line:  # one song, a CPU without native bfloat16: float32 without torch
+            assert engine == "auto" and "bfloat16 not native" in line and "without torch" in line
+        else:  # torch's measured check, with its timings
+            assert "torch engine" in line and "float32 " in line and " ms" in line
+    monkeypatch.delenv("GENRIFY_ENGINE")
     window = run_genrify("predict", "-v", "--model", tiny_cnn_model, song, check=True)
     assert "float32" in window.stderr and "musicnn" not in window.stderr

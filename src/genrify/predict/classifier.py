@@ -249,7 +249,13 @@ class GenreClassifier:
         parts.append(f"{'fast' if getattr(self.backend, 'fast', False) else 'full'} mode, {windows}")
         net = embedder.model
         if engine == "numpy":
-            return " · ".join(parts + ["musicnn timbral convs in float32 (frequency DFT), without torch"])
+            from genrify.models.quantize import bfloat16_may_be_native, read_cpuinfo
+
+            cpu, flags = read_cpuinfo()
+            why = ("bfloat16 not native (no avx512_bf16/amx_bf16 flag) → float32" if not bfloat16_may_be_native(flags)
+                   else "reduced precisions run on the torch engine only")
+            return " · ".join(parts + ["musicnn timbral convs in float32 (frequency DFT), without torch",
+                                       f"machine check: {cpu or 'unknown CPU'}: {why}"])
         from genrify.models.quantize import machine_precision
 
         how = "frequency DFT" if net.precision == "float32" and net.timbral[0].fft else "unfolded matrix product"
