@@ -56,9 +56,7 @@ from torch import nn
 from genrify.config import MUSICNN_FAST_WINDOWS, MUSICNN_FEATURES
 from genrify.errors import ModelFileError
 from genrify.models.fftconv import FrequencyDFTWeights, conv_max_min_over_frequency, prepare_weights
-
-#: Default weights shipped with the package.
-WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "msd_musicnn.safetensors"
+from genrify.models.musicnn_numpy import WEIGHTS_PATH  # the default weights (one definition for both engines)
 
 N_MELS = MUSICNN_FEATURES.n_mels
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default

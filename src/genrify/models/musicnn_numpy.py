@@ -35,6 +35,8 @@ import numpy as np
 
 from genrify.errors import ModelFileError
 
+#: MSD_musicnn's weights, shipped with genrify (both engines load them).
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "msd_musicnn.safetensors"
 BN_EPS = 1e-3  # TensorFlow's default, as in the torch port
 #: Output frames computed per matrix product (keeps the intermediate in the L2 cache).
 TIMBRAL_CHUNK = 16
@@ -281,7 +283,7 @@ def load_numpy_musicnn(*, weights: str | Path | None = None) -> NumpyMusiCNN:
     from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
-    path = Path(weights) if weights is not None else Path(__file__).resolve().parent / "weights" / "msd_musicnn.safetensors"
+    path = Path(weights) if weights is not None else WEIGHTS_PATH
     try:
         with safe_open(str(path), framework="np") as f:
             tags = json.loads((f.metadata() or {})["tags"])
