@@ -55,30 +55,34 @@ def cmd_predict(args) -> int:
         raise ConfigError(f"--top-k must be at least 1 (got {args.top_k})")
     if args.overwrite and not args.write_tags:
         raise ConfigError("--overwrite only applies with --write-tags")
-    check_model_name(args.model)
+    from genrify.predict import resolve_model
+
+    model = resolve_model(args.model)  # a wrong name or path is one line, before any work
     # A folder stands for every audio file under it; answers keep the order of the arguments.
     groups = [[str(p) for p in audio_files(item)] if Path(item).is_dir() else [item] for item in args.files]
     paths = [p for g in groups for p in g]
     timelines = timeline_paths(paths, args.timeline) if args.timeline else {}
-    if args.verbose:
-        from genrify.predict import load_classifier
-        from genrify.predict.batch import use_free_cores
-
-        if args.workers == 1 and not args.ray:
-            use_free_cores()  # what the analysis below will use, so the line says it
-        from genrify.predict.classifier import engine_for
-
-        clf = load_classifier(args.model, fast=True if args.fast else None,
-                              prefer_engine=engine_for(len(paths)) if args.workers == 1 and not args.ray else "torch")
-        print(f"genrify: {clf.compute_summary()}", file=sys.stderr, flush=True)
+    fast = True if args.fast else None
     if args.ray:
         from genrify.scale import RayConfig, analyse_many_on_ray
 
-        stream = analyse_many_on_ray(paths, config=RayConfig.from_environment(args.ray), model=args.model,
-                                     fast=True if args.fast else None, top_k=args.top_k)
+        config = RayConfig.from_environment(args.ray)
+        if args.verbose:
+            print(f"genrify: {describe_workers(model, fast=fast, threads=config.cpus_per_actor)} (each Ray actor)",
+                  file=sys.stderr, flush=True)
+        stream = analyse_many_on_ray(paths, config=config, model=model, fast=fast, top_k=args.top_k)
+    elif args.workers > 1 and len(paths) > 1:
+        if args.verbose:
+            print(f"genrify: {describe_workers(model, fast=fast, threads=1)} (each of {args.workers} worker processes)",
+                  file=sys.stderr, flush=True)
+        stream = analyse_many(paths, model=model, fast=fast, top_k=args.top_k, workers=args.workers)
     else:
-        stream = analyse_many(paths, model=args.model, fast=True if args.fast else None, top_k=args.top_k,
-                              workers=args.workers)
+        from genrify.predict import load_classifier
+
+        clf = load_classifier(model, fast=fast, songs=len(paths))
+        if args.verbose:
+            print(f"genrify: {clf.compute_summary()}", file=sys.stderr, flush=True)
+        stream = analyse_many(paths, classifier=clf, top_k=args.top_k)
     from tqdm import tqdm
 
     # A progress bar only where it cannot tangle with the answers printed to the same terminal.
@@ -110,23 +114,13 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
-def check_model_name(model: str | None) -> None:
-    """Refuse a ``--model`` that is neither a file nor a built-in model, naming the built-in
-    models and the closest name (``musiccnn`` → ``musicnn``)."""
-    import difflib
+def describe_workers(model, *, fast: bool | None, threads: float) -> str:
+    """What ``-v`` says of a run whose analyses happen in other processes: how each runs the model,
+    planned as they plan it (many songs, ``threads`` each), without building the model here."""
+    from genrify.predict.backends import plan_for
 
-    from genrify.errors import ModelFileError
-    from genrify.predict.classifier import BUNDLED_MODELS
-
-    builtin = {"default": "the taxonomy model, used without --model", "gtzan": "the ten-genre GTZAN model",
-               "musicnn": "musicnn's own 50 tags"}
-    if model is None or model in builtin or model in BUNDLED_MODELS or Path(model).exists():
-        return
-    close = difflib.get_close_matches(model.casefold(), list(builtin), n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    names = "; ".join(f"{name}: {what}" for name, what in builtin.items())
-    raise ModelFileError(f"{model}: no such model file, and not a built-in model{hint}; built-in models are {names}; "
-                         "train your own with 'genrify train my.gdb --model cnn --out cnn.genrify'")
+    runtime = plan_for(model.read(), fast=fast, threads=max(1, int(threads)))
+    return f"model {model.source} · {runtime.describe()}"
 
 
 def _tag(result: dict, analysis, *, overwrite: bool) -> int:

@@ -144,7 +144,7 @@ def run_serve(args) -> int:
 
     import uvicorn
 
-    from genrify.errors import ConfigError, ModelFileError
+    from genrify.errors import ConfigError
     from genrify.web.app import create_app
     from genrify.web.connections import server_options
 
@@ -155,16 +155,9 @@ def run_serve(args) -> int:
         raise ConfigError("--audit serves from one worker: leave out --workers")
     if args.index and args.workers != 1:
         raise ConfigError("--index serves from one worker: leave out --workers")
-    from genrify.predict.classifier import BUNDLED_MODELS
+    from genrify.predict import resolve_model
 
-    named = settings.model in BUNDLED_MODELS or settings.model == "musicnn"
-    if settings.model and not named and not os.path.exists(settings.model):  # a FIFO or a device: loading says so
-        raise ModelFileError(f"{settings.model}: no such model file")
-    if not settings.model:
-        from genrify.predict import default_model_path
-
-        if not default_model_path().is_file():
-            raise ModelFileError(f"{default_model_path()}: the bundled default model is missing; pass --model PATH")
+    model = resolve_model(settings.model)  # a wrong name, a missing file or bundled model: one line
     if settings.library and not os.path.isdir(os.path.expanduser(settings.library)):
         raise ConfigError(f"{settings.library}: no such folder")
     check_port_free(settings.host, settings.port)
@@ -172,7 +165,7 @@ def run_serve(args) -> int:
     # traceback from the app's start-up. One process uses this classifier; workers each load their own.
     from genrify.predict import load_classifier
 
-    classifier = load_classifier(settings.model, fast=True if settings.fast else None)
+    classifier = load_classifier(model, fast=True if settings.fast else None)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     if not settings.library and "library" in settings.providers:

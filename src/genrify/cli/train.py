@@ -110,15 +110,13 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from genrify import report
-    from genrify.cli.predict import check_model_name
     from genrify.dataset import Dataset
     from genrify.errors import DatasetError
     from genrify.evaluate import evaluate
-    from genrify.predict import GenreClassifier
+    from genrify.predict import load_classifier
     from genrify.predict.batch import dataset_track_probabilities
 
-    check_model_name(args.model)
-    clf = GenreClassifier.from_file(args.model)
+    clf = load_classifier(args.model)
     dataset = Dataset(args.dataset)
     fit = set(clf.model_file.extra.get("fit_tracks", []))
     tracks = [t for t in dataset.tracks() if t.genre in clf.labels]

@@ -16,18 +16,17 @@ Two engines compute the same embeddings: :class:`MusicnnEmbedder` (PyTorch, ever
 precision, every backbone) and :class:`NumpyEmbedder` (NumPy alone, float32,
 musicnn only), which spares a process that only predicts the import of torch
 (seconds, longer than the analysis itself) but analyses each song a little
-slower (``benchmarks/bench_engines.py``). :func:`make_embedder` picks one.
+slower (``benchmarks/bench_engines.py``). :func:`make_embedder` builds the one
+:mod:`genrify.predict.runtime` chose.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from genrify.config import MUSICNN_BACKBONE, MUSICNN_EMBEDDING_DIM
-from genrify.errors import ConfigError
 from genrify.features.musicnn_numpy import HOP_LENGTH, PATCH_FRAMES, SR, NumpyLogMel, patch_index, patch_starts
 
 EMBEDDING_DIM = MUSICNN_EMBEDDING_DIM
@@ -119,47 +118,12 @@ def _embedded(out: dict, *, n_frames: int, max_patches: int | None, others: dict
     return Embedded(embeddings=emb, taggram=taggram, starts=starts.astype(np.float64), taggrams=taggrams)
 
 
-#: ``GENRIFY_ENGINE``: "auto" (default), "numpy" or "torch"; see :func:`make_embedder`.
-ENGINES = ("auto", "numpy", "torch")
+def make_embedder(*, engine: str, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = (),
+                  precision: str | None = None):
+    """A :class:`NumpyEmbedder` (``engine="numpy"``) or a :class:`MusicnnEmbedder` (``"torch"``).
 
-
-def choose_engine(*, fast: bool = False, also: tuple[str, ...] = (), precision: str | None = None,
-                  requested: str | None = None, prefer: str = "torch", cpu_flags: frozenset[str] | None = None) -> str:
-    """"numpy" or "torch": the engine :func:`make_embedder` uses for these settings.
-
-    ``requested`` is the user's choice and defaults to the ``GENRIFY_ENGINE``
-    environment variable ("auto" when unset). "auto" takes the caller's ``prefer``
-    where NumPy computes exactly what torch would: float32 and no backbone but
-    MSD_musicnn; torch otherwise. The fast mode asks torch for bfloat16, which it
-    uses only where a measurement finds it faster and never where the CPU's flags
-    (``cpu_flags``, default: ``/proc/cpuinfo``) name no native bfloat16: there the
-    fast mode is float32 too and NumPy computes it (no flags known: torch). A process that analyses a few songs prefers NumPy (it starts
-    seconds sooner), a long-running one torch (:func:`genrify.predict.engine_for`).
-    "numpy" asks for NumPy (refused where it cannot compute the model); "torch"
-    always uses torch.
-
-    Raises:
-        ConfigError: an unknown engine, or "numpy" for settings it cannot compute.
-    """
-    requested = (requested or os.environ.get("GENRIFY_ENGINE") or "auto").strip().lower()
-    if requested not in ENGINES:
-        raise ConfigError(f"GENRIFY_ENGINE={requested!r}: expected one of {', '.join(ENGINES)}")
-    numpy_ok = set(also) <= {MUSICNN_BACKBONE} and precision in (None, "float32")
-    if fast and requested != "numpy":
-        from genrify.models.quantize import bfloat16_may_be_native, read_cpuinfo
-
-        numpy_ok = numpy_ok and not bfloat16_may_be_native(read_cpuinfo()[1] if cpu_flags is None else cpu_flags)
-    if requested == "numpy" and not numpy_ok:
-        raise ConfigError("the numpy engine computes MSD_musicnn in float32 only; "
-                          "use GENRIFY_ENGINE=torch for other backbones or precisions")
-    if requested == "auto":
-        return "numpy" if numpy_ok and prefer == "numpy" else "torch"
-    return requested
-
-
-def make_embedder(*, max_patches: int | None = None, fast: bool = False, also: tuple[str, ...] = (),
-                  precision: str | None = None, prefer: str = "torch"):
-    """A :class:`NumpyEmbedder` or a :class:`MusicnnEmbedder`, as :func:`choose_engine` decides."""
-    if choose_engine(fast=fast, also=also, precision=precision, prefer=prefer) == "numpy":
+    The engine is decided by the caller (:func:`genrify.predict.runtime.plan_runtime`);
+    ``also`` may name ``msd_musicnn`` itself, which every embedder computes."""
+    if engine == "numpy":
         return NumpyEmbedder(max_patches=max_patches)
     return MusicnnEmbedder(max_patches=max_patches, fast=fast, also=also, precision=precision)

@@ -1,5 +1,8 @@
 """Prediction: a model file → the genres of songs.
 
+``loader``      the one inference front: :func:`resolve_model` (a ``--model`` value → a model) and
+                :func:`load_classifier` (→ a classifier planned for this process)
+``runtime``     :class:`Runtime`: engine, mode, precision and threads, decided once per classifier
 ``classifier``  :class:`GenreClassifier` (``from_file``, ``predict``, ``predict_proba``, ``analyse``) and
                 :class:`Analysis`, whose ``to_dict`` is the one JSON view of an answer
 ``backends``    audio → per-window probabilities, one backend per registry kind
@@ -9,7 +12,9 @@
 """
 
 from genrify.predict.batch import FileResult, analyse_many
-from genrify.predict.classifier import Analysis, GenreClassifier, default_model_path, engine_for, load_classifier
+from genrify.predict.classifier import Analysis, GenreClassifier
+from genrify.predict.loader import ModelRef, default_model_path, load_classifier, resolve_model
+from genrify.predict.runtime import Runtime
 
-__all__ = ["Analysis", "FileResult", "GenreClassifier", "analyse_many", "default_model_path", "engine_for",
-           "load_classifier"]
+__all__ = ["Analysis", "FileResult", "GenreClassifier", "ModelRef", "Runtime", "analyse_many", "default_model_path",
+           "load_classifier", "resolve_model"]

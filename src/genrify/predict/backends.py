@@ -5,18 +5,23 @@ A backend is chosen by the registry kind of the model file's ``config.model.name
 branches on the architecture. Every other place that scores songs — evaluation,
 cross-validation, the held-out report after training — scores through these
 backends, so figures describe exactly what ships.
+
+Each backend is built from a model file and the :class:`~genrify.predict.runtime.Runtime`
+the loader planned for it (engine, mode, precision); :func:`plan_for` makes that
+plan from the backbones the backend's kind listens through.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from genrify.config import MUSICNN_FAST_WINDOWS, MUSICNN_FEATURES, MUSICNN_MAX_WINDOWS
+from genrify.config import MUSICNN_BACKBONE, MUSICNN_FAST_WINDOWS
 from genrify.dataset.windows import cut_windows, window_frames
 from genrify.errors import ConfigError, ModelFileError
 from genrify.models.modelfile import ModelFile
 from genrify.predict.checks import not_music_class, signal_checks
 from genrify.predict.heads import genre_logits_function, probe_logits, sigmoid, window_softmax
+from genrify.predict.runtime import Runtime, plan_runtime
 from genrify.predict.taxonomy import genre_window_probabilities, song_pool, style_probabilities
 
 
@@ -28,13 +33,19 @@ class WindowNetBackend:
     """A network trained by genrify on feature windows (``mlp``, ``cnn``)."""
 
     kind = "window"
+    multi_label = False
 
-    def __init__(self, model_file: ModelFile, *, fast: bool | None = None, prefer_engine: str = "torch"):
+    @staticmethod
+    def backbones(model_file: ModelFile) -> tuple[str, ...]:
+        return ()
+
+    def __init__(self, model_file: ModelFile, *, runtime: Runtime):
         from genrify.features import FeatureExtractor
         from genrify.models import build_model
 
         cfg = model_file.config
         self.config = cfg
+        self.runtime = runtime
         self.sr = cfg.features.sr
         self.size, _, self.hop = window_frames(cfg)
         t = model_file.tensors
@@ -65,7 +76,7 @@ class WindowNetBackend:
         trained with one, and the signal checks (see :mod:`genrify.predict.checks`)."""
         probs, starts = self.image_probabilities(self.extractor.transform(y))
         details: dict = {}
-        _not_music_details(details, self.labels, probs, y, sr=self.sr, config=self.config)
+        _not_music_details(details, self.labels, probs, y, sr=self.sr, config=self.config, engine=self.runtime.engine)
         return probs, starts * self.config.features.hop_length / self.sr, details
 
 
@@ -75,9 +86,14 @@ class MusicnnHeadBackend:
     (``musicnn-probe``) or musicnn's fine-tuned back end (``musicnn-finetune``)."""
 
     kind = "musicnn"
+    multi_label = False
 
-    def __init__(self, model_file: ModelFile, *, fast: bool | None = None, prefer_engine: str = "torch"):
-        _set_up_musicnn(self, model_file, fast=fast, prefer_engine=prefer_engine)
+    @staticmethod
+    def backbones(model_file: ModelFile) -> tuple[str, ...]:
+        return (MUSICNN_BACKBONE,)
+
+    def __init__(self, model_file: ModelFile, *, runtime: Runtime):
+        _set_up_musicnn(self, model_file, runtime=runtime)
         self.temperature = _temperature(self.tensors)
         self._genre_logits = genre_logits_function(model_file)
 
@@ -91,19 +107,19 @@ class MusicnnHeadBackend:
         return probs, emb.starts, _music_details(self, emb.embeddings, y, probs)
 
 
-def _set_up_musicnn(backend, model_file: ModelFile, *, fast: bool | None, also: tuple[str, ...] = (),
-                    prefer_engine: str = "torch") -> None:
-    """What every backend over musicnn holds: config, rate, mode, the embedder (with the taggers
-    in ``also``, on the engine :func:`~genrify.models.embedder.choose_engine` picks), the model
-    file's tensors and whether it has a music probe."""
+def _set_up_musicnn(backend, model_file: ModelFile, *, runtime: Runtime) -> None:
+    """What every backend over musicnn holds: config, rate, the runtime, the embedder (with every
+    backbone of ``runtime``, on its engine and precision), the model file's tensors and whether it
+    has a music probe."""
     from genrify.models.embedder import make_embedder
 
     cfg = model_file.config
     backend.config = cfg
+    backend.runtime = runtime
     backend.sr = cfg.audio.sr
-    backend.fast = cfg.model.fast if fast is None else fast
-    backend.embedder = make_embedder(max_patches=MUSICNN_FAST_WINDOWS if backend.fast else cfg.window.max_windows,
-                                     fast=backend.fast, also=also, prefer=prefer_engine)
+    backend.fast = runtime.fast
+    backend.embedder = make_embedder(engine=runtime.engine, max_patches=runtime.max_windows, fast=runtime.fast,
+                                     also=runtime.backbones, precision=runtime.precision)
     backend.tensors = model_file.tensors
     backend.labels = list(model_file.labels)
     backend.has_music_probe = "music.coef" in backend.tensors
@@ -121,12 +137,12 @@ def _music_details(backend, embeddings: np.ndarray, y: np.ndarray, probs: np.nda
             details["not_music_reason"] = (f"This does not sound like music (music probability "
                                            f"{p_music.mean():.0%}); no genre given.")
     _not_music_details(details, backend.labels if probs is not None else [], probs, y, sr=backend.sr,
-                       config=backend.config)
+                       config=backend.config, engine=backend.runtime.engine)
     return details
 
 
 def _not_music_details(details: dict, labels: list[str], probs: np.ndarray | None, y: np.ndarray, *, sr: int,
-                       config) -> None:
+                       config, engine: str) -> None:
     """Add to ``details`` the verdict rules every model supports: a not-music class among
     ``labels`` that wins the song (mean of the window probabilities ``probs``), then the
     signal checks on ``y`` (whose reason is the most specific, so it is the one given)."""
@@ -135,7 +151,7 @@ def _not_music_details(details: dict, labels: list[str], probs: np.ndarray | Non
         details["not_music"] = True
         details["not_music_reason"] = (f"This sounds like the model's {labels[k]!r} examples "
                                        f"({float(probs.mean(axis=0)[k]):.0%}), not music; no genre given.")
-    signal = signal_checks(y, sr=sr, verdict=config.verdict)
+    signal = signal_checks(y, sr=sr, verdict=config.verdict, engine=engine)
     if signal:
         details["not_music"] = True
         details["not_music_reason"] = signal
@@ -146,23 +162,31 @@ class TaxonomyBackend:
     tags (:mod:`genrify.predict.taxonomy`), with the music / not-music probe over musicnn embeddings."""
 
     kind = "musicnn"
+    multi_label = False
 
-    def __init__(self, model_file: ModelFile, *, fast: bool | None = None, prefer_engine: str = "torch"):
+    @staticmethod
+    def backbones(model_file: ModelFile) -> tuple[str, ...]:
+        try:
+            return tuple(str(b) for b in model_file.extra["backbones"])
+        except (KeyError, TypeError):
+            raise ModelFileError("taxonomy model file lacks its backbones or its taxonomy") from None
+
+    def __init__(self, model_file: ModelFile, *, runtime: Runtime):
         from genrify.taxonomy import parse_taxonomy
 
         try:
-            self.backbones = [str(b) for b in model_file.extra["backbones"]]
             taxonomy = parse_taxonomy(str(model_file.extra["taxonomy"]))
         except (KeyError, TypeError, ValueError, ConfigError):
             raise ModelFileError("taxonomy model file lacks its backbones or its taxonomy") from None
         # The styles, in the order of the fitted tensors, come from the taxonomy saved with the model.
         self.styles = [(style.name, genre.name) for genre, style in taxonomy.styles()]
-        _set_up_musicnn(self, model_file, fast=fast, also=tuple(self.backbones), prefer_engine=prefer_engine)
+        _set_up_musicnn(self, model_file, runtime=runtime)
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         emb = self.embedder.embed(y)
-        probs = genre_window_probabilities(emb.taggrams, self.tensors, self.backbones).astype(np.float32)
-        styles = style_probabilities(emb.taggrams, song_pool(probs), self.tensors, self.backbones)
+        backbones = list(self.runtime.backbones)
+        probs = genre_window_probabilities(emb.taggrams, self.tensors, backbones).astype(np.float32)
+        styles = style_probabilities(emb.taggrams, song_pool(probs), self.tensors, backbones)
         details = _music_details(self, emb.embeddings, y)
         details["styles"] = [[name, genre, round(float(p), 4)] for (name, genre), p in zip(self.styles, styles)]
         return probs, emb.starts, details
@@ -180,16 +204,22 @@ class MusicnnTaggerBackend:
     """
 
     kind = "musicnn"
+    multi_label = True
 
-    def __init__(self, model_file: ModelFile | None = None, *, fast: bool | None = None,
-                 prefer_engine: str = "torch"):
+    @staticmethod
+    def backbones(model_file: ModelFile) -> tuple[str, ...]:
+        return (MUSICNN_BACKBONE,)
+
+    def __init__(self, model_file: ModelFile, *, runtime: Runtime):
         from genrify.models.embedder import make_embedder
 
-        self.sr = MUSICNN_FEATURES.sr
-        self.fast = bool(fast)
-        self.embedder = make_embedder(max_patches=MUSICNN_FAST_WINDOWS if fast else MUSICNN_MAX_WINDOWS, fast=self.fast,
-                                      prefer=prefer_engine)
-        self.tags = self.embedder.tags
+        self.config = model_file.config
+        self.runtime = runtime
+        self.sr = model_file.config.audio.sr
+        self.fast = runtime.fast
+        self.embedder = make_embedder(engine=runtime.engine, max_patches=runtime.max_windows, fast=runtime.fast,
+                                      also=runtime.backbones, precision=runtime.precision)
+        self.labels = list(self.embedder.tags)
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
         emb = self.embedder.embed(y)
@@ -197,15 +227,14 @@ class MusicnnTaggerBackend:
 
 
 def _backends() -> dict:
-    from genrify.models import EMBEDDING_NET, EMBEDDING_PROBE, TAXONOMY_HEAD, WINDOW_NET
+    from genrify.models import EMBEDDING_NET, EMBEDDING_PROBE, TAGGER, TAXONOMY_HEAD, WINDOW_NET
 
     return {WINDOW_NET: WindowNetBackend, EMBEDDING_PROBE: MusicnnHeadBackend, EMBEDDING_NET: MusicnnHeadBackend,
-            TAXONOMY_HEAD: TaxonomyBackend}
+            TAXONOMY_HEAD: TaxonomyBackend, TAGGER: MusicnnTaggerBackend}
 
 
-def build_backend(model_file: ModelFile, *, fast: bool | None = None, prefer_engine: str = "torch"):
-    """The backend for ``model_file``'s architecture (``fast`` and ``prefer_engine``, see
-    :func:`~genrify.models.embedder.choose_engine`, only affect musicnn models)."""
+def backend_class(model_file: ModelFile):
+    """The backend class for ``model_file``'s architecture, by its registry kind."""
     from genrify.models import model_spec
 
     name = model_file.config.model.name
@@ -213,6 +242,24 @@ def build_backend(model_file: ModelFile, *, fast: bool | None = None, prefer_eng
         backend = _backends().get(model_spec(name).kind)
     except ConfigError:
         backend = None
-    if backend is None:  # the tagger is built by GenreClassifier.musicnn_tagger, never from a file
+    if backend is None:
         raise ModelFileError(f"model file uses an unknown architecture {name!r}")
-    return backend(model_file, fast=fast, prefer_engine=prefer_engine)
+    return backend
+
+
+def plan_for(model_file: ModelFile, *, fast: bool | None = None, songs: int | None = None,
+             threads: int | None = None) -> Runtime:
+    """The :class:`~genrify.predict.runtime.Runtime` of ``model_file`` in this process.
+
+    ``fast``: musicnn models' fast mode (``None``: as the model file says); ``songs``
+    and ``threads``: see :func:`~genrify.predict.runtime.plan_runtime`."""
+    cfg = model_file.config
+    fast = bool(cfg.model.fast if fast is None else fast)
+    return plan_runtime(backbones=backend_class(model_file).backbones(model_file), fast=fast,
+                        max_windows=MUSICNN_FAST_WINDOWS if fast else cfg.window.max_windows, songs=songs,
+                        threads=threads)
+
+
+def build_backend(model_file: ModelFile, *, runtime: Runtime):
+    """The backend for ``model_file``'s architecture, run as ``runtime`` says (see :func:`plan_for`)."""
+    return backend_class(model_file)(model_file, runtime=runtime)

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from genrify.errors import GenrifyError
-from genrify.models.modelfile import load_model_file
-from genrify.predict.classifier import Analysis, GenreClassifier, bundled_model_path, engine_for, load_classifier
-from genrify.predict.threads import free_cores, set_threads, use_free_cores  # noqa: F401 (used by the CLI)
+from genrify.predict.classifier import Analysis, GenreClassifier
+from genrify.predict.loader import load_classifier, resolve_model
 
 
 @dataclass(frozen=True)
@@ -24,28 +23,28 @@ class FileResult:
 
 
 def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | None = None, top_k: int = 2,
-                 workers: int = 1):
+                 workers: int = 1, classifier: GenreClassifier | None = None):
     """Analyse many files; yields a :class:`FileResult` per path, in the order given.
 
-    ``model``: a model file, ``"musicnn"``, or ``None`` for the bundled default.
+    ``model``: a model file or a built-in model's name (:func:`~genrify.predict.resolve_model`;
+    ``None``: the bundled default), or a ``classifier`` loaded already (one process only).
     With ``workers > 1`` the files are spread over that many processes, each
-    holding its own classifier and one torch thread; at most a few files per
-    worker are in flight, so memory stays flat however long the list is. In one
-    process, torch uses the cores the load average leaves free (:func:`free_cores`)
-    unless ``OMP_NUM_THREADS`` says otherwise.
+    holding its own classifier and one thread; at most a few files per worker
+    are in flight, so memory stays flat however long the list is. In one
+    process the classifier is planned for ``len(paths)`` songs
+    (:func:`~genrify.predict.load_classifier`).
     """
     paths = [str(p) for p in paths]
-    if workers <= 1 or len(paths) <= 1:
-        clf = load_classifier(model, fast=fast, prefer_engine=engine_for(len(paths)))
-        use_free_cores()
+    if classifier is not None or workers <= 1 or len(paths) <= 1:
+        clf = classifier if classifier is not None else load_classifier(model, fast=fast, songs=len(paths))
         for path in paths:
             yield _analyse_file(clf, path, top_k)
         return
-    if model is not None and str(model) != "musicnn":
-        load_model_file(bundled_model_path(str(model)) or model)  # a bad model file fails here, with its reason, not in every worker
+    ref = resolve_model(model)
+    ref.read()  # a bad model file fails here, with its reason, not in every worker
     todo = deque(paths)
     while todo:
-        yield from _pool_run(todo, model=model, fast=fast, top_k=top_k, workers=workers)
+        yield from _pool_run(todo, model=ref, fast=fast, top_k=top_k, workers=workers)
 
 
 def _pool_run(todo, *, model, fast, top_k: int, workers: int):
@@ -61,7 +60,7 @@ def _pool_run(todo, *, model, fast, top_k: int, workers: int):
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(None if model is None else str(model), fast)) as pool:
+                             initargs=(model, fast)) as pool:
         pending = deque()
         while todo and len(pending) < 4 * workers:
             path = todo.popleft()
@@ -91,8 +90,8 @@ _WORKER: dict = {}
 
 
 def _init_worker(model, fast) -> None:
-    _WORKER["clf"] = load_classifier(model, fast=fast)
-    set_threads(1)  # one process per core: intra-op threads would only contend
+    # One process per core: intra-op threads would only contend.
+    _WORKER["clf"] = load_classifier(model, fast=fast, threads=1)
 
 
 def _worker_analyse(path: str, top_k: int) -> FileResult:

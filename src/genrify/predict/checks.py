@@ -33,7 +33,8 @@ def rms_dbfs(y: np.ndarray) -> float:
     return 10 * np.log10(float(np.dot(y, y)) / max(1, y.size) + 1e-20)
 
 
-def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictConfig()) -> str | None:
+def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictConfig(),
+                  engine: str = "numpy") -> str | None:
     """A safety net under the learned music probe, for signals it may never have seen:
     steady broadband noise and one steady tone. Conservative by design: music with
     a strong bass or a solo instrument changes pitch and timbre over time and passes.
@@ -42,6 +43,7 @@ def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictCon
     same resolution, ≤ 16 Hz, for every model's rate, so "±2 bins of the peak" never
     spans a whole bass line), each with its own mean (DC) removed first: a constant
     offset would otherwise leak into the lowest bins and read as a steady ~16 Hz tone.
+    ``engine``: whose FFT computes the spectra ("torch" or "numpy", the analysing engine's).
     Returns the reason, or ``None``.
     """
     n = 1024
@@ -52,7 +54,7 @@ def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictCon
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(y, dtype=np.float32), n)[:: n // 2][:2000]
     frames = frames - frames.mean(axis=1, keepdims=True)
     frames *= np.hanning(n).astype(np.float32)
-    spec = _power_spectrum(frames)[:, 1:] + np.float32(1e-20)
+    spec = _power_spectrum(frames, engine=engine)[:, 1:] + np.float32(1e-20)
     loud = spec.sum(axis=1) > 1e-6 * spec.sum(axis=1).max()
     spec = spec[loud]
     if len(spec) < 4:
@@ -73,17 +75,16 @@ def signal_checks(y: np.ndarray, *, sr: int, verdict: VerdictConfig = VerdictCon
     return None
 
 
-def _power_spectrum(frames: np.ndarray) -> np.ndarray:
+def _power_spectrum(frames: np.ndarray, *, engine: str) -> np.ndarray:
     """``|rfft(frames)|²`` along the last axis, float32 (a song's frames are tens of MB in float64).
 
-    torch's FFT where torch is loaded already (the window models and the torch engine): NumPy's
-    is several times slower on these frames. NumPy's otherwise: importing torch for it would
-    cost seconds. Both agree to float32 round-off.
+    torch's FFT on the torch engine (the window models and musicnn on torch): NumPy's is
+    several times slower on these frames. NumPy's on the NumPy engine: importing torch for it
+    would cost seconds. Both agree to float32 round-off.
     """
-    import sys
+    if engine == "torch":
+        import torch
 
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
         spectrum = torch.fft.rfft(torch.from_numpy(frames), dim=1)
         return (spectrum.real.square() + spectrum.imag.square()).numpy()
     spectrum = np.fft.rfft(frames, axis=1)

@@ -9,19 +9,19 @@ are refused with :class:`~genrify.errors.AudioTooShortError`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
-from genrify.audio import load_audio, prewarm_decoder, resample
-from genrify.config import (MUSICNN_BACKBONE, MUSICNN_DISPLAY_FEATURES, MUSICNN_FEATURES, AudioConfig, ModelConfig,
-                            RunConfig, VerdictConfig)
-from genrify.errors import AudioTooShortError, GenrifyError, InvalidAudioError, ModelFileError
-from genrify.models.modelfile import ModelFile, load_model_file
+from genrify.audio import load_audio, resample
+from genrify.config import MUSICNN_DISPLAY_FEATURES
+from genrify.errors import AudioTooShortError, GenrifyError, InvalidAudioError
+from genrify.models.modelfile import ModelFile
 from genrify.predict.checks import verdict
+from genrify.predict.runtime import Runtime
+from genrify.predict.threads import set_threads
 
 
 #: A style is named when its probability (its genre's × its own tag evidence) reaches this.
@@ -106,23 +106,6 @@ class Analysis:
         }
 
 
-def default_model_path() -> Path:
-    """The model shipped inside the package (see docs/results.md for how it was trained)."""
-    return Path(str(resources.files("genrify") / "assets" / "default.genrify"))
-
-
-#: Models shipped inside the package, by the name ``--model`` takes: ``gtzan`` is the
-#: ten-genre GTZAN probe that was the default before the taxonomy.
-BUNDLED_MODELS = {"default": "default.genrify", "gtzan": "gtzan.genrify"}
-
-
-def bundled_model_path(name: str) -> Path | None:
-    """The file of the bundled model called ``name`` (see :data:`BUNDLED_MODELS`), else ``None``."""
-    if name not in BUNDLED_MODELS:
-        return None
-    return Path(str(resources.files("genrify") / "assets" / BUNDLED_MODELS[name]))
-
-
 class GenreClassifier:
     """Predict genres with a trained genrify model.
 
@@ -131,55 +114,45 @@ class GenreClassifier:
     [('metal', 0.93), ('rock', 0.05)]
     """
 
-    def __init__(self, model: ModelFile, *, source: str = "<memory>", fast: bool | None = None, backend=None,
-                 prefer_engine: str = "torch"):
-        from genrify.predict.backends import build_backend
+    def __init__(self, model: ModelFile, *, source: str = "<memory>", runtime: Runtime | None = None, backend=None):
+        """A classifier over ``model``, run as ``runtime`` says (``None``: planned for a long-running
+        process; :func:`~genrify.predict.load_classifier` plans it for the caller's process)."""
+        from genrify.predict.backends import build_backend, plan_for
 
         self.model_file = model = _with_legacy_thresholds(model)
         self.config = model.config
-        self.labels: list[str] = list(model.labels)
         self.source = source
-        self.backend = backend or build_backend(model, fast=fast, prefer_engine=prefer_engine)
-        self.multi_label = bool(getattr(self.backend, "tags", None))
+        self._runtime = runtime if runtime is not None else plan_for(model)
+        self.backend = backend or build_backend(model, runtime=self._runtime)
+        self.labels: list[str] = list(self.backend.labels)
+        self.multi_label = bool(self.backend.multi_label)
+        set_threads(self._runtime.threads, engine=self._runtime.engine)
+
+    @property
+    def runtime(self) -> Runtime:
+        """How this process runs the model: engine, mode, precision, threads (read-only)."""
+        return self._runtime
+
+    def set_threads(self, n: int) -> None:
+        """Use ``n`` intra-op threads from now on (a server sharing its cores among analyses)."""
+        self._runtime = dataclasses.replace(self._runtime, threads=max(1, int(n)))
+        set_threads(self._runtime.threads, engine=self._runtime.engine)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, fast: bool | None = None,
-                  prefer_engine: str = "torch") -> "GenreClassifier":
-        """Load a ``.genrify`` model file (never executes code from it).
+                  songs: int | None = None) -> "GenreClassifier":
+        """Load a ``.genrify`` model file (never executes code from it), or a built-in model by name
+        (``"default"``, ``"gtzan"``, ``"musicnn"``); see :func:`~genrify.predict.load_classifier`."""
+        from genrify.predict.loader import load_classifier
 
-        ``"musicnn"`` names musicnn's own 50-tag tagger (no file needed); ``"gtzan"``
-        and ``"default"`` name bundled models (:data:`BUNDLED_MODELS`).
-        ``fast`` overrides a musicnn model's mode (3 spread windows, bfloat16). ``prefer_engine``:
-        "numpy" for a process that analyses a few songs (see :func:`engine_for`), else "torch".
-        """
-        if str(path) == "musicnn":
-            return cls.musicnn_tagger(fast=fast, prefer_engine=prefer_engine)
-        path = bundled_model_path(str(path)) or path
-        model = load_model_file(path)
-        try:
-            return cls(model, source=str(path), fast=fast, prefer_engine=prefer_engine)
-        except (KeyError, RuntimeError, ValueError, IndexError) as exc:
-            raise ModelFileError(f"{path}: model file does not match its architecture ({str(exc)[:160]})") from None
+        return load_classifier(path, fast=fast, songs=songs)
 
     @classmethod
-    def default(cls, *, fast: bool | None = None, prefer_engine: str = "torch") -> "GenreClassifier":
-        """The bundled default model: a genre probe over musicnn (see docs/results.md)."""
-        path = default_model_path()
-        if not path.is_file():
-            raise ModelFileError(f"{path}: the bundled default model is missing from this installation")
-        return cls.from_file(path, fast=fast, prefer_engine=prefer_engine)
+    def default(cls, *, fast: bool | None = None, songs: int | None = None) -> "GenreClassifier":
+        """The bundled default model: genrify's taxonomy over musicnn (see docs/results.md)."""
+        from genrify.predict.loader import load_classifier
 
-    @classmethod
-    def musicnn_tagger(cls, *, fast: bool | None = None, prefer_engine: str = "torch") -> "GenreClassifier":
-        """musicnn's Million Song Dataset tagger as a classifier over its 50 tags."""
-        from genrify.predict.backends import MusicnnTaggerBackend
-
-        backend = MusicnnTaggerBackend(fast=fast, prefer_engine=prefer_engine)
-        config = RunConfig(audio=AudioConfig(sr=MUSICNN_FEATURES.sr),
-                           model=ModelConfig(name="musicnn", backbone=MUSICNN_BACKBONE),
-                           verdict=VerdictConfig(unsure_below=0.0))
-        mf = ModelFile(config=config, labels=backend.tags, tensors={}, extra={})
-        return cls(mf, source="musicnn", backend=backend)
+        return load_classifier(None, fast=fast, songs=songs)
 
     # ------------------------------------------------------------------ public
     @property
@@ -231,36 +204,13 @@ class GenreClassifier:
         return self.analyse(audio, sr=sr, top_k=top_k).top
 
     def compute_summary(self) -> str:
-        """One line on how this machine runs the model: mode, windows, arithmetic, threads and why.
-
-        For musicnn models it names the precision of the timbral convolutions and the
-        machine's measured answer behind it (:func:`genrify.models.quantize.machine_precision`,
-        measured once per machine and cached); ``genrify predict -v`` prints it.
-        """
-        from genrify.predict.threads import thread_count
-
-        embedder = getattr(self.backend, "embedder", None)
-        engine = getattr(embedder, "engine", "torch")
-        threads = thread_count()
-        parts = [f"model {self.source}", f"{engine} engine, {threads} thread{'' if threads == 1 else 's'}"]
-        if embedder is None:
-            return " · ".join(parts + [f"{self.config.model.name} on {self.config.features.kind} windows, float32"])
-        windows = "all windows" if embedder.max_patches is None else f"at most {embedder.max_patches} windows"
-        parts.append(f"{'fast' if getattr(self.backend, 'fast', False) else 'full'} mode, {windows}")
-        net = embedder.model
-        if engine == "numpy":
-            from genrify.models.quantize import bfloat16_may_be_native, read_cpuinfo
-
-            cpu, flags = read_cpuinfo()
-            why = ("bfloat16 not native (no avx512_bf16/amx_bf16 flag) → float32" if not bfloat16_may_be_native(flags)
-                   else "reduced precisions run on the torch engine only")
-            return " · ".join(parts + ["musicnn timbral convs in float32 (frequency DFT), without torch",
-                                       f"machine check: {cpu or 'unknown CPU'}: {why}"])
-        from genrify.models.quantize import machine_precision
-
-        how = "frequency DFT" if net.precision == "float32" and net.timbral[0].fft else "unfolded matrix product"
-        return " · ".join(parts + [f"musicnn timbral convs in {net.precision} ({how})",
-                                   f"machine check: {machine_precision().describe()}"])
+        """One line on how this machine runs the model: the model, then :meth:`Runtime.describe`
+        (engine, threads, mode, windows, arithmetic and the machine's measured reason);
+        ``genrify predict -v`` prints it."""
+        if not self._runtime.backbones:
+            return f"model {self.source} · {self._runtime.describe()} · {self.config.model.name} on " \
+                   f"{self.config.features.kind} windows"
+        return f"model {self.source} · {self._runtime.describe()}"
 
     def feature_image(self, audio, *, sr: int | None = None) -> tuple[np.ndarray, int, int]:
         """The MFCC image of ``audio`` for display: ``(image (n_features, frames), sr, hop_length)``.
@@ -274,33 +224,8 @@ class GenreClassifier:
         return FeatureExtractor(fc).transform(y), fc.sr, fc.hop_length
 
 
-#: Up to this many songs, a process predicts on the NumPy engine where it can: importing torch costs
-#: 2.4–3.5 s, while the NumPy engine takes 0.9–1.35× the torch engine's CPU per song (0.2–0.5 s)
-#: on one thread (benchmarks/bench_startup.py, bench_engines.py on a 2-core AMD EPYC). Past a few
-#: dozen songs torch's lead per song may repay its import; 20 stays on the safe side.
-FEW_SONGS = 20
-
-
-def engine_for(n_songs: int) -> str:
-    """The engine a process that will analyse ``n_songs`` songs prefers: "numpy" for a few, else "torch"."""
-    return "numpy" if n_songs <= FEW_SONGS else "torch"
-
-
-def load_classifier(model: str | os.PathLike | None = None, *, fast: bool | None = None,
-                    prefer_engine: str = "torch") -> GenreClassifier:
-    """The classifier of ``model``: a model file, ``"musicnn"`` (musicnn's tagger) or ``None``
-    (the bundled default). ``fast``: musicnn models' fast mode (``None``: as the model says).
-    ``prefer_engine``: "numpy" or "torch" (see :func:`engine_for`; ``GENRIFY_ENGINE`` overrides it)."""
-    prewarm_decoder()  # the decoder process starts while the model loads
-    if model is None:
-        return GenreClassifier.default(fast=fast, prefer_engine=prefer_engine)
-    return GenreClassifier.from_file(model, fast=fast, prefer_engine=prefer_engine)
-
-
 def _with_legacy_thresholds(model: ModelFile) -> ModelFile:
     """Model files written before thresholds lived in the config kept them in ``extra``."""
-    import dataclasses
-
     legacy = {k: float(model.extra[k]) for k in ("unsure_below", "music_threshold") if k in model.extra}
     if not legacy:
         return model

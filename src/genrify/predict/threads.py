@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 
 
 def free_cores(*, cores: int, load: float) -> int:
@@ -18,31 +16,24 @@ def free_cores(*, cores: int, load: float) -> int:
     return max(1, min(cores, cores - int(load + 0.5)))
 
 
-def use_free_cores() -> None:
-    """Use :func:`free_cores` threads (:func:`set_threads`) unless the user chose (``OMP_NUM_THREADS``)."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # no load average on this platform: keep the libraries' defaults
-        return
-    set_threads(free_cores(cores=os.cpu_count() or 1, load=load))
-
-
-def set_threads(n: int) -> None:
-    """``n`` intra-op threads for both engines: torch's (when loaded; never imported for this) and the
-    BLAS library NumPy calls (the NumPy engine's matrix products)."""
+def set_threads(n: int, *, engine: str) -> None:
+    """``n`` intra-op threads for ``engine``: torch's ("torch") and, for either engine, the BLAS
+    library NumPy calls (the NumPy engine's matrix products)."""
     from threadpoolctl import threadpool_limits
 
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
+    if engine == "torch":
+        import torch
+
+        torch.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")
 
 
-def thread_count() -> int:
-    """The intra-op threads the loaded engine uses (torch's when loaded, else the BLAS library's)."""
-    if "torch" in sys.modules:
-        return sys.modules["torch"].get_num_threads()
+def thread_count(*, engine: str) -> int:
+    """The intra-op threads ``engine`` uses (torch's, else the BLAS library's)."""
+    if engine == "torch":
+        import torch
+
+        return torch.get_num_threads()
     from threadpoolctl import threadpool_info
 
     return max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)

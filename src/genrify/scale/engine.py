@@ -125,11 +125,8 @@ class StageActor:
     """One worker of a job: sets its stage up once, then runs it on one item per call."""
 
     def __init__(self, stage: str, setup: dict, threads: int):
-        from genrify.predict.threads import set_threads
-
         self.stage: Stage = STAGES[stage]
-        self.state = self.stage.setup(**setup)
-        set_threads(max(1, threads))  # the CPUs Ray reserved for this actor, no more (for the engine set up)
+        self.state = self.stage.setup(threads=max(1, threads), **setup)  # the CPUs Ray reserved, no more
 
     def ready(self) -> dict:
         """Where this actor runs: ``{"pid", "node"}``."""

@@ -30,19 +30,20 @@ def analyse_with_hashes(paths, *, config: RayConfig, model=None, fast: bool | No
 
 
 def classifier_setup(model, *, fast: bool | None, top_k: int) -> dict:
-    """The actors' classifier: a bundled model by name, or a model file's bytes (read and checked here,
-    once, so a bad file fails with its reason before any actor starts)."""
-    from genrify.models.modelfile import load_model_file
-    from genrify.predict.classifier import bundled_model_path
+    """The actors' classifier: a built-in model by name (every installation has it), or a model
+    file's bytes (read and checked here, once, so a bad file fails with its reason before any actor
+    starts). ``model``: as :func:`genrify.predict.resolve_model` takes it, or its answer."""
+    from genrify.predict import resolve_model
 
+    ref = resolve_model(model)
     model_bytes = None
-    if model is not None and str(model) != "musicnn" and bundled_model_path(str(model)) is None:
+    if not ref.builtin:
         from genrify.fileio import read_regular
 
-        load_model_file(model)
-        model_bytes = read_regular(model)
-    return {"model": None if model is None else (os.path.basename(str(model)) if model_bytes else str(model)),
-            "model_bytes": model_bytes, "fast": fast, "top_k": top_k}
+        ref.read()
+        model_bytes = read_regular(ref.path)
+    return {"model": ref.name if ref.builtin else os.path.basename(ref.name), "model_bytes": model_bytes,
+            "fast": fast, "top_k": top_k}
 
 
 def tag_engine(config: RayConfig, *, model=None, fast: bool | None = None, top_k: int = 2):

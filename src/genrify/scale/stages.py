@@ -24,7 +24,8 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 @dataclass(frozen=True)
 class Stage:
-    """``setup(**kwargs) → state`` once per actor; ``run(state, item) → result`` per item;
+    """``setup(threads=, **kwargs) → state`` once per actor (``threads``: the CPUs Ray reserved for it);
+    ``run(state, item) → result`` per item;
     ``lost(item, reason) → result`` for an item whose workers kept dying."""
 
     setup: Callable[..., Any]
@@ -76,19 +77,21 @@ def file_sha256(path: str) -> str | None:
 # ---------------------------------------------------------------------------- predict
 
 
-def predict_setup(*, model: str | None, model_bytes: bytes | None, fast: bool | None, top_k: int) -> dict:
-    """Load the classifier once: a bundled name (``None``, ``"gtzan"``, ``"musicnn"``) from the
-    worker's own installation, or a model file's bytes shipped by the driver."""
+def predict_setup(*, model: str | None, model_bytes: bytes | None, fast: bool | None, top_k: int,
+                  threads: int) -> dict:
+    """Load the classifier once, for many songs on ``threads`` threads: a built-in model by name
+    (``"default"``, ``"gtzan"``, ``"musicnn"``) from the worker's own installation, or a model
+    file's bytes shipped by the driver."""
     from genrify.predict import load_classifier
 
     if model_bytes is None:
-        return {"clf": load_classifier(model, fast=fast), "top_k": top_k}
+        return {"clf": load_classifier(model, fast=fast, threads=threads), "top_k": top_k}
     # load_model_file reads a path: the shipped bytes live in a private file only while they load.
     with tempfile.TemporaryDirectory(prefix="genrify-model-") as tmp:
         path = os.path.join(tmp, os.path.basename(model or "model.genrify"))
         with open(path, "wb") as f:
             f.write(model_bytes)
-        return {"clf": load_classifier(path, fast=fast), "top_k": top_k}
+        return {"clf": load_classifier(path, fast=fast, threads=threads), "top_k": top_k}
 
 
 def predict_run(state: dict, source: str):
@@ -114,7 +117,10 @@ def predict_lost(source: str, reason: str):
 # ---------------------------------------------------------------------------- embed
 
 
-def embed_setup() -> dict:
+def embed_setup(*, threads: int) -> dict:
+    from genrify.predict.threads import set_threads
+
+    set_threads(threads, engine="torch")  # musicnn's embeddings for datasets are computed by torch
     return {}  # the embedder loads on the first song, once per process (genrify.train.embed)
 
 

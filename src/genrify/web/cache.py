@@ -64,11 +64,10 @@ def model_identity(classifier: Any) -> tuple[str, str]:
         model = f"sha256:{digest}"
     else:
         model = f"memory:{getattr(classifier, 'source', '?')}:{id(classifier):x}"
-    backend = getattr(classifier, "backend", None)
-    mode = "fast" if getattr(backend, "fast", False) else "full"
-    # Reduced precision is chosen by timing the machine; it moves probabilities a little, so it is part of the mode.
-    precision = getattr(getattr(getattr(backend, "embedder", None), "model", None), "precision", None)
-    return model, f"{mode}/{precision}" if isinstance(precision, str) else mode
+    runtime = classifier.runtime
+    # Reduced precision is chosen by timing the machine and the engines differ in round-off: both
+    # move probabilities a little, so they are part of the mode.
+    return model, f"{runtime.mode}/{runtime.precision}/{runtime.engine}"
 
 
 def analysis_key(classifier: Any, path: str | os.PathLike, *, top_k: int, images: bool,

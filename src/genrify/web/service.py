@@ -143,7 +143,7 @@ def build_sources(settings: Settings, library_source: Source | None) -> list[Sou
     return out
 
 
-def _share_cores(max_analyses: int) -> None:
+def _share_cores(clf, max_analyses: int) -> None:
     """Give each concurrent analysis its share of the cores.
 
     The engines' intra-op pools are process-wide; with ``max_analyses`` analyses
@@ -152,9 +152,7 @@ def _share_cores(max_analyses: int) -> None:
     """
     import os
 
-    from genrify.predict.threads import set_threads
-
-    set_threads(max(1, (os.cpu_count() or 1) // max(1, max_analyses)))
+    clf.set_threads(max(1, (os.cpu_count() or 1) // max(1, max_analyses)))
 
 
 def _admission(settings: Settings) -> dict:
@@ -181,7 +179,7 @@ def build_state(settings: Settings, *, classifier: Any = None) -> AppState:
     from genrify.predict import load_classifier
 
     clf = classifier if classifier is not None else load_classifier(settings.model, fast=True if settings.fast else None)
-    _share_cores(settings.max_analyses)
+    _share_cores(clf, settings.max_analyses)
     index = root = demo = None
     if "library" in settings.providers:
         if settings.library:

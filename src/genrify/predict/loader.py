@@ -1,0 +1,129 @@
+"""The one inference front: a model's name or file → a :class:`GenreClassifier` ready to run here.
+
+:func:`resolve_model` is the one place a ``--model`` value is understood (a model
+file, or a built-in name); :func:`load_classifier` loads it and plans how this
+process runs it (:mod:`genrify.predict.runtime`). The CLI, the web app, worker
+pools, Ray actors and library tagging all load through these two and pass no
+engine, precision or thread policy of their own: they only say how many songs
+the process will analyse and, where they share the machine, how many threads
+it may use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from genrify.errors import ModelFileError
+
+#: The models genrify ships, by the name ``--model`` takes: the file under ``assets/`` (``None``: built from
+#: the shipped backbone weights, no model file) and a few words for help and error messages.
+BUILTIN_MODELS: dict[str, tuple[str | None, str]] = {
+    "default": ("default.genrify", "the taxonomy model, used without --model"),
+    "gtzan": ("gtzan.genrify", "the ten-genre GTZAN model"),
+    "musicnn": (None, "musicnn's own 50 tags"),
+}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved ``--model``: its ``name`` as given (``"default"`` for none), the ``path`` of its
+    model file (``None`` for musicnn's own tagger) and whether it ships with genrify (``builtin``:
+    every installation has it, so a cluster's workers load it by name)."""
+
+    name: str
+    path: Path | None
+    builtin: bool
+
+    @property
+    def source(self) -> str:
+        """How answers name the model: its file, or ``"musicnn"``."""
+        return str(self.path) if self.path is not None else self.name
+
+    def read(self):
+        """The :class:`~genrify.models.modelfile.ModelFile` (checked), or musicnn's tagger described as one."""
+        from genrify.models.modelfile import load_model_file
+
+        if self.path is None:
+            return _tagger_model_file()
+        return load_model_file(self.path)
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package (see docs/results.md for how it was trained)."""
+    return _asset(BUILTIN_MODELS["default"][0])
+
+
+def resolve_model(model: str | os.PathLike | ModelRef | None = None) -> ModelRef:
+    """What ``model`` names: ``None`` or ``"default"`` the bundled default, ``"gtzan"`` and
+    ``"musicnn"`` the other built-in models, anything else a model file (a :class:`ModelRef`
+    is its own answer).
+
+    Raises:
+        ModelFileError: neither an existing path nor a built-in name (naming the built-in models
+            and the closest one: ``musiccnn`` → ``musicnn``), or a bundled file missing from this
+            installation.
+    """
+    if isinstance(model, ModelRef):
+        return model
+    name = "default" if model is None else str(model)
+    if name in BUILTIN_MODELS:
+        filename = BUILTIN_MODELS[name][0]
+        if filename is None:
+            return ModelRef(name=name, path=None, builtin=True)
+        path = _asset(filename)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: the bundled {name} model is missing from this installation; "
+                                 "pass --model PATH")
+        return ModelRef(name=name, path=path, builtin=True)
+    if os.path.lexists(name):  # a FIFO or a device too: reading it says what is wrong
+        return ModelRef(name=name, path=Path(name), builtin=False)
+    close = difflib.get_close_matches(name.casefold(), list(BUILTIN_MODELS), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    names = "; ".join(f"{key}: {what}" for key, (_, what) in BUILTIN_MODELS.items())
+    raise ModelFileError(f"{name}: no such model file, and not a built-in model{hint}; built-in models are {names}; "
+                         "train your own with 'genrify train my.gdb --model cnn --out cnn.genrify'")
+
+
+def load_classifier(model: str | os.PathLike | ModelRef | None = None, *, fast: bool | None = None,
+                    songs: int | None = None, threads: int | None = None):
+    """The :class:`~genrify.predict.GenreClassifier` of ``model`` (see :func:`resolve_model`), planned
+    for this process (``clf.runtime``).
+
+    ``fast``: musicnn models' fast mode (``None``: as the model file says). ``songs``: how many
+    songs this process will analyse (``None``: unknown or many — a server, a worker, an actor),
+    which decides the engine; ``threads``: the intra-op threads granted to it (``None``: the
+    cores the load average leaves free, or ``OMP_NUM_THREADS``). ``GENRIFY_ENGINE`` overrides
+    the engine (:func:`~genrify.predict.runtime.choose_engine`).
+    """
+    from genrify.audio import prewarm_decoder
+    from genrify.predict.backends import plan_for
+    from genrify.predict.classifier import GenreClassifier
+
+    ref = resolve_model(model)
+    prewarm_decoder()  # the decoder process starts while the model loads
+    model_file = ref.read()
+    runtime = plan_for(model_file, fast=fast, songs=songs, threads=threads)
+    try:
+        return GenreClassifier(model_file, source=ref.source, runtime=runtime)
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        raise ModelFileError(f"{ref.source}: model file does not match its architecture ({str(exc)[:160]})") from None
+
+
+def _asset(filename: str) -> Path:
+    return Path(str(resources.files("genrify") / "assets" / filename))
+
+
+def _tagger_model_file():
+    """musicnn's Million Song Dataset tagger as a model file with no tensors: its backend computes the tags."""
+    from genrify.config import (MUSICNN_BACKBONE, MUSICNN_FEATURES, MUSICNN_WINDOW, AudioConfig, ModelConfig, RunConfig,
+                                VerdictConfig)
+    from genrify.models.modelfile import ModelFile
+
+    config = RunConfig(audio=AudioConfig(sr=MUSICNN_FEATURES.sr), window=MUSICNN_WINDOW,
+                       model=ModelConfig(name="musicnn", backbone=MUSICNN_BACKBONE),
+                       verdict=VerdictConfig(unsure_below=0.0))
+    return ModelFile(config=config, labels=[], tensors={}, extra={})
