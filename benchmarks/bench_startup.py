@@ -9,7 +9,7 @@ the CLI's help path loads. ``predict`` uses the bundled default model when the
 installation has one, else a small CNN trained on synthetic clips (cached).
 
 The default model predicts on the NumPy engine, without importing torch
-(:func:`genrify.models.embedder.choose_engine`); the same cold ``predict`` with
+(:func:`genrify.predict.runtime.choose_engine`); the same cold ``predict`` with
 ``GENRIFY_ENGINE=torch`` is the reference measured in the same run. Where a cold
 ``predict`` goes: fresh processes that time, in turn, importing genrify's
 prediction code, loading the classifier, and analysing the song (on each
@@ -98,9 +98,9 @@ LEAN_IMPORTS = "import numpy, soundfile, soxr, av, safetensors.numpy"
 _STAGES = """
 import sys, time
 t0 = time.perf_counter()
-from genrify.predict import engine_for, load_classifier
+from genrify.predict import load_classifier
 t1 = time.perf_counter()
-clf = load_classifier(sys.argv[2] if len(sys.argv) > 2 else None, prefer_engine=engine_for(1))  # as predict one.mp3
+clf = load_classifier(sys.argv[2] if len(sys.argv) > 2 else None, songs=1)  # as predict one.mp3
 t2 = time.perf_counter()
 clf.analyse(sys.argv[1])
 t3 = time.perf_counter()

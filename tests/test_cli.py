@@ -360,3 +360,20 @@ def test_predict_verbose_says_how_this_machine_runs_the_model(run_genrify, tiny_
     monkeypatch.delenv("GENRIFY_ENGINE")
     window = run_genrify("predict", "-v", "--model", tiny_cnn_model, song, check=True)
     assert "float32" in window.stderr and "musicnn" not in window.stderr
+
+
+def test_predict_verbose_loads_the_model_once(synthetic_corpus, monkeypatch, capsys):
+    """-v describes the classifier that then analyses the songs: one model read, one classifier."""
+    from genrify.cli import main
+    from genrify.predict.classifier import GenreClassifier
+    from genrify.predict.loader import ModelRef
+
+    reads, built = [], []
+    real_read, real_init = ModelRef.read, GenreClassifier.__init__
+    monkeypatch.setattr(ModelRef, "read", lambda self: reads.append(self.name) or real_read(self))
+    monkeypatch.setattr(GenreClassifier, "__init__", lambda self, *a, **k: built.append(1) or real_init(self, *a, **k))
+    songs = [str(p) for p in sorted((synthetic_corpus / "jazz").glob("*.wav"))[:2]]
+    assert main(["predict", "-v", "--model", "gtzan", *songs]) == 0
+    out = capsys.readouterr()
+    assert reads == ["gtzan"] and len(built) == 1
+    assert out.err.count("genrify: model ") == 1 and out.out.count("jazz") >= 2

@@ -18,7 +18,8 @@ import pytest
 from genrify.audio import load_audio
 from genrify.errors import ConfigError, InvalidAudioError, ModelFileError
 from genrify.features.musicnn_numpy import NumpyLogMel, patch_index
-from genrify.models.embedder import MusicnnEmbedder, NumpyEmbedder, choose_engine, make_embedder
+from genrify.models.embedder import MusicnnEmbedder, NumpyEmbedder, make_embedder
+from genrify.predict.runtime import FEW_SONGS, choose_engine, plan_runtime
 from genrify.models.musicnn_numpy import load_numpy_musicnn
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -111,46 +112,59 @@ def test_missing_or_bad_weights(tmp_path):
 
 def test_engine_choice(monkeypatch):
     monkeypatch.delenv("GENRIFY_ENGINE", raising=False)
-    assert choose_engine() == "torch"  # a long-running process: torch analyses each song faster
-    assert choose_engine(prefer="numpy") == "numpy"  # a few songs: no torch import
-    assert choose_engine(precision="float32", prefer="numpy") == "numpy"
-    # torch where NumPy cannot compute the same thing: other backbones, reduced precisions, the fast
-    # mode (whose precision torch measures on the machine)
-    assert choose_engine(also=("msd_musicnn", "mtt_musicnn"), prefer="numpy") == "torch"
-    assert choose_engine(precision="int8", prefer="numpy") == "torch"
+    msd = ("msd_musicnn",)
+    assert choose_engine(fast=False, backbones=msd) == "torch"  # a long-running process: torch analyses each song faster
+    assert choose_engine(fast=False, backbones=msd, prefer="numpy") == "numpy"  # a few songs: no torch import
+    # torch where NumPy cannot compute the same thing: other backbones, the fast mode where torch may
+    # measure bfloat16 faster
+    assert choose_engine(fast=False, backbones=("msd_musicnn", "mtt_musicnn"), prefer="numpy") == "torch"
     # the fast mode: float32 (so NumPy) where the CPU has no native bfloat16, torch's measured choice
     # where it has (an AMD EPYC without it, a Sapphire Rapids Xeon with it) or its flags are unknown
-    assert choose_engine(fast=True, prefer="numpy", cpu_flags=frozenset({"avx2", "fma"})) == "numpy"
-    assert choose_engine(fast=True, prefer="numpy", cpu_flags=frozenset({"avx512f", "avx512_bf16", "amx_bf16"})) == "torch"
-    assert choose_engine(fast=True, prefer="numpy", cpu_flags=frozenset()) == "torch"
-    assert choose_engine(fast=True, cpu_flags=frozenset({"avx2"})) == "torch"  # a long run prefers torch
+    assert choose_engine(fast=True, backbones=msd, prefer="numpy", cpu_flags=frozenset({"avx2", "fma"})) == "numpy"
+    assert choose_engine(fast=True, backbones=msd, prefer="numpy",
+                         cpu_flags=frozenset({"avx512f", "avx512_bf16", "amx_bf16"})) == "torch"
+    assert choose_engine(fast=True, backbones=msd, prefer="numpy", cpu_flags=frozenset()) == "torch"
+    assert choose_engine(fast=True, backbones=msd, cpu_flags=frozenset({"avx2"})) == "torch"  # a long run prefers torch
     # the user's choice wins over the caller's preference
-    assert choose_engine(requested="torch", prefer="numpy") == "torch"
-    assert choose_engine(requested="numpy") == "numpy"
-    assert choose_engine(fast=True, requested="numpy") == "numpy"  # asked for: float32 on 3 windows
-    monkeypatch.setenv("GENRIFY_ENGINE", "torch")
-    assert isinstance(make_embedder(max_patches=1, prefer="numpy"), MusicnnEmbedder)
-    monkeypatch.setenv("GENRIFY_ENGINE", "numpy")
-    assert isinstance(make_embedder(max_patches=1), NumpyEmbedder)
+    assert choose_engine(fast=False, backbones=msd, requested="torch", prefer="numpy") == "torch"
+    assert choose_engine(fast=False, backbones=msd, requested="numpy") == "numpy"
+    assert choose_engine(fast=True, backbones=msd, requested="numpy") == "numpy"  # asked for: float32 on 3 windows
     with pytest.raises(ConfigError, match="numpy engine"):
-        choose_engine(also=("mtt_musicnn",))
+        choose_engine(fast=False, backbones=("mtt_musicnn",), requested="numpy")
     monkeypatch.setenv("GENRIFY_ENGINE", "tensorflow")
     with pytest.raises(ConfigError, match="GENRIFY_ENGINE"):
-        choose_engine()
+        choose_engine(fast=False, backbones=msd)
 
 
-def test_a_few_songs_prefer_numpy():
-    from genrify.predict import engine_for
-    from genrify.predict.classifier import FEW_SONGS
+def test_the_runtime_plan_builds_the_engine_it_names(monkeypatch):
+    """The plan decides; the embedder is what the plan says, whatever the environment says later."""
+    monkeypatch.delenv("GENRIFY_ENGINE", raising=False)
+    few = plan_runtime(backbones=("msd_musicnn",), fast=False, max_windows=1, songs=1, threads=1)
+    many = plan_runtime(backbones=("msd_musicnn",), fast=False, max_windows=1, songs=None, threads=1)
+    assert (few.engine, many.engine) == ("numpy", "torch")
+    assert few.precision == many.precision == "float32" and few.threads == 1
+    monkeypatch.setenv("GENRIFY_ENGINE", "torch")
+    assert isinstance(make_embedder(engine=few.engine, max_patches=1), NumpyEmbedder)
+    assert isinstance(make_embedder(engine=many.engine, max_patches=1), MusicnnEmbedder)
+    assert plan_runtime(backbones=("msd_musicnn",), fast=False, max_windows=1, songs=1).engine == "torch"
+    window = plan_runtime(backbones=(), fast=True, max_windows=None, songs=1, threads=2)
+    assert (window.engine, window.fast, window.precision, window.threads) == ("torch", False, "float32", 2)
 
-    assert engine_for(1) == engine_for(FEW_SONGS) == "numpy"
-    assert engine_for(FEW_SONGS + 1) == "torch"
+
+def test_a_few_songs_prefer_numpy(monkeypatch):
+    monkeypatch.delenv("GENRIFY_ENGINE", raising=False)
+
+    def engine(songs):
+        return plan_runtime(backbones=("msd_musicnn",), fast=False, max_windows=None, songs=songs, threads=1).engine
+
+    assert engine(1) == engine(FEW_SONGS) == "numpy"
+    assert engine(FEW_SONGS + 1) == engine(None) == "torch"
 
 
 def _predict_json(song: Path, *, engine: str) -> tuple[dict, bool]:
     """``genrify predict --json`` in a fresh process, and whether that process imported torch."""
-    code = ("import json, sys; from genrify.predict import engine_for, load_classifier; "
-            "a = load_classifier(None, prefer_engine=engine_for(1)).analyse(sys.argv[1]); "
+    code = ("import json, sys; from genrify.predict import load_classifier; "
+            "a = load_classifier(None, songs=1).analyse(sys.argv[1]); "
             "print(json.dumps([a.to_dict(), 'torch' in sys.modules]))")
     env = {**os.environ, "GENRIFY_ENGINE": engine, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code, str(song)], capture_output=True, text=True, env=env, check=True)

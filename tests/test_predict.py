@@ -206,18 +206,18 @@ def test_a_self_trained_window_network_says_not_music_for_noise_a_tone_and_silen
 @pytest.mark.parametrize(("cores", "load", "threads"), [(2, 0.1, 2), (2, 0.6, 1), (2, 1.4, 1), (2, 7.0, 1),
                                                           (16, 2.2, 14), (16, 0.0, 16), (1, 0.0, 1)])
 def test_an_analysis_uses_the_cores_the_load_leaves_free(cores, load, threads):
-    from genrify.predict.batch import free_cores
+    from genrify.predict.threads import free_cores
 
     assert free_cores(cores=cores, load=load) == threads
 
 
 def test_omp_num_threads_keeps_the_users_choice():
-    """With OMP_NUM_THREADS set, an analysis run does not override torch's thread count."""
+    """With OMP_NUM_THREADS set, a loaded classifier runs with that many threads, whatever the load."""
     import subprocess
     import sys
 
-    code = ("import os, torch; from genrify.predict.batch import use_free_cores; torch.set_num_threads(2); "
-            "use_free_cores(); print(torch.get_num_threads())")
+    code = ("import torch; from genrify.predict import load_classifier; "
+            "clf = load_classifier('gtzan', songs=100); print(clf.runtime.threads, torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "2"},
                          capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "2"
+    assert out.split() == ["2", "2"]

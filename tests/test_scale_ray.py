@@ -58,7 +58,7 @@ def test_stage_reads_fsspec_urls_like_paths(gtzan_excerpts, tmp_path):
     data = Path(song).read_bytes()
     with fsspec.open("memory://songs/blues.wav", "wb") as f:
         f.write(data)
-    state = predict_setup(model=None, model_bytes=None, fast=None, top_k=2)
+    state = predict_setup(model=None, model_bytes=None, fast=None, top_k=2, threads=1)
     sha, by_path = predict_run(state, song)
     assert sha == hashlib.sha256(data).hexdigest()
     for url in ("memory://songs/blues.wav", Path(song).as_uri()):
@@ -80,13 +80,19 @@ def test_without_ray_the_flag_says_how_to_install(run_genrify, gtzan_excerpts, t
 
 @needs_ray
 @pytest.mark.slow
-def test_predict_json_on_two_nodes_equals_the_local_run(cluster, run_genrify, gtzan_excerpts, tmp_path):
+def test_predict_json_on_two_nodes_equals_the_local_run(cluster, run_genrify, gtzan_excerpts, tmp_path, monkeypatch):
+    """Like with like: a local run of a few songs would take the NumPy engine, the actors (many songs)
+    take torch, and the two engines differ in round-off; on one engine and one thread the answers
+    are byte-identical."""
     songs = _songs(gtzan_excerpts, 6)
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("not audio at all")
-    args = ["predict", *songs, str(not_audio), "--json"]
+    args = ["predict", *songs, str(not_audio), "--json", "-v"]
+    monkeypatch.setenv("GENRIFY_ENGINE", "torch")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the actors' one reserved CPU
     local = run_genrify(*args, timeout=300)
     on_ray = run_genrify(*args, "--ray", cluster.address, timeout=300)
+    assert "torch engine, 1 thread" in local.stderr and "torch engine, 1 thread" in on_ray.stderr
     assert local.returncode == on_ray.returncode == 1  # the text file is answered with its error, by both
     assert on_ray.stdout == local.stdout
     answers = json.loads(on_ray.stdout)
@@ -128,8 +134,11 @@ def test_embed_on_ray_writes_what_the_local_run_writes(cluster, gtzan_excerpts, 
 
 @needs_ray
 @pytest.mark.slow
-def test_tag_on_ray_fills_the_index_as_the_local_run_does(cluster, run_genrify, gtzan_excerpts, tmp_path):
-    """``genrify tag --ray``: the actors analyse, the driver records; same table, same export as locally."""
+def test_tag_on_ray_fills_the_index_as_the_local_run_does(cluster, run_genrify, gtzan_excerpts, tmp_path, monkeypatch):
+    """``genrify tag --ray``: the actors analyse, the driver records; same table, same export as locally
+    (both on the actors' engine and thread count, whose round-off the answers carry)."""
+    monkeypatch.setenv("GENRIFY_ENGINE", "torch")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     library = tmp_path / "library"
     library.mkdir()
     for song in _songs(gtzan_excerpts, 3):
@@ -151,7 +160,7 @@ def test_killing_the_second_node_costs_only_its_songs_in_flight(cluster, gtzan_e
     answered exactly once, correctly."""
     import ray
 
-    from genrify.predict import analyse_many
+    from genrify.predict import analyse_many, load_classifier
     from genrify.scale import RunStats, connect
     from genrify.scale.jobs import analyse_with_hashes
 
@@ -173,9 +182,11 @@ def test_killing_the_second_node_costs_only_its_songs_in_flight(cluster, gtzan_e
     while len([n for n in ray.nodes() if n["Alive"]]) != 1 and time.monotonic() < deadline:
         time.sleep(1)
     assert len([n for n in ray.nodes() if n["Alive"]]) == 1  # the node really died
-    # And the answers are the local ones (a sample, to keep the test short).
+    # And the answers are the local ones on the actors' engine and threads (a sample, to keep the test short).
     by_index = {i: r for i, _, r in answered}
-    for i, local in enumerate(analyse_many(songs[:3])):
+    clf = load_classifier(None, threads=1)  # many songs: the torch engine, as in the actors
+    assert clf.runtime.engine == "torch"
+    for i, local in enumerate(analyse_many(songs[:3], classifier=clf)):
         assert json.dumps(by_index[i].analysis.to_dict()) == json.dumps(local.analysis.to_dict())
 
 

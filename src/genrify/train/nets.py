@@ -74,9 +74,9 @@ def load_dataset_images(dataset, *, progress: bool = False, group_by: str = "art
 def track_probabilities(model_file: ModelFile, images: list[np.ndarray]) -> np.ndarray:
     """Song probabilities ``(n_songs, L)`` of ``model_file`` for stored feature images, scored
     by the shipped backend (the mean of its window probabilities)."""
-    from genrify.predict.backends import WindowNetBackend
+    from genrify.predict.backends import build_backend, plan_for
 
-    backend = WindowNetBackend(model_file)
+    backend = build_backend(model_file, runtime=plan_for(model_file))
     return np.stack([backend.image_probabilities(im)[0].mean(axis=0) for im in images])
 
 
