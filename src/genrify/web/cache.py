@@ -59,11 +59,8 @@ def model_identity(classifier: Any) -> tuple[str, str]:
     a model built in memory (musicnn's own tagger, a test's) has none, and is named
     by its source and this object's id, so no other classifier shares its answers.
     """
-    digest = getattr(getattr(classifier, "model_file", None), "sha256", None)
-    if digest:
-        model = f"sha256:{digest}"
-    else:
-        model = f"memory:{getattr(classifier, 'source', '?')}:{id(classifier):x}"
+    digest = classifier.model_file.sha256
+    model = f"sha256:{digest}" if digest else f"memory:{classifier.source}:{id(classifier):x}"
     runtime = classifier.runtime
     # Reduced precision is chosen by timing the machine and the engines differ in round-off: both
     # move probabilities a little, so they are part of the mode.
