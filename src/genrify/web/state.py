@@ -97,7 +97,6 @@ class AppState:
         return await self.lookups.run(fn)
 
 
-
 # -------------------------------------------------------------------------- building
 
 
