@@ -172,6 +172,18 @@ def test_sniff_audio_refuses_what_is_not_audio(head):
     assert sniff_audio(head) is None
 
 
+def test_declared_media_types_that_are_plainly_not_audio():
+    from genrify.audio.formats import declared_not_audio
+
+    for declared, named in [("text/plain; charset=utf-8", "text/plain"), ("Text/HTML", "text/html"),
+                            ("image/png", "image/png"), (" application/json ", "application/json"),
+                            ("application/xml", "application/xml")]:
+        assert declared_not_audio(declared) == named, declared
+    for declared in (None, "", "audio/mpeg", "audio/wav; codecs=1", "application/octet-stream", "video/mp4",
+                     "multipart/form-data; boundary=x"):
+        assert declared_not_audio(declared) is None, declared
+
+
 def test_format_tables_agree():
     assert set(SNIFFED_EXTENSIONS) <= set(AUDIO_EXTENSIONS)
     assert set(MEDIA_TYPES) <= set(AUDIO_EXTENSIONS)

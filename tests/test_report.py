@@ -33,6 +33,19 @@ def test_feature_image_png():
         feature_image_png(np.zeros(10), sr=22050, hop_length=512)
 
 
+def test_feature_image_png_on_a_fixed_scale_with_large_text():
+    rng = np.random.default_rng(4)
+    image = rng.uniform(-1.0, 5.0, size=(96, 300))
+    image[0, :3] = (np.nan, np.inf, -np.inf)  # drawn as 0 and the scale's two ends
+    kw = dict(sr=16000, hop_length=256, title="Log-mel", ylabel="mel band", unit="log10(1 + 10⁴·power)")
+    png = feature_image_png(image, vmin=0.0, vmax=4.0, width=5.0, height=3.0, fontsize=12, **kw)
+    assert png.startswith(PNG) and _size(png) == (int(5.0 * DPI), int(3.0 * DPI))
+    # A fixed scale: values beyond it take the end colours, so clipping them first changes nothing.
+    assert feature_image_png(np.clip(np.nan_to_num(image, posinf=4.0, neginf=0.0), 0.0, 4.0), vmin=0.0, vmax=4.0,
+                             width=5.0, height=3.0, fontsize=12, **kw) == png
+    assert feature_image_png(image, width=5.0, height=3.0, fontsize=12, **kw) != png  # its own range: another image
+
+
 def test_timeline_png():
     rng = np.random.default_rng(1)
     labels = [f"genre{i}" for i in range(10)]

@@ -1,8 +1,10 @@
-"""The web app, served by a real uvicorn on 127.0.0.1 and spoken to over real HTTP.
+"""The web app's routes, served by a real uvicorn on 127.0.0.1 and spoken to over real HTTP.
 
 The server runs the real ``GenreClassifier`` on a small library of synthetic
 clips written into a temporary folder, plus a few hostile entries (a track
-titled ``<script>…``, a link pointing out of the library).
+titled ``<script>…``, a link pointing out of the library). The audio routes are in
+``test_web_audio_response.py``, remote providers in ``test_web_providers.py``, the
+``genrify serve`` command in ``test_web_serve.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,28 +22,12 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from genrify.web.app import create_app  # noqa: E402
-from genrify.web.service import NOT_FOUND_MESSAGE  # noqa: E402
+from genrify.web.lookup import NOT_FOUND_MESSAGE  # noqa: E402
 from genrify.web.settings import Settings  # noqa: E402
-from helpers.server import XSS_TITLE, ServerThread, make_library, read_until_closed, real_classifier  # noqa: E402
+from helpers.server import XSS_TITLE, ServerThread, make_library, raw_request, real_classifier  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 UPLOAD_LIMIT = 1024 * 1024
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def raw_request(port: int, request: bytes, *, timeout: float = 10.0) -> tuple[int, bytes]:
-    """Send bytes exactly as given (no URL normalisation) and return (status, whole response)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(request)
-        response = read_until_closed(s)
-    status = int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/") else 0
-    return status, response
-
-
-def raw_get(port: int, target: str) -> tuple[int, bytes]:
-    return raw_request(port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -237,69 +222,6 @@ def test_bad_input_corpus_through_the_upload(web, tmp_path):
     assert web.client.get("/healthz").status_code == 200
 
 
-# ---------------------------------------------------------------------------- audio route
-
-
-def test_audio_supports_ranges(web):
-    artist, title, path = _song(web)
-    url = web.client.get("/api/search", params={"artist": artist, "track": title}).json()["results"][0]["audio_url"]
-    data = path.read_bytes()
-    size = len(data)
-    full = web.client.get(url)
-    assert full.status_code == 200 and full.headers["accept-ranges"] == "bytes" and full.content == data
-    part = web.client.get(url, headers={"Range": "bytes=100-1099"})
-    assert part.status_code == 206
-    assert part.headers["content-range"] == f"bytes 100-1099/{size}"
-    assert part.content == data[100:1100]
-    tail = web.client.get(url, headers={"Range": "bytes=-500"})
-    assert tail.status_code == 206 and tail.content == data[-500:]
-    rest = web.client.get(url, headers={"Range": f"bytes={size - 10}-"})
-    assert rest.status_code == 206 and rest.content == data[-10:]
-    for bad in (f"bytes={size}-", f"bytes={size + 1000}-{size + 2000}", "bytes=500-100", "bytes=abc", "items=0-1",
-                "bytes=-0"):
-        r = web.client.get(url, headers={"Range": bad})
-        assert r.status_code == 416, bad
-        assert r.headers["content-range"] == f"bytes */{size}"
-    head = web.client.head(url)
-    assert head.status_code == 200 and int(head.headers["content-length"]) == size
-
-
-def test_audio_route_serves_only_indexed_tracks(web):
-    from genrify.sources.library import track_id
-
-    outside_file = web.base_dir / "outside" / "Secret Artist - Secret Song.wav"
-    link = web.library / "Secret Artist - Secret Song.wav"
-    assert link.is_symlink()
-    # The linked song is not in the library at all.
-    assert web.client.get("/api/search", params={"artist": "Secret Artist", "track": "Secret Song"}).json() == {
-        "results": []}
-    # Guessable ids of the link and of its target resolve to nothing.
-    for tid in (track_id(str(outside_file.resolve())), track_id(str(link)), track_id(str(link.resolve()))):
-        assert web.client.get(f"/api/audio/library/{tid}").status_code == 404
-    secret = outside_file.read_bytes()[:64]
-    attempts = [
-        "/api/audio/library/../../../../etc/passwd",
-        "/api/audio/library/..%2f..%2f..%2f..%2fetc%2fpasswd",
-        "/api/audio/library/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd",
-        "/api/audio/library/%2e%2e/%2e%2e/etc/passwd",
-        "/api/audio/library/%2fetc%2fpasswd",
-        "/api/audio/library//etc/passwd",
-        "/api/audio/library/" + str(outside_file).replace("/", "%2f"),
-        "/api/audio/%2e%2e/" + "%2e%2e%2fetc%2fpasswd",
-        "/api/audio/deezer/..%2f..%2fetc%2fpasswd",
-        "/api/audio/itunes/123",
-        "/static/../../../../etc/passwd",
-        "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-        "/static/..%2f..%2f..%2f..%2fetc%2fpasswd",
-        "/static/" + str(outside_file),
-        "/static//etc/passwd",
-    ]
-    for target in attempts:
-        status, response = raw_get(web.port, target)
-        assert status in (400, 404, 405), (target, status)
-        assert b"root:" not in response and secret not in response, target
-
-
 # ---------------------------------------------------------------------------- limits and hardening
 
 
@@ -430,133 +352,3 @@ def test_settings_and_app_creation_do_no_work():
             "print('torch' in sys.modules, 'genrify.predict' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
-
-
-def test_unknown_or_missing_providers_are_skipped(tmp_path, request):
-    from genrify.web.service import build_sources
-
-    sources = build_sources(Settings(providers=("library", "nosuch", "deezer")), None)
-    assert [s.name for s in sources] in (["deezer"], [])
-
-
-# ---------------------------------------------------------------------------- remote providers (local fake)
-
-
-@pytest.fixture(scope="module")
-def web_providers(tmp_path_factory, request):
-    from helpers.fakeprovider import FakeProvider
-
-    clf = real_classifier(request)
-    base = tmp_path_factory.mktemp("web-providers")
-    library = base / "library"
-    rows = make_library(library, base / "outside")
-    with pytest.MonkeyPatch.context() as mp, FakeProvider() as fake:
-        mp.setenv("GENRIFY_CACHE_DIR", str(base / "cache"))  # previews are cached here, not in ~/.cache
-        settings = Settings(
-            library=str(library), library_db=str(base / "library.sqlite"), scan="blocking",
-            providers=("library", "deezer", "itunes"), deezer_url=fake.deezer_url, itunes_url=fake.itunes_url,
-        )
-        with ServerThread(create_app(settings, classifier=clf)) as server:
-            server.client = httpx.Client(base_url=server.base, timeout=60)
-            server.rows, server.fake = rows, fake
-            yield server
-            server.client.close()
-
-
-def test_providers_are_tried_in_order(web_providers):
-    srv, fake = web_providers, web_providers.fake
-    fake.reset()
-    assert srv.client.get("/healthz").json()["sources"] == ["library", "deezer", "itunes"]
-    # In the library: the library answers, no provider is asked.
-    row = srv.rows[0]
-    r = srv.client.get("/api/predict", params={"artist": row["artist"], "track": row["title"], "images": "false"})
-    assert r.status_code == 200 and r.json()["song"]["source"] == "library"
-    assert fake.count("/deezer/search") == 0
-    # Not in the library: Deezer's preview is fetched, cached, analysed and served by id (seekable).
-    r = srv.client.get("/d/music-prediction", params={"artist": "Metal Band 1", "track": "Metal Song 2"})
-    body = r.json()
-    assert r.status_code == 200 and body["response"] is True and "/api/audio/deezer/" in body["mp3"]
-    audio = srv.client.get(body["mp3"], headers={"Range": "bytes=0-9"})
-    assert audio.status_code == 206 and audio.headers["content-type"] == "audio/mpeg" and len(audio.content) == 10
-    # A preview never fetched is not served; nor is anything named by a path.
-    assert srv.client.get("/api/audio/deezer/999999").status_code == 404
-    assert srv.client.get("/api/audio/deezer/..%2f..%2fetc%2fpasswd").status_code == 404
-
-
-def test_a_failing_provider_is_skipped(web_providers):
-    srv, fake = web_providers, web_providers.fake
-    fake.reset()
-    fake.fail(r"^/deezer/", "500")
-    r = srv.client.get("/api/predict", params={"artist": "Jazz Band 1", "track": "Jazz Song 2", "images": "false"})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["song"]["source"] == "itunes" and body["song"]["title"] == "Jazz Song 2"
-    assert srv.client.get(body["audio_url"]).headers["content-type"] == "audio/mp4"
-    # Every provider down: "not found", with a hint to try again; the server stays up.
-    fake.fail(r"^/itunes/", "malformed")
-    r = srv.client.get("/api/predict", params={"artist": "Classical Band 1", "track": "Classical Song 1"})
-    assert r.status_code == 404
-    assert r.json()["error"].startswith(NOT_FOUND_MESSAGE) and r.json()["retry"] is True
-    assert r.json()["searched"][1:] == ["Deezer", "iTunes"]  # providers are named only when enabled
-    assert srv.client.get("/d/music-prediction", params={"artist": "x", "track": "Classical Song 1"}).json() == {
-        "response": False}
-    fake.reset()
-    # A track without a preview is simply not found.
-    r = srv.client.get("/api/predict", params={"artist": "Silent Band", "track": "No Preview Here"})
-    assert r.status_code == 404
-    assert srv.client.get("/healthz").status_code == 200
-
-
-# ---------------------------------------------------------------------------- the command
-
-
-def test_serve_command(tmp_path, request):
-    """``genrify serve`` starts, scans its library, binds 127.0.0.1 by default and answers."""
-    from genrify.predict import default_model_path
-
-    model = default_model_path() if default_model_path().is_file() else request.getfixturevalue("tiny_cnn_model")
-    library = tmp_path / "library"
-    rows = make_library(library, tmp_path / "outside")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GENRIFY_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "genrify", "serve", "--model", str(model), "--library", str(library),
-         "--port", str(port), "--scan", "blocking", "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "genrify serve did not start"
-                time.sleep(0.2)
-        assert health["library"]["tracks"] == len(rows) + 1
-        row = rows[0]
-        r = httpx.get(f"http://127.0.0.1:{port}/d/music-prediction",
-                      params={"artist": row["artist"], "track": row["title"]}, timeout=60)
-        assert r.json()["response"] is True
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=20)
-    assert f"http://127.0.0.1:{port}" in out
-    bad = subprocess.run([sys.executable, "-m", "genrify", "serve", "--model", str(tmp_path / "missing.genrify")],
-                         env=env, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "no such model file" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-
-def test_serve_on_a_busy_port_fails_before_saying_it_serves(tmp_path):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        env = {**os.environ, "GENRIFY_CACHE_DIR": str(tmp_path / "cache")}
-        r = subprocess.run([sys.executable, "-m", "genrify", "serve", "--port", str(port), "--library", str(tmp_path)],
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert "serving on" not in r.stdout
-    assert f"port {port}" in r.stderr and "in use" in r.stderr and "--port" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

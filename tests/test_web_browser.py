@@ -16,8 +16,9 @@ if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api")
 
+from genrify.web.analysis import TIMELINE_FONT_PT  # noqa: E402
 from genrify.web.app import create_app  # noqa: E402
-from genrify.web.service import NOT_FOUND_MESSAGE, TIMELINE_FONT_PT  # noqa: E402
+from genrify.web.lookup import NOT_FOUND_MESSAGE  # noqa: E402
 from genrify.web.settings import Settings  # noqa: E402
 from helpers.server import XSS_TITLE, ServerThread, make_library, real_classifier  # noqa: E402
 

@@ -18,7 +18,7 @@ import pytest
 
 from genrify.sources.demo import DEMO_SONGS, build_demo_library, credits_text, demo_packages, read_credits
 from genrify.web.app import create_app
-from genrify.web.service import SYNTHETIC_DEMO_NOTE
+from genrify.web.demo import SYNTHETIC_DEMO_NOTE
 from genrify.web.settings import Settings
 from helpers.server import ServerThread, real_classifier
 

@@ -48,8 +48,13 @@ def feature_image_png(
     sr: int,
     hop_length: int,
     title: str | None = None,
+    ylabel: str | None = None,
+    unit: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
     width: float = 6.4,
     height: float = 2.4,
+    fontsize: float | None = None,
 ) -> bytes:
     """Render a feature image (MFCC or log-mel), coefficients × time, as a PNG.
 
@@ -58,30 +63,51 @@ def feature_image_png(
         sr: sample rate in Hz of the audio the features came from.
         hop_length: samples between frames, so frame ``t`` sits at ``t * hop_length / sr`` s.
         title: optional title above the image.
+        ylabel: the rows' label (default: "coefficient" up to 40 rows, else "mel band").
+        unit: optional label of the colour bar (what a value measures).
+        vmin, vmax: a fixed colour scale (values beyond it get the end colours, shown by
+            the colour bar's pointed ends); ``None``: the image's own minimum / maximum.
+            :class:`genrify.predict.inputs.InputView` holds these four for each kind of model input.
         width, height: figure size in inches (rendered at :data:`DPI`).
+        fontsize: points for the title and the time axis (the other text 1–2 points smaller),
+            with margins to fit; ``None``: matplotlib's sizes. Larger for a picture shown small.
 
     Returns:
-        PNG bytes: time in seconds on the x axis, coefficient index on the y axis, a colour bar.
+        PNG bytes: time in seconds on the x axis, the rows on the y axis, a colour bar.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2 or image.size == 0:
         raise ValueError(f"feature image must be 2-D and non-empty, got shape {image.shape}")
-    image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+    # An infinite value would stretch a scale of its own to nothing; on a fixed one it is an end colour.
+    image = np.nan_to_num(image, nan=0.0, posinf=0.0 if vmax is None else vmax,
+                          neginf=0.0 if vmin is None else vmin)
     n_features, frames = image.shape
     seconds = frames * hop_length / float(sr)
     fig = _figure(width, height)
-    # Fixed margins: constrained layout would triple the rendering time.
-    ax = fig.add_axes((0.1, 0.2, 0.76, 0.68 if title else 0.75))
-    cax = fig.add_axes((0.875, 0.2, 0.02, 0.68 if title else 0.75))
+    # Fixed margins: constrained layout would triple the rendering time. Larger text needs wider ones.
+    if fontsize is None:
+        top = 0.68 if title else 0.75
+        ax, cax = fig.add_axes((0.1, 0.2, 0.76, top)), fig.add_axes((0.875, 0.2, 0.02, top))
+    else:
+        top = 0.71 if title else 0.78
+        ax, cax = fig.add_axes((0.14, 0.17, 0.66, top)), fig.add_axes((0.83, 0.17, 0.025, top))
+    small = None if fontsize is None else fontsize - 1
     mesh = ax.imshow(
-        image, origin="lower", aspect="auto", cmap="magma", interpolation="nearest",
+        image, origin="lower", aspect="auto", cmap="magma", interpolation="nearest", vmin=vmin, vmax=vmax,
         extent=(0.0, seconds, -0.5, n_features - 0.5),
     )
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("coefficient" if n_features <= 40 else "mel band")
     if title:
-        ax.set_title(title, fontsize=10)
-    fig.colorbar(mesh, cax=cax)
+        ax.set_title(title, fontsize=fontsize or 10)
+    ax.set_xlabel("time (s)", fontsize=fontsize)
+    ax.set_ylabel(ylabel or ("coefficient" if n_features <= 40 else "mel band"), fontsize=small)
+    extend = {(True, False): "min", (False, True): "max", (True, True): "both"}.get(
+        (vmin is not None, vmax is not None))  # the pointed ends say where the fixed scale cuts values off
+    bar = fig.colorbar(mesh, cax=cax, extend=extend)
+    if fontsize is not None:
+        ax.tick_params(labelsize=small)
+        bar.ax.tick_params(labelsize=fontsize - 2)
+    if unit:
+        bar.set_label(unit, fontsize=None if fontsize is None else fontsize - 2)
     return _png(fig)
 
 

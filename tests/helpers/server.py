@@ -1,6 +1,6 @@
 """The web app served by a real uvicorn on 127.0.0.1, and the small hostile library it serves.
 
-Shared by ``test_web.py`` and ``test_web_browser.py``.
+Shared by the ``test_web*.py`` files.
 """
 
 from __future__ import annotations
@@ -30,6 +30,20 @@ def read_until_closed(s: socket.socket) -> bytes:
             break
         chunks.append(data)
     return b"".join(chunks)
+
+
+def raw_request(port: int, request: bytes, *, timeout: float = 10.0) -> tuple[int, bytes]:
+    """Send bytes exactly as given (no URL normalisation) and return (status, whole response)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        response = read_until_closed(s)
+    status = int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/") else 0
+    return status, response
+
+
+def raw_get(port: int, target: str) -> tuple[int, bytes]:
+    """``GET target`` sent as written (``..`` and ``%2f`` reach the server untouched)."""
+    return raw_request(port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
 
 
 def real_classifier(request):

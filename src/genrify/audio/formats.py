@@ -1,7 +1,8 @@
 """What genrify knows about audio formats, in one place: the extensions it reads
 (:data:`AUDIO_EXTENSIONS`), the media type of each (:func:`media_type`), the
 signatures that tell audio bytes apart (:func:`sniff_audio`) and those of common
-files that are not audio at all (:func:`not_audio_kind`)."""
+files that are not audio at all (:func:`not_audio_kind`), and the declared media
+types that are plainly not audio (:func:`declared_not_audio`)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,17 @@ def _looks_like_text(head: bytes) -> bool:
     ascii_printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
     latin_letters = sum(0xA0 <= b < 0xFF for b in head)
     return ascii_printable + latin_letters == len(head) and ascii_printable >= 0.8 * len(head)
+
+
+#: Declared media types that are plainly not audio, besides every ``text/*`` and ``image/*``.
+_NOT_AUDIO_TYPES = ("application/json", "application/xml")
+
+
+def declared_not_audio(content_type: str | None) -> str | None:
+    """The media type ``content_type`` (a ``Content-Type`` value) declares when that is plainly not audio.
+
+    Text, images, JSON and XML: ``"text/plain"`` for ``"text/plain; charset=utf-8"``. ``None`` for
+    anything else (audio, ``application/octet-stream``, nothing declared): the bytes judge those.
+    """
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    return ctype if ctype.startswith(("text/", "image/")) or ctype in _NOT_AUDIO_TYPES else None

@@ -170,7 +170,7 @@ def run_serve(args) -> int:
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     if not settings.library and "library" in settings.providers:
         from genrify.sources.demo import read_credits
-        from genrify.web.service import SYNTHETIC_DEMO_NOTE
+        from genrify.web.demo import SYNTHETIC_DEMO_NOTE
 
         if read_credits() is None:  # said before serving, where a newcomer looks first
             print(f"genrify: {SYNTHETIC_DEMO_NOTE}", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@
 ``heads``       heads over musicnn embeddings: logits and the one song softmax
 ``checks``      silence / noise / tone checks and the verdict rules
 ``batch``       :func:`analyse_many`: many files, optionally over worker processes
+``inputs``      the model's input for a song as an image to show, with its fixed colour scale
 """
 
 from genrify.predict.batch import FileResult, analyse_many

@@ -177,7 +177,7 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None, audi
         from starlette.concurrency import run_in_threadpool
 
         from genrify.web.connections import STATE_KEY, ConnectionLimits
-        from genrify.web.service import build_state
+        from genrify.web.state import build_state
 
         state = await run_in_threadpool(build_state, settings, classifier=classifier)
         app.state.genrify = state

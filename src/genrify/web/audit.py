@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from genrify.errors import NotFoundError
+from genrify.web.audio_response import audio_response
 from genrify.web.origins import check_same_origin
 from genrify.web.settings import static_dir
 
@@ -118,14 +119,12 @@ async def audit_json(page: Page) -> dict:
             "counts": result["counts"], "findings": findings}
 
 
-@router.get("/api/audit/audio/{index}/{track}", tags=["audit"], summary="A track of a finding, to listen to")
-async def audit_audio(index: int, track: int, page: Page) -> FileResponse:
-    from genrify.audio import media_type
-
+@router.get("/api/audit/audio/{index}/{track}", tags=["audit"],
+            summary="A track of a finding, to listen to (Range supported)")
+async def audit_audio(request: Request, index: int, track: int, page: Page) -> Response:
+    """Only a track the audit names (by finding and position), still a regular file: else 404."""
     path = await run_in_threadpool(page.track_file, index, track)
-    if not path.is_file():
-        raise NotFoundError(f"{path.name}: the file is gone")
-    return FileResponse(path, media_type=media_type(path.name))
+    return audio_response(path, request=request)
 
 
 @router.post("/api/audit/{key}", tags=["audit"], summary="Accept or dismiss a finding",

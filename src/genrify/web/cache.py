@@ -1,7 +1,7 @@
 """Answers of analyses already made, kept in memory: a song asked for again answers in milliseconds.
 
 :class:`AnalysisCache` is a bounded LRU of analysis answers (the dicts
-:func:`genrify.web.service.analyse_audio` returns), one per server process,
+:func:`genrify.web.analysis.analyse_audio` returns), one per server process,
 keyed by :class:`CacheKey`: the content hash of the audio file's bytes
 (:func:`genrify.fileio.file_digest`), the model's identity and mode
 (:func:`model_identity`) and the options that change the answer (``top_k``,

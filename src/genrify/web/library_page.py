@@ -25,6 +25,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from genrify.errors import DatasetError, NotFoundError
+from genrify.web.audio_response import audio_response
 from genrify.web.settings import static_dir
 
 router = APIRouter()
@@ -272,7 +273,7 @@ async def library_timeline(request: Request, page: Page, song_id: int) -> Respon
         import numpy as np
 
         from genrify import report
-        from genrify.web.service import TIMELINE_FONT_PT, TIMELINE_HEIGHT_IN
+        from genrify.web.analysis import TIMELINE_FONT_PT, TIMELINE_HEIGHT_IN
 
         probs = np.asarray(windows.get("probabilities") or [], dtype=np.float64)
         labels = list(windows.get("labels") or [])
@@ -287,10 +288,7 @@ async def library_timeline(request: Request, page: Page, song_id: int) -> Respon
 
 @router.head("/api/library/{song_id}/audio", include_in_schema=False)
 @router.get("/api/library/{song_id}/audio", tags=["library"], summary="A tagged song's audio (Range supported)")
-async def library_audio(page: Page, song_id: int) -> FileResponse:
+async def library_audio(request: Request, page: Page, song_id: int) -> Response:
     """Only a file the results index names (by the song's id), still a regular file: else 404."""
-    from genrify.audio import media_type
-
     path = await run_in_threadpool(page.song_file, song_id)
-    return FileResponse(path, media_type=media_type(path.name), content_disposition_type="inline",
-                        headers={"Accept-Ranges": "bytes", "Cache-Control": "private"})
+    return audio_response(path, request=request)

@@ -2,15 +2,14 @@
 
 Blocking work never runs on the event loop, and nothing costly starts before it
 is admitted: searches and preview downloads go to the bounded look-up lane
-(:meth:`~genrify.web.service.AppState.run_lookup`), analyses to the bounded
-analysis lane (:meth:`~genrify.web.service.AppState.run_analysis`), and an
+(:meth:`~genrify.web.state.AppState.run_lookup`), analyses to the bounded
+analysis lane (:meth:`~genrify.web.state.AppState.run_analysis`), and an
 upload takes its slot before its body is read. Routes that analyse refuse
 requests made by other sites' pages (:mod:`genrify.web.origins`).
 """
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -19,14 +18,16 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from genrify.audio import media_type, sniff_audio
+from genrify.audio.formats import declared_not_audio, not_audio_kind
 from genrify.errors import AudioDecodeError
 from genrify.web import api_examples as ex
-from genrify.web import service
+from genrify.web import lookup
+from genrify.web.analysis import analyse_audio
+from genrify.web.audio_response import audio_response
 from genrify.web.cache import stored_answer
 from genrify.web.origins import check_same_origin
-from genrify.web.service import AppState
 from genrify.web.settings import static_dir
+from genrify.web.state import AppState
 
 API_DESCRIPTION = """\
 Tell the genre of a song from its sound.
@@ -109,15 +110,16 @@ async def healthz(state: State) -> dict:
 
 async def analyse_cached_first(state: AppState, path: Path, *, top_k: int, images: bool, name: str,
                                legacy_mfcc: bool = False) -> dict:
-    """:func:`service.analyse_audio` of ``path`` on the analysis lane, or, when the analysis cache holds its
-    answer, that answer at once: a song asked for again does not wait behind other songs' analyses for a slot."""
+    """:func:`~genrify.web.analysis.analyse_audio` of ``path`` on the analysis lane, or, when the analysis cache
+    holds its answer, that answer at once: a song asked for again does not wait behind other songs' analyses."""
     t0 = time.perf_counter()
     hit, key = await run_in_threadpool(stored_answer, state.cache, state.classifier, path, top_k=top_k,
                                        images=images, legacy_mfcc=legacy_mfcc)
     if hit is not None:  # the fields analyse_audio adds: this request's answer came from the cache, in this time
         return {**hit, "cached": True, "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1)}
-    return await state.run_analysis(lambda: service.analyse_audio(state, path, top_k=top_k, images=images, name=name,
-                                                                  legacy_mfcc=legacy_mfcc, key=key))
+    return await state.run_analysis(lambda: analyse_audio(path, classifier=state.classifier, cache=state.cache,
+                                                          top_k=top_k, images=images, name=name,
+                                                          legacy_mfcc=legacy_mfcc, key=key))
 
 
 # ------------------------------------------------------------------------------ the original endpoint
@@ -134,8 +136,8 @@ async def music_prediction(request: Request, state: State, track: TrackQ, artist
     base64 PNG of the song's MFCC image; `mp3` the URL that plays the song.
     Not found: `{"response": false}`.
     """
-    found = await state.run_lookup(lambda: service.find_song(state, artist=artist, track=track))
-    if not isinstance(found, service.Found):
+    found = await state.run_lookup(lambda: lookup.find_song(state, artist=artist, track=track))
+    if not isinstance(found, lookup.Found):
         return {"response": False}
     ref, path = found.ref, found.path
     result = await analyse_cached_first(state, path, top_k=2, images=True, name=f"{ref.artist} - {ref.title}",
@@ -158,10 +160,10 @@ async def music_prediction(request: Request, state: State, track: TrackQ, artist
                        422: ex.example("`track` missing or empty", ex.MISSING)})
 async def search(request: Request, state: State, track: TrackQ, artist: ArtistQ = "",
                  limit: Annotated[int, Query(ge=1, le=50)] = 5) -> dict:
-    refs = await state.run_lookup(lambda: service.search_all(state, artist=artist, track=track, limit=limit))
+    refs = await state.run_lookup(lambda: lookup.search_all(state, artist=artist, track=track, limit=limit))
     return {"results": [
-        {**service.ref_dict(r), "audio_url": str(request.url_for("audio", source=r.source, track_id=r.id))}
-        if r.source == "library" else service.ref_dict(r)
+        {**lookup.ref_dict(r), "audio_url": str(request.url_for("audio", source=r.source, track_id=r.id))}
+        if r.source == "library" else lookup.ref_dict(r)
         for r in refs
     ]}
 
@@ -172,7 +174,7 @@ async def examples(state: State, n: Annotated[int, Query(ge=1, le=20)] = 5) -> d
     """`examples`: songs to try; `demo`: when the server runs on its demo library, its `kind`
     (`debian`: real music; `synthetic`: generated test clips, the fallback when set-up was offline), a `note`
     and the `credits` (file, title, artist, licence, Debian package) of every song; else `null`."""
-    return {"examples": await state.run_lookup(lambda: service.library_examples(state, n)), "demo": state.demo}
+    return {"examples": await state.run_lookup(lambda: lookup.library_examples(state, n)), "demo": state.demo}
 
 
 @router.get("/api/predict", tags=["api"], summary="Find a song and analyse it", dependencies=SAME_ORIGIN,
@@ -192,38 +194,34 @@ async def predict_song(request: Request, state: State, track: TrackQ, artist: Ar
     when no source has it; when a source failed on the way (offline, errors) the
     404 body also holds `"retry": true` and `"problems": [...]`.
     """
-    found = await state.run_lookup(lambda: service.find_song(state, artist=artist, track=track))
-    if not isinstance(found, service.Found):
-        raise service.not_found_error(found)
+    found = await state.run_lookup(lambda: lookup.find_song(state, artist=artist, track=track))
+    if not isinstance(found, lookup.Found):
+        raise lookup.not_found_error(found)
     ref, path = found.ref, found.path
     result = await analyse_cached_first(state, path, top_k=top_k, images=images, name=f"{ref.artist} - {ref.title}")
     return {
-        "song": service.ref_dict(ref),
+        "song": lookup.ref_dict(ref),
         "audio_url": str(request.url_for("audio", source=ref.source, track_id=ref.id)),
         **result,
     }
 
 
-_TEXT_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
-
-
 def _check_media_type(content_type: str | None) -> None:
     """Refuse a declared text, image or document type with 415 (before anything is read)."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    if ctype.startswith(("text/", "image/")) or ctype in ("application/json", "application/xml"):
-        raise AudioDecodeError(f"the upload is {ctype}, not audio")
+    declared = declared_not_audio(content_type)
+    if declared:
+        raise AudioDecodeError(f"the upload is {declared}, not audio")
 
 
 def _check_looks_like_audio(head: bytes, content_type: str | None) -> None:
-    """Refuse obvious non-audio quickly (text, HTML, JSON, images) with 415; decoding judges the rest."""
+    """Refuse obvious non-audio (text, HTML, JSON, images, documents) with 415 before it waits for an analysis:
+    decoding would refuse it on the same first bytes (:func:`~genrify.audio.formats.not_audio_kind`)."""
     _check_media_type(content_type)
-    head = head[:2048]
-    if sniff_audio(head[:16]) is None and not _TEXT_CONTROL.search(head):
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError:
-            return
-        raise AudioDecodeError("the upload is text, not audio")
+    if not head:
+        raise AudioDecodeError("the upload is empty (0 bytes)")
+    kind = not_audio_kind(head[:64])
+    if kind:
+        raise AudioDecodeError(f"the upload is {kind}, not audio")
 
 
 @router.post(
@@ -279,36 +277,5 @@ async def audio(request: Request, state: State, source: str, track_id: str) -> R
 
     Supports `Range: bytes=...` (206 with `Content-Range`; 416 for a range that cannot be served).
     """
-    path = await run_in_threadpool(service.audio_path, state, source, track_id)
-    size = path.stat().st_size
-    range_header = request.headers.get("range")
-    if range_header is not None and not _range_ok(range_header, size):
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"})
-    return FileResponse(path, media_type=media_type(path.name),
-                        headers={"Accept-Ranges": "bytes", "Cache-Control": "private"},
-                        content_disposition_type="inline")
-
-
-#: At most 18 digits a side: every file size fits, and int() never meets a 5,000-digit number.
-_RANGE_RE = re.compile(r"^\s*(\d{0,18})\s*-\s*(\d{0,18})\s*$")
-
-
-def _range_ok(header: str, size: int) -> bool:
-    """Whether a ``Range`` header names only byte ranges that can be served from a file of ``size`` bytes."""
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or not spec.strip():
-        return False
-    parts = spec.split(",")
-    if len(parts) > 16:
-        return False
-    for part in parts:
-        m = _RANGE_RE.match(part)
-        if not m or (not m.group(1) and not m.group(2)):
-            return False
-        first, last = m.group(1), m.group(2)
-        if first:
-            if int(first) >= size or (last and int(last) < int(first)):
-                return False
-        elif int(last) == 0:
-            return False
-    return True
+    path = await run_in_threadpool(lookup.audio_path, state, source, track_id)
+    return audio_response(path, request=request)
