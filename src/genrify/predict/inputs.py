@@ -62,8 +62,15 @@ def model_input(clf, *, y: np.ndarray) -> ModelInput:
         return ModelInput(image, fc.sr, fc.hop_length, WINDOW_MFCC if fc.kind == "mfcc" else WINDOW_LOGMEL)
     from genrify.audio import resample
     from genrify.config import MUSICNN_FEATURES
-    from genrify.features.musicnn import musicnn_logmel
 
     fc = MUSICNN_FEATURES
-    logmel = musicnn_logmel(y=resample(y, orig_sr=clf.sr, target_sr=fc.sr) if clf.sr != fc.sr else y)
-    return ModelInput(logmel.T, fc.sr, fc.hop_length, MUSICNN_LOGMEL)
+    y = resample(y, orig_sr=clf.sr, target_sr=fc.sr) if clf.sr != fc.sr else y
+    if clf.runtime.engine == "numpy":  # the same log-mel without importing torch
+        from genrify.features.musicnn_numpy import NumpyLogMel
+
+        logmel = NumpyLogMel()(np.ascontiguousarray(y, dtype=np.float32))
+    else:
+        from genrify.features.musicnn import musicnn_logmel
+
+        logmel = musicnn_logmel(y=y)
+    return ModelInput(np.asarray(logmel).T, fc.sr, fc.hop_length, MUSICNN_LOGMEL)
