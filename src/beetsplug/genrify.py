@@ -42,9 +42,14 @@ class GenrifyPlugin(BeetsPlugin):
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name or "genrify")
-        self.config.add({"level": "genre", "max": 1, "min_certainty": 0.5, "whitelist": [], "aliases": {},
-                         "ignore": [], "write": True, "auto": True, "overwrite": False, "album": False,
-                         "model": None, "fast": False, "workers": 1, "index": None})
+        # genrify's defaults are its configuration dataclasses' (fast: None, the model's own choice, reads "no");
+        # write, auto and index are the plugin's own.
+        self.config.add({"level": ChoiceConfig.level, "max": ChoiceConfig.max,
+                         "min_certainty": ChoiceConfig.min_certainty, "whitelist": [], "aliases": {}, "ignore": [],
+                         "write": True, "auto": True,
+                         "overwrite": TagJobConfig.existing == "overwrite", "album": TagJobConfig.album,
+                         "model": TagJobConfig.model, "fast": bool(TagJobConfig.fast),
+                         "workers": TagJobConfig.workers, "index": None})
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
 
