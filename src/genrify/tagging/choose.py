@@ -158,7 +158,7 @@ def choose_album(analyses: list[dict], *, config: ChoiceConfig = ChoiceConfig())
     if not voting:
         return Choice([], [], None, "not_music" if analyses else "unsure")
     names = sorted({canonical_name(g) for a in voting for g in a["genres"]})
-    probs = np.array([[_by_display(a["genres"]).get(n, 0.0) for n in names] for a in voting])
+    probs = np.array([[_by_canonical(a["genres"]).get(n, 0.0) for n in names] for a in voting])
     mean = probs.mean(axis=0)
     best = int(mean.argmax())
     agree = float((probs.argmax(axis=1) == best).mean())
@@ -171,7 +171,7 @@ def choose_album(analyses: list[dict], *, config: ChoiceConfig = ChoiceConfig())
     return _pick(dict(zip(names, map(float, mean))), [(s, g, p) for (s, g), p in style_sum.items()], verdict, config)
 
 
-def _by_display(genres: dict) -> dict[str, float]:
+def _by_canonical(genres: dict) -> dict[str, float]:
     return {canonical_name(g): float(p) for g, p in genres.items()}
 
 
