@@ -107,3 +107,54 @@ def test_beet_genrify_reports_songs_it_cannot_read_one_line_each(beets_home):
     files[2].unlink()
     proc = _beet(home, "genrify")
     assert proc.returncode != 0 and "no song could be analysed" in proc.stdout + proc.stderr
+
+
+def test_the_plugins_defaults_are_genrifys_dataclasses(tmp_path, monkeypatch):
+    from beetsplug.genrify import GenrifyPlugin
+
+    from genrify.tagging import ChoiceConfig, TagJobConfig
+
+    monkeypatch.setenv("BEETSDIR", str(tmp_path))  # no user's beets config in the way
+    plugin = GenrifyPlugin()
+    assert plugin.job_config() == TagJobConfig()  # every choice and job default, names included
+    config = plugin.config
+    assert (config["level"].get(), config["max"].get(), config["min_certainty"].get()) == (
+        ChoiceConfig.level, ChoiceConfig.max, ChoiceConfig.min_certainty)
+    assert config["album"].get() is TagJobConfig.album and config["workers"].get() == TagJobConfig.workers
+    assert config["model"].get() is TagJobConfig.model
+    assert config["overwrite"].get() is (TagJobConfig.existing == "overwrite")
+
+
+@pytest.mark.slow
+def test_predict_tag_and_beets_write_the_same_spelling_of_the_same_answer(gtzan_mini, tmp_path, run_genrify):
+    """A real GTZAN hip-hop clip through the three front doors with --model gtzan (whose label is "hiphop"):
+    each writes the taxonomy's "Hip-Hop" into an untagged copy, and each leaves a copy already tagged
+    "hip hop" (the same genre, the user's spelling) as it is."""
+    import soundfile as sf
+    from mutagen.flac import FLAC
+
+    y, sr = sf.read(gtzan_mini / "hiphop" / "hiphop.00001.wav")  # the model: hiphop, 100%
+    doors = {}
+    for door in ("predict", "tag", "beets"):
+        doors[door] = folder = tmp_path / door
+        folder.mkdir()
+        for name, genre in (("untagged", None), ("tagged", "hip hop")):
+            sf.write(folder / f"{name}.flac", y, sr)
+            tags = FLAC(folder / f"{name}.flac")
+            tags.update({"artist": "GTZAN", "album": "hiphop", "title": name, **({"genre": genre} if genre else {})})
+            tags.save()
+    proc = run_genrify("predict", doors["predict"], "--model", "gtzan", "--write-tags")
+    assert proc.returncode == 0 and "[genre tag: Hip-Hop]" in proc.stdout, proc.stdout + proc.stderr
+    proc = run_genrify("tag", doors["tag"], "--write", "--model", "gtzan", "--index", tmp_path / "tag.sqlite")
+    assert proc.returncode == 0 and "1 written" in proc.stdout, proc.stdout + proc.stderr
+    home = tmp_path / "beetsdir"
+    home.mkdir()
+    (home / "config.yaml").write_text(
+        f"directory: {tmp_path / 'library'}\nlibrary: {home / 'library.db'}\nplugins: [genrify]\n"
+        "import:\n  copy: no\n  write: yes\n  autotag: no\n"
+        f"genrify:\n  model: gtzan\n  index: {tmp_path / 'beets.sqlite'}\n")
+    proc = _beet(home, "import", "-q", "-A", doors["beets"])
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    written = {door: {name: FLAC(folder / f"{name}.flac").get("genre") for name in ("untagged", "tagged")}
+               for door, folder in doors.items()}
+    assert written == {door: {"untagged": ["Hip-Hop"], "tagged": ["hip hop"]} for door in doors}

@@ -96,3 +96,40 @@ def test_command_line_defaults_are_the_configs_defaults(argv, fields):
     args = build_parser().parse_args(argv)
     assert {k: getattr(args, k) for k in fields} == fields
     assert tuple(int(h) for h in getattr(args, "hidden", "600").split(",")) == ModelConfig.hidden
+
+
+def test_serve_and_tag_take_every_default_from_their_dataclasses(capsys):
+    from genrify.cli import build_parser, resolve_defaults
+    from genrify.cli.serve import _settings
+    from genrify.cli.tag import job_config
+    from genrify.tagging import ChoiceConfig, TagJobConfig
+    from genrify.web.settings import Settings
+
+    parser = build_parser()
+    # Every option left out gives its field's default, so the whole config is the dataclass's own.
+    assert _settings(resolve_defaults(parser.parse_args(["serve"]))) == Settings()
+    assert job_config(resolve_defaults(parser.parse_args(["tag", "music"]))) == TagJobConfig()
+    given = job_config(resolve_defaults(parser.parse_args(["tag", "music", "--max", "3", "--level", "both"])))
+    assert given.choice == ChoiceConfig(max=3, level="both")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["tag", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for said in (f"the finer styles, or both (default: {ChoiceConfig.level})",
+                 f"names of each level (default: {ChoiceConfig.max})",
+                 f"at or above this probability, 0-1 (default: {ChoiceConfig.min_certainty})",
+                 f"analyse in this many processes (default: {TagJobConfig.workers})"):
+        assert said in shown
+
+
+def test_the_tag_commands_defaults_are_read_without_importing_numpy_until_needed():
+    import subprocess
+    import sys
+
+    code = ("import sys; from genrify.cli import build_parser, resolve_defaults; p = build_parser(); "
+            "p.format_help(); a = p.parse_args(['tag', 'x']); print('numpy' in sys.modules); "
+            "resolve_defaults(a); print(a.level, a.max, a.min_certainty, a.workers)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from genrify.tagging import ChoiceConfig, TagJobConfig
+
+    assert out == ["False", ChoiceConfig.level, str(ChoiceConfig.max), str(ChoiceConfig.min_certainty),
+                   str(TagJobConfig.workers)]

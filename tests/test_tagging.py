@@ -20,11 +20,14 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genrify.errors import ConfigError
 from genrify.sources.tags import read_genres
 from genrify.tagging import (ChoiceConfig, NameRules, ResultsIndex, TagJobConfig, choose, choose_album,
                              committed_songs, load_names, run_tag_job)
+from genrify.tagging.choose import EXISTING, decide_tag
 from helpers.badinput import make_bad_corpus
 
 # ---------------------------------------------------------------------------- choosing names (pure)
@@ -99,6 +102,48 @@ def test_bad_options_are_config_errors():
             ChoiceConfig(**kw)
     with pytest.raises(ConfigError):
         TagJobConfig(existing="replace")
+
+
+# ---------------------------------------------------------------------------- a genre the file already has (pure)
+
+
+@pytest.mark.parametrize(("current", "names", "existing", "written", "expected"), [
+    ([], [], "overwrite", None, (None, "nothing")),
+    ([], ["Hip-Hop"], "keep", None, (["Hip-Hop"], "written")),
+    (["Hip-Hop"], ["Hip-Hop"], "overwrite", None, (None, "unchanged")),
+    (["hiphop"], ["Hip-Hop"], "keep", None, (None, "unchanged")),  # the same genre in the user's spelling
+    (["Hip Hop"], ["Hip-Hop"], "merge", None, (None, "unchanged")),  # ... is not added twice
+    (["hiphop"], ["Hip-Hop"], "overwrite", None, (["Hip-Hop"], "replaced")),  # overwrite respells it
+    (["Folk"], ["Hip-Hop"], "keep", None, (None, "kept")),
+    (["Folk"], ["Hip-Hop"], "overwrite", None, (["Hip-Hop"], "replaced")),
+    (["Folk"], ["Hip-Hop"], "merge", None, (["Folk", "Hip-Hop"], "merged")),
+    (["Hip-Hop", "Folk"], ["Hip-Hop"], "keep", None, (None, "kept")),  # every value counts, not the first
+    (["Folk", "hip hop"], ["Hip-Hop", "Rock"], "merge", None, (["Folk", "hip hop", "Rock"], "merged")),
+    (["rock"], ["Hip-Hop"], "keep", ["Rock"], (["Hip-Hop"], "replaced")),  # genrify's own earlier answer
+    (["Folk"], ["Hip-Hop"], "keep", ["Rock"], (None, "kept")),  # changed by the user since
+])
+def test_one_rule_for_a_genre_the_file_already_has(current, names, existing, written, expected):
+    decision = decide_tag(current=current, names=names, existing=existing, written=written)
+    assert (decision.values, decision.outcome) == expected
+
+
+GENRE_NAMES = st.sampled_from(["Rock", "rock", "Hip-Hop", "hiphop", "hip hop", "Folk", "Art Music", "R&B", "rnb"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(current=st.lists(GENRE_NAMES, max_size=3), names=st.lists(GENRE_NAMES, min_size=1, max_size=2, unique=True),
+       existing=st.sampled_from(EXISTING))
+def test_the_rule_keeps_what_the_user_wrote_and_a_second_run_changes_nothing(current, names, existing):
+    decision = decide_tag(current=current, names=names, existing=existing)
+    if existing != "overwrite" and current:  # only overwrite takes a user's genre away
+        assert decision.values is None or decision.values[:len(current)] == current
+    after = current if decision.values is None else decision.values
+    assert decide_tag(current=after, names=names, existing=existing).values is None
+
+
+def test_an_unknown_policy_is_a_config_error():
+    with pytest.raises(ConfigError, match="existing must be one of keep, overwrite, merge"):
+        decide_tag(current=[], names=["Rock"], existing="replace")
 
 
 # ---------------------------------------------------------------------------- the job, real files

@@ -10,7 +10,7 @@ import pytest
 from genrify.errors import ConfigError
 from genrify.models.backbones import BACKBONES
 from genrify.predict.taxonomy import genre_window_probabilities, mix, noisy_or, song_pool, style_probabilities
-from genrify.taxonomy import default_taxonomy, parse_taxonomy
+from genrify.taxonomy import canonical_name, default_taxonomy, parse_taxonomy
 
 from conftest import SHARED_DATA
 
@@ -45,6 +45,16 @@ def test_gtzan_labels_map_to_genres_and_aliases_give_canonical_names():
     assert tax.canonical("Heavy Metal").name == "Heavy Metal"
     assert tax.parent(tax.canonical("heavy metal")).name == "Metal"
     assert tax.canonical("polka") is None
+
+
+def test_canonical_name_is_the_taxonomys_spelling_and_leaves_unknown_names_alone():
+    tax = default_taxonomy()
+    for node in (n for g in tax.genres for n in (g, *g.styles)):
+        for spelling in (node.id, node.name, node.name.upper(), *node.aliases):
+            assert canonical_name(spelling) in {node.name, *(s.name for s in tax.parent(node).styles)}
+            assert canonical_name(canonical_name(spelling)) == canonical_name(spelling)  # a fixed point
+    assert canonical_name("hiphop") == canonical_name("Hip Hop") == "Hip-Hop"
+    assert canonical_name("Art Music") == "Art Music" and canonical_name("polka") == "polka"
 
 
 def test_a_malformed_tree_is_a_one_line_config_error():

@@ -34,7 +34,7 @@ from beets.plugins import BeetsPlugin
 
 from genrify.errors import GenrifyError
 from genrify.tagging import ChoiceConfig, ResultsIndex, TagJobConfig, analyse_files, choose, choose_album
-from genrify.tagging.choose import names_from_mapping
+from genrify.tagging.choose import decide_tag, names_from_mapping
 
 
 class GenrifyPlugin(BeetsPlugin):
@@ -42,9 +42,14 @@ class GenrifyPlugin(BeetsPlugin):
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name or "genrify")
-        self.config.add({"level": "genre", "max": 1, "min_certainty": 0.5, "whitelist": [], "aliases": {},
-                         "ignore": [], "write": True, "auto": True, "overwrite": False, "album": False,
-                         "model": None, "fast": False, "workers": 1, "index": None})
+        # genrify's defaults are its configuration dataclasses' (fast: None, the model's own choice, reads "no");
+        # write, auto and index are the plugin's own.
+        self.config.add({"level": ChoiceConfig.level, "max": ChoiceConfig.max,
+                         "min_certainty": ChoiceConfig.min_certainty, "whitelist": [], "aliases": {}, "ignore": [],
+                         "write": True, "auto": True,
+                         "overwrite": TagJobConfig.existing == "overwrite", "album": TagJobConfig.album,
+                         "model": TagJobConfig.model, "fast": bool(TagJobConfig.fast),
+                         "workers": TagJobConfig.workers, "index": None})
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
 
@@ -82,28 +87,29 @@ class GenrifyPlugin(BeetsPlugin):
             groups.setdefault(item.album_id if album and item.album_id else id(item), []).append((item, f))
         for members in groups.values():
             if album and len(members) > 1:
-                choice = choose_album([f.song["analysis"] for _, f in members], config=config.choice)
-                picks = [(item, choice) for item, _ in members]
+                choices = [choose_album([f.song["analysis"] for _, f in members], config=config.choice)] * len(members)
             else:
-                picks = [(item, choose(f.song["analysis"], config=config.choice)) for item, f in members]
-            for item, choice in picks:
-                self._set(item, choice.names, config=config, write=write)
+                choices = [choose(f.song["analysis"], config=config.choice) for _, f in members]
+            for (item, f), choice in zip(members, choices):
+                self._set(item, choice.names, config=config, write=write, written=f.song.get("written"))
         return failed
 
-    def _set(self, item: Item, names: list[str], *, config: TagJobConfig, write: bool) -> None:
-        if not names:
-            self._log.info("{}: nothing to write", item.filepath)
-            return
+    def _set(self, item: Item, names: list[str], *, config: TagJobConfig, write: bool,
+             written: list[str] | None) -> None:
         multi = "genres" in item._fields
         current = list(item.get("genres") or []) if multi else [g for g in [item.get("genre")] if g]
-        if current and config.existing == "keep":
-            self._log.info("{}: kept existing genre {}", item.filepath, ", ".join(current))
+        # The rule of `genrify tag` and `genrify predict --write-tags`, on beets' view of the song's genres.
+        decision = decide_tag(current=current, names=names, existing=config.existing, written=written)
+        if decision.values is None:
+            why = {"nothing": "nothing to write", "unchanged": "already tagged",
+                   "kept": f"kept existing genre {', '.join(current)}"}[decision.outcome]
+            self._log.info("{}: {}", item.filepath, why)
             return
         if multi:
-            item.genres = names
+            item.genres = decision.values
         else:
-            item.genre = ", ".join(names)
-        self._log.info("{}: {}", item.filepath, ", ".join(names))
+            item.genre = ", ".join(decision.values)
+        self._log.info("{}: {}", item.filepath, ", ".join(decision.values))
         if write:
             item.try_write()
         item.store()

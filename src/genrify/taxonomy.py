@@ -61,7 +61,9 @@ class Taxonomy:
         key = " ".join(text.casefold().replace("_", " ").split())
         for g in self.genres:
             for node in (*g.styles, g):  # a style's alias is more specific than its genre's
-                if key in {node.id.replace("-", " "), node.name.casefold(), *(a.casefold() for a in node.aliases)}:
+                spellings = {node.id, node.id.replace("-", " "), node.name.casefold(),
+                             *(a.casefold() for a in node.aliases)}
+                if key in spellings:
                     return node
         return None
 
@@ -117,3 +119,13 @@ def parse_taxonomy(text: str) -> Taxonomy:
 def default_taxonomy() -> Taxonomy:
     """The taxonomy shipped with genrify (``assets/taxonomy.json``)."""
     return parse_taxonomy((resources.files("genrify") / "assets" / "taxonomy.json").read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=4096)  # a library repeats the same few dozen labels on every song
+def canonical_name(label: str) -> str:
+    """``label``'s canonical spelling: the display name of the genre or style of the shipped
+    taxonomy that it names by id, name or alias, in any case (``"hiphop"`` → ``"Hip-Hop"``,
+    ``"rnb"`` → ``"R&B"``); ``label`` itself when the taxonomy does not know it (a user's own genre,
+    a model file's own label). The one spelling every front door writes into tags and shows."""
+    node = default_taxonomy().canonical(label)
+    return label if node is None else node.name

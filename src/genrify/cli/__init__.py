@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrify.fileio import terminal_safe
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = resolve_defaults(parser.parse_args(argv))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -57,6 +57,41 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     return int(result or 0)
+
+
+class FieldDefault:
+    """An option's default that is the default of field ``name`` of the configuration dataclass
+    ``where`` (``"module:Class"``), read only when ``--help`` shows it (``%(default)s``) or
+    :func:`resolve_defaults` hands the options to a handler. For a command whose dataclass imports
+    NumPy: it registers without importing it (``genrify --help`` stays light), and the value is still
+    spelt once, by the dataclass (a light one is read directly: ``default=TrainConfig.epochs``)."""
+
+    def __init__(self, where: str, name: str) -> None:
+        self.where, self.name = where, name
+
+    def value(self):
+        """The field's default (imports the dataclass's module)."""
+        import dataclasses
+
+        module, _, cls_name = self.where.partition(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        if self.name not in {f.name for f in dataclasses.fields(cls)}:
+            raise AttributeError(f"{cls_name} has no field {self.name!r}")
+        return getattr(cls, self.name)  # a plain default stays on the class
+
+    def __str__(self) -> str:
+        return str(self.value())
+
+    def __repr__(self) -> str:
+        return f"FieldDefault({self.where!r}, {self.name!r})"
+
+
+def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with every option left at a :class:`FieldDefault` given that field's default."""
+    for key, value in vars(args).items():
+        if isinstance(value, FieldDefault):
+            setattr(args, key, value.value())
+    return args
 
 
 def example_epilog(*lines: str) -> str:

@@ -124,28 +124,31 @@ def describe_workers(model, *, fast: bool | None, threads: float) -> str:
 
 
 def _tag(result: dict, analysis, *, overwrite: bool) -> int:
-    """Write the top genre into the file's tags when the answer is a genre (a different existing
-    genre only with ``overwrite``); 1 if that failed."""
+    """Write the top genre, in its canonical spelling (``analysis.genre``), into the file's tags when
+    the answer is a genre, by the one rule for a genre the file already has
+    (:func:`~genrify.tagging.choose.decide_tag`: a different one is replaced only with ``overwrite``);
+    1 if that failed."""
     from genrify.errors import GenrifyError
-    from genrify.sources.tags import read_genre, write_genre
+    from genrify.sources.tags import read_genres, write_genre
+    from genrify.tagging.choose import decide_tag
 
     result["tagged"] = None
     if analysis.verdict != "genre":  # unsure, not music or multi-label tags: the file keeps its tags
         return 0
-    genre = analysis.top[0][0]
     try:
-        old = read_genre(result["path"])
-        if old and _same_genre(old, genre):
-            result["tagged"] = old  # the file already says so: nothing to write
+        current = read_genres(result["path"])
+        decision = decide_tag(current=current, names=[analysis.genre], existing="overwrite" if overwrite else "keep")
+        if decision.outcome == "unchanged":
+            result["tagged"] = ", ".join(current)  # the file already says so: nothing to write
             return 0
-        if old and not overwrite:  # the user's own tag wins unless they ask
-            result["tag_kept"] = old
+        if decision.outcome == "kept":  # the user's own tag wins unless they ask
+            result["tag_kept"] = ", ".join(current)
             return 0
-        write_genre(result["path"], genre)
+        written = write_genre(result["path"], decision.values)
     except GenrifyError as exc:
         result["tag_error"] = str(exc)
         return 1
-    result["tagged"] = genre
+    result["tagged"] = ", ".join(written)
     return 0
 
 
@@ -162,12 +165,6 @@ def _print_result(result: dict, analysis) -> None:
         print(terminal_safe(f"  timeline: {result['timeline']}"), flush=True)
     if "tag_error" in result:
         print(f"genrify: error: {terminal_safe(result['tag_error'])}", file=sys.stderr, flush=True)
-
-
-def _same_genre(a: str, b: str) -> bool:
-    from genrify.sources.folder import normalise_label
-
-    return normalise_label(a) == normalise_label(b)
 
 
 def timeline_paths(paths: list[str], target: str) -> dict[str, Path]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 from genrify.cli import example_epilog
+from genrify.web.settings import Settings
+
+_MB = 1024 * 1024
 
 
 def _description() -> str:
@@ -44,33 +47,36 @@ def register(subparsers) -> None:
                    help="musicnn models: 3 spread windows per song in bfloat16 (about 4x the throughput)")
     p.add_argument("--library", metavar="DIR", help="music folder to search (default: the generated demo library)")
     p.add_argument("--db", metavar="PATH", help="the library's index file (default: in the cache folder)")
-    p.add_argument("--providers", default="library", metavar="LIST",
-                   help="sources tried in order, comma separated: library, deezer, itunes (default: library)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, metavar="MB", help="largest upload (default 20)")
-    p.add_argument("--max-analyses", type=int, default=2, metavar="N",
-                   help="analyses running at once; more wait briefly, then get 503 (default 2)")
-    p.add_argument("--max-waiting", type=int, default=8, metavar="N", help="analyses allowed to wait (default 8)")
-    p.add_argument("--analysis-timeout", type=float, default=120.0, metavar="SECONDS",
-                   help="longest analysis before a 504 (default 120)")
-    p.add_argument("--cache-size", type=int, default=256, metavar="N",
+    p.add_argument("--providers", default=",".join(Settings.providers), metavar="LIST",
+                   help="sources tried in order, comma separated: library, deezer, itunes (default: %(default)s)")
+    p.add_argument("--host", default=Settings.host, help="address to bind (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=Settings.port, help="port (default %(default)s)")
+    p.add_argument("--max-upload-mb", type=float, default=Settings.max_upload_bytes / _MB, metavar="MB",
+                   help="largest upload (default %(default)g)")
+    p.add_argument("--max-analyses", type=int, default=Settings.max_analyses, metavar="N",
+                   help="analyses running at once; more wait briefly, then get 503 (default %(default)s)")
+    p.add_argument("--max-waiting", type=int, default=Settings.max_waiting, metavar="N",
+                   help="analyses allowed to wait (default %(default)s)")
+    p.add_argument("--analysis-timeout", type=float, default=Settings.analysis_timeout_s, metavar="SECONDS",
+                   help="longest analysis before a 504 (default %(default)g)")
+    p.add_argument("--cache-size", type=int, default=Settings.cache_size, metavar="N",
                    help="analysis answers kept in memory: the same file (by content), model and options answers "
-                        "at once; 0: off (default 256)")
-    p.add_argument("--max-lookups", type=int, default=4, metavar="N",
-                   help="searches and look-ups running at once; more wait briefly, then get 503 (default 4)")
-    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="longest wait for a request's head before a 408 and a closed connection (default 10)")
-    p.add_argument("--max-connections", type=int, default=200, metavar="N",
-                   help="open connections in all; more are answered 503 (default 200)")
-    p.add_argument("--max-per-client", type=int, default=32, metavar="N",
-                   help="open connections per client address; 0: no cap, behind a reverse proxy (default 32)")
-    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                        "at once; 0: off (default %(default)s)")
+    p.add_argument("--max-lookups", type=int, default=Settings.max_lookups, metavar="N",
+                   help="searches and look-ups running at once; more wait briefly, then get 503 (default %(default)s)")
+    p.add_argument("--header-timeout", type=float, default=Settings.header_timeout_s, metavar="SECONDS",
+                   help="longest wait for a request's head before a 408 and a closed connection (default %(default)g)")
+    p.add_argument("--max-connections", type=int, default=Settings.max_connections, metavar="N",
+                   help="open connections in all; more are answered 503 (default %(default)s)")
+    p.add_argument("--max-per-client", type=int, default=Settings.max_per_client, metavar="N",
+                   help="open connections per client address; 0: no cap, behind a reverse proxy (default %(default)s)")
+    p.add_argument("--cors-origin", action="append", default=list(Settings.cors_origins), metavar="ORIGIN",
                    help="allow this origin cross-site (repeatable; default: CORS closed)")
     p.add_argument("--allowed-hosts", metavar="LIST",
                    help="accepted Host headers, comma separated (default: loopback names when bound to loopback)")
-    p.add_argument("--scan", choices=("background", "blocking", "off"), default="background",
-                   help="library scan at start (default background: serve while scanning)")
+    p.add_argument("--scan", choices=("background", "blocking", "off"), default=Settings.scan,
+                   help="library scan at start: background (serve while scanning), blocking or off "
+                        "(default %(default)s)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="server processes (each loads the model; default 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
@@ -79,7 +85,10 @@ def register(subparsers) -> None:
     p.add_argument("--index", metavar="PATH", help="results index of 'genrify tag' that the /library page shows "
                    "(default: the one 'genrify tag' uses; one worker)")
     p.set_defaults(handler=run_serve)
+    _register_library(subparsers)
 
+
+def _register_library(subparsers) -> None:
     lib = subparsers.add_parser(
         "library",
         help="index a music folder for search",
@@ -106,9 +115,7 @@ def register(subparsers) -> None:
     lib.set_defaults(handler=lambda args: (lib.print_help(), 2)[1])
 
 
-def _settings(args):
-    from genrify.web.settings import Settings
-
+def _settings(args) -> Settings:
     return Settings(
         model=args.model,
         fast=args.fast,
@@ -117,7 +124,7 @@ def _settings(args):
         providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()),
         host=args.host,
         port=args.port,
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_upload_bytes=int(args.max_upload_mb * _MB),
         max_analyses=args.max_analyses,
         max_waiting=args.max_waiting,
         analysis_timeout_s=args.analysis_timeout,

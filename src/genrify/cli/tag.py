@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from genrify.cli import example_epilog
+from genrify.cli import FieldDefault, example_epilog
 from genrify.fileio import terminal_safe
+
+# Read only when shown or used: importing genrify.tagging loads NumPy, which `genrify --help` must not.
+_CHOICE, _JOB = "genrify.tagging.choose:ChoiceConfig", "genrify.tagging.job:TagJobConfig"
 
 
 def register(sub) -> None:
@@ -20,11 +23,12 @@ def register(sub) -> None:
     p.add_argument("--write", action="store_true", help="write the genres (default: only show what would be written)")
     p.add_argument("--album", action="store_true",
                    help="one genre per album (album tag within a folder, else the folder), from its tracks' mean")
-    p.add_argument("--level", choices=("genre", "style", "both"), default="genre",
-                   help="write top-level genres, the finer styles, or both (default: genre)")
-    p.add_argument("--max", type=int, default=1, help="at most this many names of each level (default: 1)")
-    p.add_argument("--min-certainty", type=float, default=0.5,
-                   help="write a genre only at or above this probability, 0-1 (default: 0.5)")
+    p.add_argument("--level", choices=("genre", "style", "both"), default=FieldDefault(_CHOICE, "level"),
+                   help="write top-level genres, the finer styles, or both (default: %(default)s)")
+    p.add_argument("--max", type=int, default=FieldDefault(_CHOICE, "max"),
+                   help="at most this many names of each level (default: %(default)s)")
+    p.add_argument("--min-certainty", type=float, default=FieldDefault(_CHOICE, "min_certainty"),
+                   help="write a genre only at or above this probability, 0-1 (default: %(default)s)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true", help="replace a genre tag the file already has")
     mode.add_argument("--merge", action="store_true", help="add the new genres after those the file already has")
@@ -37,7 +41,8 @@ def register(sub) -> None:
                    help="results index and tag journal (default: tag-journal.sqlite in genrify's data folder)")
     p.add_argument("--model", default=None, help="a .genrify model file or a built-in model (default: bundled)")
     p.add_argument("--fast", action="store_true", help="analyse fewer windows per song: faster, a little less sure")
-    p.add_argument("--workers", type=int, default=1, help="analyse in this many processes (default: 1)")
+    p.add_argument("--workers", type=int, default=FieldDefault(_JOB, "workers"),
+                   help="analyse in this many processes (default: %(default)s)")
     p.add_argument("--ray", metavar="ADDRESS", help="analyse on a Ray cluster: 'auto' or host:port (see docs/scale.md)")
     p.add_argument("--undo", action="store_true",
                    help="restore the genres genrify replaced: under PATH (every run), else the latest run")
@@ -55,14 +60,9 @@ def cmd_tag(args) -> int:
         return 2
     if args.export and not args.export.lower().endswith((".csv", ".json")):
         raise ConfigError(f"{args.export}: --export writes .csv or .json")
-    from genrify.tagging import ChoiceConfig, NameRules, ResultsIndex, TagJobConfig, load_names, run_tag_job
+    from genrify.tagging import ResultsIndex, run_tag_job
 
-    names = load_names(args.names) if args.names else NameRules()
-    config = TagJobConfig(choice=ChoiceConfig(level=args.level, max=args.max, min_certainty=args.min_certainty,
-                                              names=names),
-                          album=args.album, write=args.write, workers=args.workers, fast=True if args.fast else None,
-                          model=args.model, id3_separator=args.id3v23,
-                          existing="overwrite" if args.overwrite else "merge" if args.merge else "keep")
+    config = job_config(args)
     with ResultsIndex(args.index) as index, _Progress() as progress:
         on_ray = 0
         if args.ray:  # the cluster analyses what the index lacks; the job below then finds it all there
@@ -75,6 +75,19 @@ def cmd_tag(args) -> int:
     if args.export:
         _export(summary, args.export)
     return 1 if summary.nothing_done else 0
+
+
+def job_config(args):
+    """The :class:`~genrify.tagging.TagJobConfig` that ``genrify tag``'s options (parsed, defaults
+    resolved) ask for; an option left out is its dataclass field's default."""
+    from genrify.tagging import ChoiceConfig, NameRules, TagJobConfig, load_names
+
+    names = load_names(args.names) if args.names else NameRules()
+    return TagJobConfig(choice=ChoiceConfig(level=args.level, max=args.max, min_certainty=args.min_certainty,
+                                            names=names),
+                        album=args.album, write=args.write, workers=args.workers, fast=True if args.fast else None,
+                        model=args.model, id3_separator=args.id3v23,
+                        existing="overwrite" if args.overwrite else "merge" if args.merge else "keep")
 
 
 def _undo(args) -> int:

@@ -22,19 +22,11 @@ from genrify.models.modelfile import ModelFile
 from genrify.predict.checks import verdict
 from genrify.predict.runtime import Runtime
 from genrify.predict.threads import set_threads
+from genrify.taxonomy import canonical_name
 
 
 #: A style is named when its probability (its genre's × its own tag evidence) reaches this.
 STYLE_MIN_PROBABILITY = 0.3
-
-
-def canonical_genre(label: str) -> str:
-    """``label``'s canonical spelling in genrify's taxonomy ("hiphop" → "Hip-Hop", "rnb" → "R&B"); ``label``
-    itself when the taxonomy does not know it (a user's own genres)."""
-    from genrify.taxonomy import default_taxonomy
-
-    node = default_taxonomy().canonical(label)
-    return label if node is None else node.name
 
 
 @dataclass(frozen=True)
@@ -62,14 +54,14 @@ class Analysis:
         """The top-level genre's canonical name (taxonomy spelling), or ``None`` when the verdict is not a genre."""
         if self.verdict != "genre" or not self.top:
             return None
-        return canonical_genre(self.top[0][0])
+        return canonical_name(self.top[0][0])
 
     @property
     def genres(self) -> dict[str, float]:
         """Every label's song-level probability, under its canonical name where the taxonomy knows it."""
         if self.verdict == "tags":
             return {}
-        names = [canonical_genre(g) for g in self.labels]
+        names = [canonical_name(g) for g in self.labels]
         if len(set(names)) < len(names):  # two of a model's own labels spell one genre: keep the labels
             names = list(self.labels)
         return {name: round(float(p), 4) for name, p in zip(names, self.probabilities)}

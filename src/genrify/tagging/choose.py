@@ -7,11 +7,13 @@ rows, when the model speaks the taxonomy) and ``verdict``. Names are spelt as th
 taxonomy's display names, then the user's :class:`NameRules` apply (aliases,
 ignore list, whitelist), and a name differing only in case from one already
 chosen is dropped.
+
+:func:`decide_tag` is the one rule for a genre the file already has, used by
+``genrify predict --write-tags``, ``genrify tag`` and the beets plugin alike.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +22,12 @@ import numpy as np
 
 from genrify.errors import ConfigError
 from genrify.predict.classifier import STYLE_MIN_PROBABILITY
-from genrify.taxonomy import default_taxonomy
+from genrify.taxonomy import canonical_name
 
 LEVELS = ("genre", "style", "both")
+
+#: What to do with a genre tag a file already has (one genrify did not write): see :func:`decide_tag`.
+EXISTING = ("keep", "overwrite", "merge")
 
 #: An album whose tracks agree with its mean genre less often than this is "unsure".
 ALBUM_AGREEMENT = 0.5
@@ -118,17 +123,10 @@ class Choice:
         return NameRules().apply(self.genres + self.styles)
 
 
-@functools.lru_cache(maxsize=4096)  # a library repeats the same few dozen labels on every song
-def display_name(label: str) -> str:
-    """The taxonomy's display name for ``label`` (any case or alias), else ``label`` itself."""
-    node = default_taxonomy().canonical(label)
-    return node.name if node is not None else label
-
-
 def choose(analysis: dict, *, config: ChoiceConfig = ChoiceConfig()) -> Choice:
     """The names to write for one analysed song (the JSON view of its analysis)."""
-    genres = {display_name(g): float(p) for g, p in (analysis.get("genres") or {}).items()}
-    styles = [(display_name(s), display_name(g), float(p)) for s, g, p in
+    genres = {canonical_name(g): float(p) for g, p in (analysis.get("genres") or {}).items()}
+    styles = [(canonical_name(s), canonical_name(g), float(p)) for s, g, p in
               (analysis.get("details") or {}).get("styles", ())]
     return _pick(genres, styles, analysis.get("verdict", "unsure"), config)
 
@@ -159,19 +157,70 @@ def choose_album(analyses: list[dict], *, config: ChoiceConfig = ChoiceConfig())
     voting = [a for a in analyses if a.get("verdict") in ("genre", "unsure") and a.get("genres")]
     if not voting:
         return Choice([], [], None, "not_music" if analyses else "unsure")
-    names = sorted({display_name(g) for a in voting for g in a["genres"]})
-    probs = np.array([[_by_display(a["genres"]).get(n, 0.0) for n in names] for a in voting])
+    names = sorted({canonical_name(g) for a in voting for g in a["genres"]})
+    probs = np.array([[_by_canonical(a["genres"]).get(n, 0.0) for n in names] for a in voting])
     mean = probs.mean(axis=0)
     best = int(mean.argmax())
     agree = float((probs.argmax(axis=1) == best).mean())
     style_sum: dict[tuple[str, str], float] = {}
     for a in voting:
         for s, g, p in (a.get("details") or {}).get("styles", ()):
-            key = (display_name(s), display_name(g))
+            key = (canonical_name(s), canonical_name(g))
             style_sum[key] = style_sum.get(key, 0.0) + float(p) / len(voting)
     verdict = "genre" if agree >= ALBUM_AGREEMENT else "unsure"
     return _pick(dict(zip(names, map(float, mean))), [(s, g, p) for (s, g), p in style_sum.items()], verdict, config)
 
 
-def _by_display(genres: dict) -> dict[str, float]:
-    return {display_name(g): float(p) for g, p in genres.items()}
+def _by_canonical(genres: dict) -> dict[str, float]:
+    return {canonical_name(g): float(p) for g, p in genres.items()}
+
+
+@dataclass(frozen=True)
+class TagDecision:
+    """What to write into a file's genre tag and why. ``values``: the genre values to write, ``None``
+    to leave the tag as it is. ``outcome``: ``"nothing"`` (no name was chosen), ``"unchanged"`` (the
+    file already says so), ``"kept"`` (the user's own genre stays), ``"written"`` (the file had no
+    genre), ``"replaced"`` or ``"merged"``."""
+
+    values: list[str] | None
+    outcome: str
+
+
+def _keys(names: list[str]) -> list[str]:
+    # One genre whatever its spelling: "hiphop", "Hip Hop" and "HIP-HOP" are all the taxonomy's Hip-Hop.
+    return [" ".join(canonical_name(n).casefold().split()) for n in names]
+
+
+def decide_tag(*, current: list[str], names: list[str], existing: str = "keep",
+               written: list[str] | None = None) -> TagDecision:
+    """The one rule for a genre tag a file already has: given its ``current`` genre values, the
+    ``names`` genrify would write and the policy ``existing`` (one of :data:`EXISTING`), what to write.
+
+    Two names mean the same genre when their canonical names (:func:`~genrify.taxonomy.canonical_name`)
+    match in any case. A file that already says exactly ``names`` is left alone; one that says the same
+    genres in another spelling too, except that ``overwrite`` respells it. Genres ``written`` by
+    genrify itself (the last values it wrote into this file, where known) are not the user's: they
+    are replaced whatever the policy. Otherwise a different genre is kept (``keep``), replaced
+    (``overwrite``), or followed by the new names it lacks (``merge``).
+    """
+    if existing not in EXISTING:
+        raise ConfigError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
+    if not names:
+        return TagDecision(None, "nothing")
+    if current == names:
+        return TagDecision(None, "unchanged")
+    if not current:
+        return TagDecision(list(names), "written")
+    have = _keys(current)
+    if existing == "overwrite" or (written and have == _keys(written)):
+        return TagDecision(list(names), "replaced")
+    if have == _keys(names):
+        return TagDecision(None, "unchanged")
+    if existing == "keep":
+        return TagDecision(None, "kept")
+    merged, seen = list(current), set(have)
+    for name, key in zip(names, _keys(names)):
+        if key not in seen:
+            seen.add(key)
+            merged.append(name)
+    return TagDecision(merged, "merged") if len(merged) > len(current) else TagDecision(None, "unchanged")

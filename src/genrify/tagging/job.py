@@ -19,12 +19,9 @@ from genrify.predict.batch import analyse_many
 from genrify.sources.folder import audio_files
 from genrify.sources.tagjournal import TagJournal
 from genrify.sources.tags import read_genres, write_genre
-from genrify.tagging.choose import Choice, ChoiceConfig, choose, choose_album
+from genrify.tagging.choose import EXISTING, Choice, ChoiceConfig, choose, choose_album, decide_tag
 from genrify.tagging.index import ResultsIndex
 from genrify.tagging.stage import FileFacts, SongResult, content_hash, file_facts
-
-#: What to do with a genre tag a file already has (one genrify did not write).
-EXISTING = ("keep", "overwrite", "merge")
 
 
 @dataclass(frozen=True)
@@ -216,20 +213,14 @@ def _choose(files, config, summary) -> None:
 
 
 def _values(f: FileOutcome, current: list[str], config: TagJobConfig) -> tuple[list[str] | None, str]:
-    """The genre values to write into ``f`` (``None``: nothing) and why."""
-    names = f.choice.names if f.choice else []
-    if not names:
+    """The genre values to write into ``f`` (``None``: nothing) and why, by the one existing-tag rule."""
+    decision = decide_tag(current=current, names=f.choice.names if f.choice else [], existing=config.existing,
+                          written=f.song.get("written"))
+    if decision.outcome == "nothing":
         return None, f"nothing to write ({f.choice.verdict if f.choice else 'no analysis'})"
-    if current == names:  # exactly: --overwrite also corrects a name's spelling ("classical" → "Classical")
-        return None, "already tagged"
-    ours = f.song.get("written") and [c.casefold() for c in current] == [w.casefold() for w in f.song["written"]]
-    if current and not ours:
-        if config.existing == "keep":
-            return None, f"kept existing genre {', '.join(current)}"
-        if config.existing == "merge":
-            merged = current + [n for n in names if n.casefold() not in {c.casefold() for c in current}]
-            return (merged, "merge") if len(merged) > len(current) else (None, "already tagged")
-    return names, "write"
+    if decision.outcome == "kept":
+        return None, f"kept existing genre {', '.join(current)}"
+    return decision.values, "already tagged" if decision.values is None else decision.outcome
 
 
 def _plan(f: FileOutcome, config: TagJobConfig) -> None:
