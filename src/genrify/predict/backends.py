@@ -29,15 +29,27 @@ def _temperature(tensors: dict) -> float:
     return float(tensors["calibration.temperature"][0]) if "calibration.temperature" in tensors else 1.0
 
 
-class WindowNetBackend:
-    """A network trained by genrify on feature windows (``mlp``, ``cnn``)."""
+class Backend:
+    """What every backend has: ``labels``, ``multi_label`` (independent tags rather than one genre),
+    ``backbones(model_file)`` (the pretrained networks it listens through, which the runtime plan
+    needs before it is built) and the song's probabilities from its windows' (their mean, unless
+    the backend pools its own way)."""
 
     kind = "window"
     multi_label = False
+    labels: list[str]
 
     @staticmethod
     def backbones(model_file: ModelFile) -> tuple[str, ...]:
         return ()
+
+    @staticmethod
+    def song_probabilities(window_probabilities: np.ndarray) -> np.ndarray:
+        return window_probabilities.mean(axis=0)
+
+
+class WindowNetBackend(Backend):
+    """A network trained by genrify on feature windows (``mlp``, ``cnn``)."""
 
     def __init__(self, model_file: ModelFile, *, runtime: Runtime):
         from genrify.features import FeatureExtractor
@@ -80,13 +92,12 @@ class WindowNetBackend:
         return probs, starts * self.config.features.hop_length / self.sr, details
 
 
-class MusicnnHeadBackend:
+class MusicnnHeadBackend(Backend):
     """A genre head over musicnn embeddings, with an optional music / not-music probe over
     the same embeddings and a calibration temperature. The head is a linear probe
     (``musicnn-probe``) or musicnn's fine-tuned back end (``musicnn-finetune``)."""
 
     kind = "musicnn"
-    multi_label = False
 
     @staticmethod
     def backbones(model_file: ModelFile) -> tuple[str, ...]:
@@ -157,12 +168,11 @@ def _not_music_details(details: dict, labels: list[str], probs: np.ndarray | Non
         details["not_music_reason"] = signal
 
 
-class TaxonomyBackend:
+class TaxonomyBackend(Backend):
     """genrify's taxonomy (``taxonomy``): top-level genres and styles from the pretrained taggers'
     tags (:mod:`genrify.predict.taxonomy`), with the music / not-music probe over musicnn embeddings."""
 
     kind = "musicnn"
-    multi_label = False
 
     @staticmethod
     def backbones(model_file: ModelFile) -> tuple[str, ...]:
@@ -197,7 +207,7 @@ class TaxonomyBackend:
         return song_pool(window_probabilities).astype(np.float32)
 
 
-class MusicnnTaggerBackend:
+class MusicnnTaggerBackend(Backend):
     """musicnn's own 50 Million-Song-Dataset tags, no training (``--model musicnn``).
 
     Tags are independent (sigmoid), so probabilities do not sum to one.

@@ -176,8 +176,7 @@ class GenreClassifier:
             label = name or (str(audio) if isinstance(audio, (str, os.PathLike)) else "audio")
             raise AudioTooShortError(f"{label}: too short ({duration:.2f} s; at least {min_d:g} s needed)")
         window_probs, starts, details = self.backend.window_probabilities(y)
-        pool = getattr(self.backend, "song_probabilities", None)  # a backend may pool its windows its own way
-        probs = pool(window_probs) if pool else window_probs.mean(axis=0)
+        probs = self.backend.song_probabilities(window_probs)
         if self.multi_label:
             details = {**details, "multi_label": True}
         order = np.argsort(-probs)[: max(1, top_k)]
