@@ -81,6 +81,21 @@ def blas_kernels() -> str:
                      for i in threadpool_info())
 
 
+def decode_in_process(env: dict | os._Environ | None = None):
+    """``env`` (default: this process's ``os.environ``), set so that genrify decodes in the calling process.
+
+    genrify decodes in a disposable worker process by default; the CPU time of the
+    process that measures (``time.process_time``) then leaves the decode out,
+    while a reference that decodes in its own process (librosa) counts it. With
+    ``GENRIFY_DECODE_IN_PROCESS=1`` (read by ``load_audio`` on each call) both
+    sides count their decode. Pass a child's environment dict to set it for a
+    subprocess, or nothing to set it for this process; returns ``env``.
+    """
+    env = os.environ if env is None else env
+    env["GENRIFY_DECODE_IN_PROCESS"] = "1"
+    return env
+
+
 def clock() -> float:
     return time.perf_counter()
 

@@ -7,13 +7,15 @@ What the default model's budget counts: decode + resample, musicnn log-mel, the
 network on every window (full mode: 10 patches of a 30 s clip; fast mode: 3),
 heads and signal checks — ``GenreClassifier.analyse`` on a 30 s MP3, CPU time
 (``time.process_time``) on one thread (``OMP_NUM_THREADS=1``), with the decoder
-in the same process (``GENRIFY_DECODE_IN_PROCESS=1``) so that its CPU time is
-counted too (genrify decodes in a worker process by default). Each engine runs
-in its own fresh process, as a user's process would (``GENRIFY_ENGINE=numpy`` /
-``torch``): the NumPy engine's process never imports torch, so it also uses
-NumPy's FFT for the signal checks. Rounds alternate the engines; the torch
-engine is the reference measured in the same run. Also: the wall time of the
-same analysis on every core.
+in the same process (``GENRIFY_DECODE_IN_PROCESS=1``, set by
+``_common.decode_in_process``) so that its CPU time is counted too (genrify
+decodes in a worker process by default). Each engine runs in its own fresh
+process, as a user's process would (``GENRIFY_ENGINE=numpy`` / ``torch``): the
+NumPy engine's process never imports torch, so it also uses NumPy's FFT for the
+signal checks. Rounds alternate the engines; the torch engine is the reference
+measured in the same run. Also: the wall time of the same analysis on every
+core, and how much less CPU the fast mode's whole analysis takes than the full
+mode's on each engine.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def worker(song: str, *, fast: bool, reps: int) -> None:
 
 
 def run(song: Path, *, engine: str, fast: bool, reps: int, threads: int | None) -> dict:
-    env = {**os.environ, "GENRIFY_ENGINE": engine, "GENRIFY_DECODE_IN_PROCESS": "1"}
+    env = C.decode_in_process({**os.environ, "GENRIFY_ENGINE": engine})
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     else:
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
     C.machine_header("default model: NumPy engine vs torch engine, one analysis of a 30 s MP3", librosa=False,
                      extra={"load before": " ".join(f"{x:.2f}" for x in os.getloadavg())})
     song = C.synthetic_song(C.CACHE / "predict" / "song.mp3", style="jazz", seed=7)
+    cpu_by_mode: dict[str, dict[str, float]] = {}
     for fast, target in ((False, 0.25), (True, 0.06)):
         mode = "fast" if fast else "full"
         cpu: dict[str, list[float]] = {e: [] for e in ENGINES}
@@ -98,6 +101,9 @@ def main(argv=None) -> int:
         print(f"{mode} mode: numpy / torch CPU = {med['numpy'] / med['torch']:.2f}x")
         print(f"{mode} mode, every core ({os.cpu_count()}), wall: numpy {C.summary_ms(wall_all['numpy'])}; "
               f"torch {C.summary_ms(wall_all['torch'])}")
+        cpu_by_mode[mode] = med
+    print("fast mode vs full mode, CPU per 30 s clip on 1 thread (the whole analysis): full / fast = "
+          + ", ".join(f"{e} engine {cpu_by_mode['full'][e] / cpu_by_mode['fast'][e]:.2f}x" for e in ENGINES))
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

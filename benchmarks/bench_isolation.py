@@ -53,7 +53,7 @@ RSS_CAP_BYTES = 10 * 1024**3
 IN_PROCESS_MIN_AVAILABLE = 14 * 1024**3
 #: The issue's target for the whole server (2 analysis slots) under bombs.
 TARGET_BYTES = 1.5e9
-IN_PROCESS = {"GENRIFY_DECODE_IN_PROCESS": "1"}
+IN_PROCESS = C.decode_in_process({})  # {"GENRIFY_DECODE_IN_PROCESS": "1"}
 
 
 # --------------------------------------------------------------------------- inputs

@@ -14,7 +14,12 @@ genrify measurements alternate clip by clip under the same machine load.
 
 Inputs: 30 s WAV clips (22.05 kHz, 16 bit), each two real gtzan-mini clips of
 one genre joined and cut to 30 s, written to a temporary folder (deleted at the
-end). Timed per clip, decode included on both sides:
+end). Timed per clip, decode included on both sides, in wall time and in CPU
+time of the process that decodes: the TF side decodes with librosa in its own
+process, and genrify, which decodes in a disposable worker process by default,
+is made to decode in this process (``GENRIFY_DECODE_IN_PROCESS=1``, set by
+``_common.decode_in_process``, as ``bench_engines.py`` does), so that both CPU
+figures count the decode:
 
 * ``TF extractor() as shipped``: ``musicnn.extractor.extractor(path,
   model='MSD_musicnn', input_length=3, input_overlap=False)``; it rebuilds the
@@ -23,8 +28,8 @@ end). Timed per clip, decode included on both sides:
 * ``TF session kept open``: the same graph and checkpoint, built once as
   ``extractor()`` does; per clip, ``musicnn.extractor.batch_data`` (librosa load
   + mel spectrogram + patches) and one ``session.run`` on all patches;
-* ``genrify full``: ``genrify.audio.load_audio(path, sr=16000)`` +
-  ``MusicnnEmbedder().embed`` (every patch, float32);
+* ``genrify full``: ``genrify.audio.load_audio(path, sr=16000)`` (in this
+  process) + ``MusicnnEmbedder().embed`` (every patch, float32);
 * ``genrify fast``: the same with ``MusicnnEmbedder(max_patches=3, fast=True)``;
 * ``genrify int8``: full mode with the timbral convolutions in int8
   (``model.set_precision("int8")``, forced so it is measured on every machine;
@@ -271,6 +276,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
+    C.decode_in_process()  # genrify's decode in this process, so its CPU time counts (librosa's does for TF)
     from genrify.audio import load_audio
     from genrify.models.embedder import MusicnnEmbedder
     from genrify.models.musicnn import bfloat16_is_fast
@@ -291,6 +297,8 @@ def main(argv=None) -> int:
     C.machine_header("musicnn 0.1.0 (TensorFlow) vs genrify (PyTorch), MSD_musicnn, seconds per 30 s clip",
                      extra={"bfloat16 native (genrify fast)": bfloat16_is_fast(),
                             "precision decision (measured, cached)": machine_precision().describe(),
+                            "genrify's decode": "in this process (GENRIFY_DECODE_IN_PROCESS=1): its CPU time "
+                                                "counts, as librosa's does in the TF worker's",
                             "load average at start (1/5/15 min)": loadavg()})
     if tf_skip:
         print(f"SKIPPING the TensorFlow side: {tf_skip}")
@@ -376,7 +384,7 @@ def main(argv=None) -> int:
                   ", ".join(f"{k} {v}" for k, v in i["versions"].items()))
         names = list(dict.fromkeys(name for _, name in wall))
         print("\nseconds per 30 s clip (decode included); median over clips x repetitions, (min–max), "
-              "and CPU time of the measuring process (median, min–max):")
+              "and CPU time of the measuring process, decode included on both sides (median, min–max):")
         print("| threads | " + " | ".join(names) + " |")
         print("|---|" + "---|" * len(names))
         for n in threads:

@@ -3,7 +3,7 @@
     python benchmarks/bench_serve.py                        # 16 clients, 60 s
     python benchmarks/bench_serve.py --clients 8 --seconds 30
     python benchmarks/bench_serve.py --smoke                # ~5 s, 4 clients (CI)
-    python benchmarks/bench_serve.py --distinct-uploads     # no two uploads share bytes: none cached
+    python benchmarks/bench_serve.py --new-songs            # every analysis a song the server has not seen
     python benchmarks/bench_serve.py --no-cache             # genrify serve --cache-size 0
 
 The server is started as a subprocess (``python -m genrify serve``) with its own
@@ -15,10 +15,13 @@ which.
 
 Each client loops until the time is up, drawing (seeded) one of:
 
-* 50 %  ``POST /api/predict`` with a 30 s MP3 (an upload, analysed): the same file every time,
-  or with ``--distinct-uploads`` a different file every time (see below);
+* 50 %  ``POST /api/predict`` with a 30 s MP3 (an upload, analysed): the same file every time;
 * 35 %  ``GET /api/predict?artist=..&track=..`` for a demo-library song (found, analysed);
 * 15 %  ``GET /api/search?artist=..&track=..`` (no analysis).
+
+With ``--new-songs`` every analysis is a song the server has not seen (see below):
+85 % uploads, each a different file, and 15 % searches; no look-ups of the demo
+songs, which would repeat.
 
 Analyses ask for ``images=false`` unless ``--images`` is given (the PNGs are
 rendering, not prediction). A 503 is the server's back-pressure: the client
@@ -32,12 +35,17 @@ upload and the first look-up of each demo song, answers come from it. Each run
 prints the server's cache hits and misses (``/healthz``) and how many answers of
 each kind said ``"cached": true``, so it says how much of its throughput the
 cache made. ``--no-cache`` starts the server with ``--cache-size 0``.
-``--distinct-uploads`` makes every upload a different file: one of
+
+``--new-songs`` measures the server when no answer can come from the cache,
+with the cache on as a user runs it: every upload is a different file, one of
 ``--upload-pool`` synthetic 30 s MP3s (different styles and seeds, generated
 once and kept in the benchmark cache) with an ID3v1 tag naming the upload's
 number appended, so no two uploads share bytes and each is decoded and analysed
 in full (the audio of the pool's songs repeats; the bytes, which are the cache's
-key, never do). Look-ups still draw from the demo songs, and may hit.
+key, never do). The run then checks that this held: no answer may say
+``"cached": true`` and the server's cache must report 0 hits; otherwise it says
+so and exits 1 (were the cache ever keyed on the decoded audio instead of the
+bytes, the check fails instead of the figure silently counting cache answers).
 """
 
 from __future__ import annotations
@@ -216,9 +224,16 @@ def make_uploads(*, distinct: bool, pool: int) -> tuple[Uploads, str]:
                                            "KiB) in turn, each upload with its own ID3v1 tag (no two share bytes)")
 
 
+#: Shares of uploads, look-ups of demo songs and searches among the requests.
+MIX = (0.50, 0.35, 0.15)
+#: The same with ``--new-songs``: the look-ups (of demo songs, which repeat) become uploads of new files.
+MIX_NEW_SONGS = (0.85, 0.0, 0.15)
+
+
 async def client_loop(c, *, seed: int, deadline: float, songs: list[dict], upload: bytes | Uploads, images: bool,
-                      tally: Tally, mix=(0.50, 0.35, 0.15)) -> None:
-    """One client's requests until ``deadline``; ``upload``: the bytes every upload sends, or an :class:`Uploads`."""
+                      tally: Tally, mix=MIX) -> None:
+    """One client's requests until ``deadline``; ``upload``: the bytes every upload sends, or an :class:`Uploads`;
+    ``mix``: the shares of uploads, look-ups and searches."""
     uploads = upload if isinstance(upload, Uploads) else Uploads([upload], distinct=False)
     rng = random.Random(seed)
     img = "true" if images else "false"
@@ -259,7 +274,7 @@ async def client_loop(c, *, seed: int, deadline: float, songs: list[dict], uploa
 
 
 async def run_load(base: str, *, clients: int, seconds: float, upload: bytes | Uploads, images: bool = False,
-                   seed: int = 0) -> tuple[Tally, float]:
+                   seed: int = 0, mix=MIX) -> tuple[Tally, float]:
     """Drive ``clients`` concurrent loops against ``base`` for ``seconds``; returns the tally and the wall time."""
     import httpx
 
@@ -272,7 +287,7 @@ async def run_load(base: str, *, clients: int, seconds: float, upload: bytes | U
         t0 = time.monotonic()
         deadline = t0 + seconds
         await asyncio.gather(*(client_loop(c, seed=seed * 1000 + i, deadline=deadline, songs=songs, upload=upload,
-                                           images=images, tally=tally) for i in range(clients)))
+                                           images=images, tally=tally, mix=mix) for i in range(clients)))
         wall = time.monotonic() - t0
     return tally, wall
 
@@ -307,7 +322,10 @@ def report(tally: Tally, wall: float) -> dict:
 
 
 def cache_report(tally: Tally, cache: dict | None) -> None:
-    """How much of the run the analysis cache answered: the server's counts and the answers' own flags."""
+    """How much of the run the analysis cache answered: the server's counts and the answers' own flags.
+
+    ``cache`` is the ``"cache"`` object of the server's ``/healthz`` (``None``: not reported).
+    """
     kinds = [k for k in ("upload", "predict") if tally.latency.get(k)]
     flags = ", ".join(f"{k} {tally.cached.get(k, 0)} of {len(tally.latency[k])}" for k in kinds)
     print(f"answers with \"cached\": true: {flags or 'none'}")
@@ -325,6 +343,30 @@ def cache_report(tally: Tally, cache: dict | None) -> None:
           f"{cache['misses']} misses (analyses run); {share} of analyses answered from the cache")
 
 
+def new_songs_check(tally: Tally, cache: dict | None) -> bool:
+    """Whether every analysis of a ``--new-songs`` run was a new song: no answer said ``"cached": true``, the
+    server's cache counted no hit, and it ran (missed) at least one analysis per answer; prints the verdict."""
+    answered = len(tally.latency.get("upload", [])) + len(tally.latency.get("predict", []))
+    flagged = sum(tally.cached.values())
+    problems = []
+    if flagged:
+        problems.append(f"{flagged} answers said \"cached\": true")
+    if cache is None:
+        problems.append("the server did not report its cache")
+    else:
+        if cache["hits"]:
+            problems.append(f"the server's cache counted {cache['hits']} hits")
+        if cache["max_entries"] and cache["misses"] < answered:
+            problems.append(f"the server ran {cache['misses']} analyses for {answered} answers")
+    if problems:
+        print("every analysis a new song: NO (" + "; ".join(problems) + "): the throughput above is not that of "
+              "new songs")
+        return False
+    print(f"every analysis a new song: yes ({answered} answers, none cached; server cache: 0 hits, "
+          f"{cache['misses']} analyses run)")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=16)
@@ -337,10 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-waiting", type=int, default=None, help="passed to genrify serve (its default: 8)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cache", action="store_true", help="serve without the analysis cache (--cache-size 0)")
-    ap.add_argument("--distinct-uploads", action="store_true",
-                    help="every upload a different file (a pool of synthetic songs, each upload tagged apart)")
+    ap.add_argument("--new-songs", action="store_true",
+                    help="every analysis a song the server has not seen: uploads only (each a different file: a pool "
+                         "of synthetic songs, each upload tagged apart) and searches; checked with the cache's counts")
     ap.add_argument("--upload-pool", type=int, default=24, metavar="N",
-                    help="distinct songs in the pool of --distinct-uploads (default 24; --smoke: 4)")
+                    help="distinct songs in the pool of --new-songs (default 24; --smoke: 4)")
     args = ap.parse_args(argv)
     if args.smoke:
         args.clients, args.seconds, args.upload_pool = min(args.clients, 4), 5.0, min(args.upload_pool, 4)
@@ -355,10 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         extra += ["--max-waiting", str(args.max_waiting)]
     if args.no_cache:
         extra += ["--cache-size", "0"]
-    uploads, uploads_line = make_uploads(distinct=args.distinct_uploads, pool=max(1, args.upload_pool))
+    uploads, uploads_line = make_uploads(distinct=args.new_songs, pool=max(1, args.upload_pool))
+    mix = MIX_NEW_SONGS if args.new_songs else MIX
     machine_header("serving load test (genrify serve on 127.0.0.1)", librosa=False, extra={
         "model": which, "clients": args.clients, "seconds": args.seconds,
         "uploads": f"{uploads_line}; images={'yes' if args.images else 'no'}",
+        "requests": f"{mix[0]:.0%} uploads, {mix[1]:.0%} look-ups of demo songs, {mix[2]:.0%} searches"
+                    + ("; every analysis a new song (--new-songs)" if args.new_songs else ""),
         "analysis cache": "off (--cache-size 0)" if args.no_cache else "on (genrify serve's default size)",
         "load": f"{os.getloadavg()[0]:.2f} (1-min load average before the run; other work on the machine shows here)",
     })
@@ -366,20 +412,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server: {server.command} (pid {server.proc.pid}); library: {server.health['library']['tracks']} tracks")
         rss0 = server.rss()
         tally, wall = asyncio.run(run_load(server.base, clients=args.clients, seconds=args.seconds, upload=uploads,
-                                           images=args.images, seed=args.seed))
+                                           images=args.images, seed=args.seed, mix=mix))
         rss1 = server.rss()
         import httpx
 
         health = httpx.get(f"{server.base}/healthz", timeout=10)
         healthy = health.status_code == 200 and server.alive()
     figures = report(tally, wall)
-    cache_report(tally, health.json().get("cache") if healthy else None)
+    cache = health.json().get("cache") if healthy else None
+    cache_report(tally, cache)
+    all_new = new_songs_check(tally, cache) if args.new_songs else True
     print(f"server RSS {rss0 / 2**20:.0f} MiB before, {rss1 / 2**20:.0f} MiB after; healthy after the run: {healthy}")
     p95_ok = figures["p95_s"] <= 1.0
     verdict = (f"target >= 20 predictions/s: {'met' if figures['predictions_per_s'] >= 20 else 'NOT met'}; "
                f"p95 <= 1 s: {'met' if p95_ok else 'NOT met'}; zero errors: {'met' if not figures['errors'] else 'NOT met'}")
     print(verdict)
-    return 0 if healthy and not figures["errors"] else 1
+    return 0 if healthy and all_new and not figures["errors"] else 1
 
 
 if __name__ == "__main__":
