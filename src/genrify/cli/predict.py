@@ -134,6 +134,7 @@ def _tag(result: dict, analysis, *, overwrite: bool) -> int:
     genre only with ``overwrite``); 1 if that failed."""
     from genrify.errors import GenrifyError
     from genrify.sources.tags import read_genre, write_genre
+    from genrify.tagging.index import TagJournal
 
     result["tagged"] = None
     if analysis.verdict != "genre":  # unsure, not music or multi-label tags: the file keeps its tags
@@ -147,7 +148,8 @@ def _tag(result: dict, analysis, *, overwrite: bool) -> int:
         if old and not overwrite:  # the user's own tag wins unless they ask
             result["tag_kept"] = old
             return 0
-        write_genre(result["path"], genre)
+        with TagJournal() as journal:  # the file `genrify tag --undo` reads
+            write_genre(result["path"], genre, journal=journal)
     except GenrifyError as exc:
         result["tag_error"] = str(exc)
         return 1
