@@ -173,13 +173,23 @@ def test_merge_adds_after_the_existing_genre(library, tiny_cnn_model, tmp_path):
             assert len(now) == 2 and now[1] == f.choice.names[0]
 
 
-def test_a_moved_file_is_recognised_by_its_content(library, tiny_cnn_model, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_moved_file_is_recognised_by_its_content(library, tiny_cnn_model, tmp_path, workers):
+    """The stage hashes each file the index does not know by path (in this process, or in the worker
+    processes) and skips the analysis of a hash it knows: a moved, copied or touched song."""
     _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
     (library / "moved").mkdir()
     song = _songs(library / "mp3")[0]
     song.rename(library / "moved" / "renamed.mp3")
-    again = _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
-    assert again.analysed == 0 and str(library / "moved" / "renamed.mp3") in {f.path for f in again.files}
+    shutil.copy(_songs(library / "flac")[0], library / "moved" / "copy.flac")
+    os.utime(_songs(library / "ogg")[0], ns=(1, 1))  # touched: a new time, the same content
+    again = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", workers=workers)
+    assert again.analysed == 0 and again.reused == 13 and not again.failed
+    moved = {str(library / "moved" / "renamed.mp3"), str(library / "moved" / "copy.flac")}
+    assert moved <= {f.path for f in again.files}
+    assert committed_songs(tmp_path / "index.sqlite") == 12
+    third = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", workers=workers)
+    assert third.analysed == 0 and third.reused == 13  # every path is known by path, size and time now
 
 
 def test_album_mode_writes_one_genre_to_every_track_of_a_folder(library, tiny_cnn_model, tmp_path):

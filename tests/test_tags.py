@@ -190,7 +190,8 @@ def test_undo_restores_the_previous_genre(tag_files, songs, fmt, journal):
     path = _copy(tag_files[fmt], songs)
     write_genre(path, "metal", journal=journal)
     write_genre(path, "jazz", journal=journal)  # twice in one run: undo walks back through both
-    assert undo_genres(journal=journal) == [(str(path), "restored genre metal"), (str(path), "restored genre classical")]
+    assert undo_genres(journal=journal) == [(str(path), "restored genre metal"),
+                                            (str(path), "restored genre classical")]
     assert read_genre(path) == "classical"
     with pytest.raises(TagError, match="left to undo"):
         undo_genres(journal=journal)

@@ -6,7 +6,7 @@ from genrify.tagging.index import ResultsIndex, TagJournal, committed_songs, def
 from genrify.tagging.job import JobSummary, TagJobConfig, analyse_files, export_rows, record_song, run_tag_job
 from genrify.tagging.stage import SongResult, analyse_song, file_facts
 
-__all__ = ["Analyser", "Choice", "ChoiceConfig", "JobSummary", "NameRules", "ResultsIndex", "SongResult", "TagJobConfig",
-           "TagJournal", "analyse_files", "analyse_song", "choose", "choose_album", "committed_songs",
+__all__ = ["Analyser", "Choice", "ChoiceConfig", "JobSummary", "NameRules", "ResultsIndex", "SongResult",
+           "TagJobConfig", "TagJournal", "analyse_files", "analyse_song", "choose", "choose_album", "committed_songs",
            "default_index_path", "export_rows", "file_facts", "load_names", "local_analyser", "record_song",
            "run_tag_job"]

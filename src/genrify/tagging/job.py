@@ -1,4 +1,4 @@
-"""The library job: walk → stat → skip what the index knows → analyse (hash, read, analyse) → choose → write (or dry run).
+"""The library job: walk → stat → skip what the index knows → analyse → record → choose → write (or dry run).
 
 :func:`run_tag_job` drives it. This process only stats each file: a file the index
 knows by path, size and time is not read at all. The others go to the analyser
