@@ -1,11 +1,24 @@
-"""Tagging a library with ``genrify tag``: songs/s, memory, an unchanged rerun, and kill -9 halfway.
+"""Tagging a library with ``genrify tag``: dry runs beside an earlier checkout; songs/s, memory, rerun, kill -9.
 
-    .venv/bin/python benchmarks/bench_tag.py --n 2000      # the issue's size
+    .venv/bin/python benchmarks/bench_tag.py --files 2000 --before-src /work/wt-tag-base/src
+    .venv/bin/python benchmarks/bench_tag.py --n 2000      # the write suite at the issue's size
     .venv/bin/python benchmarks/bench_tag.py --n 200       # a size for a shared 2-core machine
-    .venv/bin/python benchmarks/bench_tag.py --smoke       # 4 short songs: only checks the script runs
+    .venv/bin/python benchmarks/bench_tag.py --smoke       # a few short songs: only checks the script runs
 
-The library is ``--n`` synthetic 30 s MP3s (44.1 kHz, five styles, cached under
-$GENRIFY_BENCH_CACHE, default /tmp/genrify-bench), copied fresh for each run.
+``--files N``: the job's own overhead. N short generated clips (3 s, 22.05 kHz WAV,
+five styles, cached under $GENRIFY_BENCH_CACHE, default /tmp/genrify-bench) and a
+small window model (the benchmarks' demo CNN, a few milliseconds per clip), so that
+what the job does around the analysis shows. ``genrify tag DIR`` (a dry run) runs as a
+subprocess twice per checkout, each with its own fresh results index: first (every
+file stat-ed, hashed, analysed and indexed), then repeated (every file known by
+path, size and time). "before" is the checkout whose ``src`` is ``--before-src``
+(default: the tree of ``--before``, 64c6a5c, exported with ``git archive``), "after"
+this one; the runs alternate between the two, so load drifting on a shared machine
+touches both. Printed: files/s of each, after/before, and whether both printed the
+same table.
+
+Without ``--files``: the library is ``--n`` synthetic 30 s MP3s (44.1 kHz, five styles),
+copied fresh for each run.
 Each figure runs ``genrify tag DIR --write --overwrite`` as a subprocess with the
 bundled model and its own results index, and prints beside it the reference
 measured in the same run: ``genrify predict --json`` over the same files with
@@ -144,12 +157,103 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and np.array_equal(a, b)
 
 
+# ---------------------------------------------------------------------------- dry runs, before and after
+
+BEFORE = "64c6a5c"
+
+
+def clips(n: int) -> Path:
+    """A folder of ``n`` short generated clips, ``<style>/<style>-<i>.wav`` (made when missing)."""
+    root = C.CACHE / "tag" / "clips-3s"
+    for i in range(n):
+        style = STYLES[i % len(STYLES)]
+        C.synthetic_song(root / style / f"{style}-{i:05d}.wav", style=style, seed=i, sr=22050, duration=3.0)
+    lib = C.CACHE / "tag" / f"library-{n}"
+    if not lib.exists():  # the first n clips, as links: one cache of clips serves every n
+        tmp = lib.with_name(lib.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for i in range(n):
+            style = STYLES[i % len(STYLES)]
+            (tmp / style).mkdir(parents=True, exist_ok=True)
+            os.link(root / style / f"{style}-{i:05d}.wav", tmp / style / f"{style}-{i:05d}.wav")
+        tmp.rename(lib)
+    return lib
+
+
+def exported_src(rev: str) -> Path:
+    """The ``src`` tree of ``rev``, exported once into the bench cache (no worktree is registered)."""
+    out = C.CACHE / "tag" / f"src-{rev}"
+    if not (out / "src" / "genrify").is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(C.REPO), "archive", rev, "src"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out / "src"
+
+
+def dry_run(src: Path, lib: Path, index: Path, model: Path, workers: int) -> tuple[float, str]:
+    """``genrify tag LIB`` (a dry run) with ``src`` first on the path: (seconds, its stdout)."""
+    env = os.environ | {"PYTHONPATH": str(src), "GENRIFY_DATA_DIR": str(index.parent / "data")}
+    t0 = C.clock()
+    proc = subprocess.run([sys.executable, "-m", "genrify", "tag", str(lib), "--index", str(index), "--model",
+                           str(model), "--workers", str(workers)], env=env, capture_output=True, text=True)
+    secs = C.clock() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"genrify tag failed with {src}: {proc.stderr[-2000:]}")
+    return secs, proc.stdout
+
+
+def before_and_after(n: int, *, before: Path, workers: int, repeats: int) -> bool:
+    """files/s of a first and a repeated dry run, ``before`` against this checkout, alternating."""
+    lib = clips(n)
+    model = C.train_demo_model(C.CACHE / "tag" / "cnn-22k.genrify", sr=22050)
+    work = C.CACHE / "tag" / "dry"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    sides = {"before": before, "after": C.REPO / "src"}
+    print(f"model: the benchmarks' demo CNN ({model.name}, 3 s windows over MFCCs, trained on synthetic clips); "
+          f"{n} clips of 3 s, 22.05 kHz WAV; genrify tag DIR --workers {workers} (a dry run); "
+          f"before = {before}, after = {sides['after']}; load average {os.getloadavg()[0]:.2f}")
+    first, again, tables = {}, {k: [] for k in sides}, {}
+    for side in ("before", "after"):
+        first[side], tables[side] = dry_run(sides[side], lib, work / side / "index.sqlite", model, workers)
+        print(f"  first run, {side:6}: {n / first[side]:8.1f} files/s ({first[side]:.1f} s; "
+              f"{tables[side].strip().splitlines()[-1]})", flush=True)
+    for _ in range(repeats):
+        for side in ("before", "after"):
+            secs, out = dry_run(sides[side], lib, work / side / "index.sqlite", model, workers)
+            again[side].append(secs)
+            assert f"{n} files: 0 analysed, {n} known" in out, out[-500:]
+    for side in ("before", "after"):
+        secs = C.median(again[side])
+        print(f"  repeated run, {side:6}: {n / secs:8.1f} files/s (median of {repeats}: {secs:.2f} s, "
+              f"all {n} known from the index; the process's start included)")
+    same = tables["before"] == tables["after"]
+    print(f"after/before: first run {first['before'] / first['after']:.2f}x files/s, repeated run "
+          f"{C.median(again['before']) / C.median(again['after']):.2f}x; the two first runs printed "
+          f"{'the same table' if same else 'DIFFERENT tables'}; load average {os.getloadavg()[0]:.2f}")
+    return same
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="songs in the library (default 2000)")
     ap.add_argument("--full", action="store_true", help="also time the full (not --fast) analysis")
     ap.add_argument("--smoke", action="store_true", help="4 songs of 3 s: only checks the script runs")
+    ap.add_argument("--files", type=int, default=None,
+                    help="only the dry runs: N short clips, first and repeated, before against after")
+    ap.add_argument("--before", default=BEFORE, help=f"the reference commit of --files (default {BEFORE})")
+    ap.add_argument("--before-src", type=Path, default=None,
+                    help="the reference checkout's src folder (default: --before exported from git)")
+    ap.add_argument("--workers", type=int, default=2, help="--workers of the dry runs (default 2)")
     args = ap.parse_args(argv)
+    if args.files is not None or args.smoke:
+        n = 4 if args.smoke else args.files
+        C.machine_header(f"tag: genrify tag dry runs over {n} short clips, before and after", librosa=False)
+        # --smoke: this checkout on both sides (a CI checkout may not hold the reference commit)
+        before = C.REPO / "src" if args.smoke else args.before_src or exported_src(args.before)
+        ok = before_and_after(n, before=before, workers=args.workers, repeats=1 if args.smoke else 3)
+        if not args.smoke:
+            return 0 if ok else 1
     n, duration = (4, 3.0) if args.smoke else (args.n, 30.0)
     C.machine_header(f"tag: genrify tag over {n} synthetic {duration:g} s MP3s, bundled model", librosa=False)
     work = C.CACHE / "tag" / "work"

@@ -290,12 +290,14 @@ def test_predict_timeline_one_rule_no_collisions_every_path_printed(run_genrify,
 
 def test_predict_write_tags_keeps_an_existing_genre_unless_overwrite(run_genrify, tiny_cnn_model, synthetic_corpus, tmp_path):
     from genrify.sources.tags import read_genre, write_genre
+    from genrify.tagging.index import TagJournal
 
     songs = tmp_path / "songs"
     songs.mkdir()
     for clip in sorted(synthetic_corpus.glob("*/*.wav"))[::5]:
         shutil.copy2(clip, songs / clip.name)
-        write_genre(songs / clip.name, "Folk")
+        with TagJournal() as journal:
+            write_genre(songs / clip.name, "Folk", journal=journal)
     kept = run_genrify("predict", songs, "--model", tiny_cnn_model, "--write-tags")
     assert kept.returncode == 0, kept.stderr
     answered = [line for line in kept.stdout.splitlines() if "certainty" in line and "Not sure" not in line]

@@ -417,13 +417,15 @@ def test_genre_tag_is_written_atomically_and_the_audio_is_untouched(tag_files, t
 
     from genrify.audio import load_audio
     from genrify.sources.tags import read_genre, read_tags, write_genre
+    from genrify.tagging.index import TagJournal
 
     path = tmp_path / tag_files[fmt].name
     shutil.copy2(tag_files[fmt], path)
     os.chmod(path, 0o640)
     before, _ = load_audio(path, sr=22050)
     assert read_genre(path) == "classical"
-    write_genre(path, "metal")
+    with TagJournal() as journal:  # in the data folder, not beside the song
+        write_genre(path, "metal", journal=journal)
     assert read_genre(path) == "metal"
     after, _ = load_audio(path, sr=22050)
     np.testing.assert_array_equal(before, after)
@@ -436,27 +438,31 @@ def test_genre_tag_through_a_link_tags_the_target_and_keeps_the_link(tag_files, 
     import shutil
 
     from genrify.sources.tags import read_genre, write_genre
+    from genrify.tagging.index import TagJournal
 
     target = tmp_path / "real.flac"
     shutil.copy2(tag_files["flac"], target)
     link = tmp_path / "link.flac"
     link.symlink_to(target)
-    write_genre(link, "jazz")
+    with TagJournal() as journal:
+        write_genre(link, "jazz", journal=journal)
     assert link.is_symlink() and read_genre(target) == "jazz"
 
 
 def test_files_that_cannot_be_tagged_are_refused_untouched(tmp_path):
     from genrify.errors import TagError
     from genrify.sources.tags import write_genre
+    from genrify.tagging.index import TagJournal
 
     fake = tmp_path / "notes.mp3"
     fake.write_text("not audio at all")
     raw = tmp_path / "raw.pcm"
     raw.write_bytes(bytes(4000))
-    for path in (fake, raw, tmp_path / "missing.ogg"):
-        content = path.read_bytes() if path.exists() else None
-        with pytest.raises(TagError) as err:
-            write_genre(path, "metal")
-        assert str(path.name) in str(err.value) and "\n" not in str(err.value)
-        assert (path.read_bytes() if path.exists() else None) == content
+    with TagJournal() as journal:
+        for path in (fake, raw, tmp_path / "missing.ogg"):
+            content = path.read_bytes() if path.exists() else None
+            with pytest.raises(TagError) as err:
+                write_genre(path, "metal", journal=journal)
+            assert str(path.name) in str(err.value) and "\n" not in str(err.value)
+            assert (path.read_bytes() if path.exists() else None) == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp3", "raw.pcm"]

@@ -218,13 +218,23 @@ def test_merge_adds_after_the_existing_genre(library, tiny_cnn_model, tmp_path):
             assert len(now) == 2 and now[1] == f.choice.names[0]
 
 
-def test_a_moved_file_is_recognised_by_its_content(library, tiny_cnn_model, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_moved_file_is_recognised_by_its_content(library, tiny_cnn_model, tmp_path, workers):
+    """The stage hashes each file the index does not know by path (in this process, or in the worker
+    processes) and skips the analysis of a hash it knows: a moved, copied or touched song."""
     _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
     (library / "moved").mkdir()
     song = _songs(library / "mp3")[0]
     song.rename(library / "moved" / "renamed.mp3")
-    again = _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
-    assert again.analysed == 0 and str(library / "moved" / "renamed.mp3") in {f.path for f in again.files}
+    shutil.copy(_songs(library / "flac")[0], library / "moved" / "copy.flac")
+    os.utime(_songs(library / "ogg")[0], ns=(1, 1))  # touched: a new time, the same content
+    again = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", workers=workers)
+    assert again.analysed == 0 and again.reused == 13 and not again.failed
+    moved = {str(library / "moved" / "renamed.mp3"), str(library / "moved" / "copy.flac")}
+    assert moved <= {f.path for f in again.files}
+    assert committed_songs(tmp_path / "index.sqlite") == 12
+    third = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", workers=workers)
+    assert third.analysed == 0 and third.reused == 13  # every path is known by path, size and time now
 
 
 def test_album_mode_writes_one_genre_to_every_track_of_a_folder(library, tiny_cnn_model, tmp_path):
@@ -258,31 +268,74 @@ def test_the_cli_table_export_and_exit_codes(library, tiny_cnn_model, tmp_path, 
 # ---------------------------------------------------------------------------- kill -9, bad input
 
 
-@pytest.mark.slow
-def test_kill_9_mid_job_then_rerun_analyses_nothing_twice_and_corrupts_nothing(library, tiny_cnn_model, tmp_path,
-                                                                               run_genrify):
-    from genrify.audio import load_audio
+@pytest.fixture(scope="module")
+def big_library_src(tmp_path_factory):
+    """48 short songs (FLAC): more than two commits' worth, so a run is killed between batches
+    (:data:`~genrify.tagging.index.BATCH_SONGS`) whatever the machine's speed (READ-ONLY: copy first)."""
+    from genrify.sources.synthetic import write_demo_corpus
+
+    root = tmp_path_factory.mktemp("big-library-src")
+    write_demo_corpus(root, per_genre=16, duration=2.0, fmt="flac", styles=("classical", "metal", "jazz"))
+    (root / "manifest.csv").unlink()
+    return root
+
+
+def _kill_when_committed(cmd, index, at_least: int) -> int:
+    """Run ``cmd``, SIGKILL it once ``index`` holds ``at_least`` songs; the songs it holds then."""
     from conftest import genrify_env
 
-    index = tmp_path / "index.sqlite"
-    decoded = {p: load_audio(p, sr=None)[0] for p in _songs(library)}
-    proc = subprocess.Popen([sys.executable, "-m", "genrify", "tag", str(library), "--model", str(tiny_cnn_model),
-                             "--index", str(index), "--write", "--overwrite", "--min-certainty", "0"],
-                            env=genrify_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=genrify_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while committed_songs(index) < 4 and proc.poll() is None and time.monotonic() < deadline:
+    while committed_songs(index) < at_least and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = committed_songs(index)
-    assert 4 <= done < 12, done  # killed halfway through the analyses
+    return committed_songs(index)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_job_then_rerun_analyses_nothing_twice_and_corrupts_nothing(big_library_src, tiny_cnn_model,
+                                                                               tmp_path):
+    from genrify.audio import load_audio
+
+    library, index = tmp_path / "music", tmp_path / "index.sqlite"
+    shutil.copytree(big_library_src, library)
+    songs = _songs(library)
+    decoded = {p: load_audio(p, sr=None)[0] for p in songs}
+    done = _kill_when_committed([sys.executable, "-m", "genrify", "tag", str(library), "--model",
+                                 str(tiny_cnn_model), "--index", str(index), "--write", "--overwrite",
+                                 "--min-certainty", "0"], index, 4)
+    assert 4 <= done < len(songs), done  # killed halfway through the analyses
     rerun = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
-    assert rerun.analysed == 12 - done and not rerun.failed  # nothing analysed twice, nothing lost
+    assert rerun.analysed == len(songs) - done and not rerun.failed  # nothing analysed twice, nothing lost
     with sqlite3.connect(index) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0] == 12
+        assert conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0] == len(songs)
     for path, y in decoded.items():
         assert np.array_equal(load_audio(path, sr=None)[0], y)  # every song decodes as before
         assert read_genres(path) == next(f.choice.names for f in rerun.files if f.path == str(path))
+
+
+_BATCHED_JOB = """
+import sys
+from genrify.tagging import ResultsIndex, TagJobConfig, run_tag_job
+with ResultsIndex(sys.argv[2], batch_songs=5, batch_seconds=3600) as index:
+    run_tag_job([sys.argv[1]], index=index, config=TagJobConfig(model=sys.argv[3]))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_job_loses_only_the_batch_not_committed(big_library_src, tiny_cnn_model, tmp_path):
+    """Commits come every 5 songs (and never by time here): a reader sees the index grow 5 songs at a
+    time, kill -9 leaves a whole number of batches, and the rerun analyses exactly the rest."""
+    library, index = tmp_path / "music", tmp_path / "index.sqlite"
+    shutil.copytree(big_library_src, library)
+    total = len(_songs(library))
+    done = _kill_when_committed([sys.executable, "-c", _BATCHED_JOB, str(library), str(index),
+                                 str(tiny_cnn_model)], index, 5)
+    assert done % 5 == 0 and 5 <= done < total, done
+    rerun = _job(library, tiny_cnn_model, index)
+    assert rerun.analysed == total - done and rerun.reused == done and not rerun.failed
+    assert committed_songs(index) == total
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Genre tags written into the user's own files (``sources/tags.py``) and the tag journal (``sources/tagjournal.py``).
+"""Genre tags written into the user's own files (``sources/tags.py``), journaled in the tag journal
+(``tagging/index.py::TagJournal``) for undo.
 
 Real files with real tags: the corpus writer's MP3/FLAC/M4A/WAV clips (tagged by
 mutagen), an MP3 from libsndfile with a raw ID3v1 tag appended, real hard links,
@@ -20,8 +21,8 @@ import numpy as np
 import pytest
 
 from genrify.errors import TagError
-from genrify.sources.tagjournal import TagJournal
 from genrify.sources.tags import id3v1_genre, read_genre, read_genres, read_tags, undo_genres, write_genre
+from genrify.tagging.index import TagJournal
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
 
@@ -32,6 +33,13 @@ def data_dir(tmp_path, monkeypatch):
     folder = tmp_path / "data"
     monkeypatch.setenv("GENRIFY_DATA_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def journal(data_dir):
+    """The tag journal in the data folder, where ``genrify tag --undo`` looks by default."""
+    with TagJournal() as journal:
+        yield journal
 
 
 @pytest.fixture
@@ -86,11 +94,11 @@ def id3v1_only_mp3(songs):
 
 @as_root
 @pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a", "wav"])
-def test_a_file_of_another_user_keeps_its_owner_group_and_mode(tag_files, songs, fmt):
+def test_a_file_of_another_user_keeps_its_owner_group_and_mode(tag_files, songs, fmt, journal):
     path = _copy(tag_files[fmt], songs)
     os.chown(path, 1000, 1000)
     os.chmod(path, 0o640)
-    write_genre(path, "metal")
+    write_genre(path, "metal", journal=journal)
     st = os.stat(path)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 1000, 0o640)
     assert read_genre(path) == "metal"
@@ -98,24 +106,24 @@ def test_a_file_of_another_user_keeps_its_owner_group_and_mode(tag_files, songs,
 
 
 @as_root
-def test_owner_of_the_folder_and_of_the_file_may_differ(tag_files, songs):
+def test_owner_of_the_folder_and_of_the_file_may_differ(tag_files, songs, journal):
     """A root-owned folder holding a user's song: the song stays the user's, the folder root's."""
     path = _copy(tag_files["flac"], songs)
     os.chown(path, 1000, 100)
     os.chmod(path, 0o600)
-    write_genre(path, "jazz")
+    write_genre(path, "jazz", journal=journal)
     st = os.stat(path)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (1000, 100, 0o600)
     assert os.stat(songs).st_uid == 0
 
 
-def test_a_hard_linked_file_is_refused_and_both_names_are_untouched(tag_files, songs):
+def test_a_hard_linked_file_is_refused_and_both_names_are_untouched(tag_files, songs, journal):
     path = _copy(tag_files["mp3"], songs, "library.mp3")
     other = songs / "seeding.mp3"
     os.link(path, other)
     before = path.read_bytes()
     with pytest.raises(TagError) as err:
-        write_genre(path, "metal")
+        write_genre(path, "metal", journal=journal)
     message = str(err.value)
     assert "hard links" in message and "\n" not in message and str(path) in message
     assert os.stat(path).st_ino == os.stat(other).st_ino and os.stat(path).st_nlink == 2
@@ -123,14 +131,14 @@ def test_a_hard_linked_file_is_refused_and_both_names_are_untouched(tag_files, s
     assert sorted(p.name for p in songs.iterdir()) == ["library.mp3", "seeding.mp3"]
 
 
-def test_a_fifo_or_a_device_is_refused_without_blocking(songs):
+def test_a_fifo_or_a_device_is_refused_without_blocking(songs, journal):
     fifo = songs / "pipe.mp3"
     os.mkfifo(fifo)
     zero = songs / "zero.flac"
     zero.symlink_to("/dev/zero")
     for path in (fifo, zero):
         with pytest.raises(TagError, match="not a regular file"):
-            write_genre(path, "metal")
+            write_genre(path, "metal", journal=journal)
         with pytest.raises(TagError, match="not a regular file"):
             read_genre(path)
     assert sorted(p.name for p in songs.iterdir()) == ["pipe.mp3", "zero.flac"]
@@ -141,10 +149,10 @@ def test_a_fifo_or_a_device_is_refused_without_blocking(songs):
 
 @pytest.mark.parametrize("genre, byte", [("metal", 9), ("jazz", 8), ("hiphop", 7), ("classical", 32),
                                          ("Rock", 17), ("lofi", 71), ("vaporwave", 255)])
-def test_an_id3v1_only_mp3_gets_the_matching_id3v1_genre_byte(id3v1_only_mp3, genre, byte):
+def test_an_id3v1_only_mp3_gets_the_matching_id3v1_genre_byte(id3v1_only_mp3, genre, byte, journal):
     path = id3v1_only_mp3
     assert read_genre(path) == "Jazz"  # mutagen reads the ID3v1 byte 8 as "Jazz"
-    write_genre(path, genre)
+    write_genre(path, genre, journal=journal)
     data = path.read_bytes()
     assert data[-128:-125] == b"TAG" and data[-1] == byte  # one ID3v1 tag, at the end, with the right genre
     assert data.count(b"TAG") == 1
@@ -159,36 +167,37 @@ def test_id3v1_genre_bytes_follow_the_id3v1_list():
     assert id3v1_genre(None) == id3v1_genre("") == id3v1_genre("not a genre") == 255
 
 
-def test_undo_puts_the_id3v1_genre_byte_back(id3v1_only_mp3):
-    write_genre(id3v1_only_mp3, "vaporwave")
+def test_undo_puts_the_id3v1_genre_byte_back(id3v1_only_mp3, journal):
+    write_genre(id3v1_only_mp3, "vaporwave", journal=journal)
     assert id3v1_only_mp3.read_bytes()[-1] == 255
-    assert undo_genres() == [(str(id3v1_only_mp3), "restored genre Jazz")]
+    assert undo_genres(journal=journal) == [(str(id3v1_only_mp3), "restored genre Jazz")]
     assert id3v1_only_mp3.read_bytes()[-1] == 8 and read_genre(id3v1_only_mp3) == "Jazz"
 
 
 # ---------------------------------------------------------------------------- the journal and undo
 
 
-def test_the_old_genre_is_journaled_before_the_write(tag_files, songs, data_dir):
+def test_the_old_genre_is_journaled_before_the_write(tag_files, songs, data_dir, journal):
     path = _copy(tag_files["flac"], songs)
-    write_genre(path, "metal")
+    write_genre(path, "metal", journal=journal)
     with sqlite3.connect(data_dir / "tag-journal.sqlite") as conn:
         rows = conn.execute("SELECT path, old, new, state FROM changes").fetchall()
     assert rows == [(str(path), '["classical"]', "metal", "written")]
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a", "wav"])
-def test_undo_restores_the_previous_genre(tag_files, songs, fmt):
+def test_undo_restores_the_previous_genre(tag_files, songs, fmt, journal):
     path = _copy(tag_files[fmt], songs)
-    write_genre(path, "metal")
-    write_genre(path, "jazz")  # twice in one run: undo walks back through both
-    assert undo_genres() == [(str(path), "restored genre metal"), (str(path), "restored genre classical")]
+    write_genre(path, "metal", journal=journal)
+    write_genre(path, "jazz", journal=journal)  # twice in one run: undo walks back through both
+    assert undo_genres(journal=journal) == [(str(path), "restored genre metal"),
+                                            (str(path), "restored genre classical")]
     assert read_genre(path) == "classical"
     with pytest.raises(TagError, match="left to undo"):
-        undo_genres()
+        undo_genres(journal=journal)
 
 
-def test_undo_removes_a_genre_that_was_not_there(tag_files, songs):
+def test_undo_removes_a_genre_that_was_not_there(tag_files, songs, journal):
     from mutagen.flac import FLAC
 
     path = _copy(tag_files["flac"], songs)
@@ -196,52 +205,58 @@ def test_undo_removes_a_genre_that_was_not_there(tag_files, songs):
     del f["genre"]
     f.save()
     assert read_genre(path) is None
-    write_genre(path, "pop")
-    assert undo_genres() == [(str(path), "restored: no genre tag")]
+    write_genre(path, "pop", journal=journal)
+    assert undo_genres(journal=journal) == [(str(path), "restored: no genre tag")]
     assert read_genre(path) is None and read_tags(path)["title"]
 
 
-def test_undo_leaves_a_genre_changed_since_alone(tag_files, songs):
+def test_undo_leaves_a_genre_changed_since_alone(tag_files, songs, journal):
     from mutagen.flac import FLAC
 
     path = _copy(tag_files["flac"], songs)
-    write_genre(path, "metal")
+    write_genre(path, "metal", journal=journal)
     f = FLAC(path)
     f["genre"] = ["my own choice"]
     f.save()
-    [(where, what)] = undo_genres()
+    [(where, what)] = undo_genres(journal=journal)
     assert where == str(path) and "left alone" in what and "my own choice" in what
     assert read_genre(path) == "my own choice"
 
 
-def test_undo_undoes_the_latest_run_only(tag_files, songs, data_dir):
+def test_undo_undoes_the_latest_run_only(tag_files, songs, journal):
     first, second = _copy(tag_files["flac"], songs, "a.flac"), _copy(tag_files["flac"], songs, "b.flac")
-    with TagJournal(run="run-1") as journal:
-        write_genre(first, "metal", journal=journal)
-    with TagJournal(run="run-2") as journal:
-        write_genre(second, "jazz", journal=journal)
-    assert undo_genres() == [(str(second), "restored genre classical")]
+    with TagJournal(run="run-1") as run_1:
+        write_genre(first, "metal", journal=run_1)
+    with TagJournal(run="run-2") as run_2:
+        write_genre(second, "jazz", journal=run_2)
+    assert undo_genres(journal=journal) == [(str(second), "restored genre classical")]
     assert read_genre(first) == "metal"
-    assert undo_genres(run="run-1") == [(str(first), "restored genre classical")]
+    assert undo_genres(journal=journal, run="run-1") == [(str(first), "restored genre classical")]
 
 
-def test_a_journal_that_cannot_be_written_refuses_the_write(tag_files, songs, tmp_path, monkeypatch):
+def test_a_journal_that_cannot_be_written_refuses_the_write(tag_files, songs, tmp_path, monkeypatch, journal):
+    path = _copy(tag_files["mp3"], songs)
+    before = path.read_bytes()
+    with sqlite3.connect(journal.path) as conn:  # the journal opened, then its table went away
+        conn.execute("DROP TABLE changes")
+    with pytest.raises(TagError) as err:
+        write_genre(path, "metal", journal=journal)
+    assert "tag journal" in str(err.value) and "\n" not in str(err.value)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the data folder should be")
     monkeypatch.setenv("GENRIFY_DATA_DIR", str(blocker))
-    path = _copy(tag_files["mp3"], songs)
-    before = path.read_bytes()
-    with pytest.raises(TagError) as err:
-        write_genre(path, "metal")
+    with pytest.raises(TagError) as err:  # the default journal cannot even be opened
+        with TagJournal() as elsewhere:
+            write_genre(path, "metal", journal=elsewhere)
     assert "tag journal" in str(err.value) and "\n" not in str(err.value)
     assert path.read_bytes() == before and [p.name for p in songs.iterdir()] == [path.name]
 
 
-def test_genrify_tag_undo_on_the_command_line(tag_files, songs, capsys):
+def test_genrify_tag_undo_on_the_command_line(tag_files, songs, capsys, journal):
     from genrify.cli import main
 
     path = _copy(tag_files["mp3"], songs, "Band - Song\x1b]0;owned\x07.mp3")  # a name that would retitle a terminal
-    write_genre(path, "metal")
+    write_genre(path, "metal", journal=journal)
     assert main(["tag", "--undo"]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "\x1b" not in out and "\\x1b]0;owned\\x07" in out
@@ -268,7 +283,7 @@ def _killed_mid_write(target) -> str:
     return left.name
 
 
-def test_copies_left_by_killed_runs_are_removed_at_the_next_write(tag_files, songs):
+def test_copies_left_by_killed_runs_are_removed_at_the_next_write(tag_files, songs, journal):
     killed = _copy(tag_files["mp3"], songs, "killed.mp3")
     stale = songs / _killed_mid_write(killed)
     assert stale.name.startswith(".killed.mp3.genrify-") and stale.name.endswith(".part")
@@ -286,7 +301,7 @@ def test_copies_left_by_killed_runs_are_removed_at_the_next_write(tag_files, son
     os.utime(link, (hour_ago, hour_ago), follow_symlinks=False)
 
     other = _copy(tag_files["mp3"], songs, "other.mp3")
-    write_genre(other, "metal")
+    write_genre(other, "metal", journal=journal)
     names = {p.name for p in songs.iterdir()}
     assert stale.name not in names  # stale: removed
     assert young.name in names  # a minute has not passed: it may belong to a run still writing
@@ -328,14 +343,14 @@ ALL_FORMATS = ["mp3", "flac", "ogg", "opus", "m4a", "wav", "aiff"]
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_several_genres_are_written_as_the_containers_multi_values_and_the_audio_is_untouched(every_format, songs,
-                                                                                               fmt):
+                                                                                               fmt, journal):
     import mutagen
 
     path = _copy(every_format[fmt], songs, f"song.{fmt}")
     before, other = _samples(path), read_tags(path)
     mode = 0o640
     os.chmod(path, mode)
-    assert write_genre(path, ["Rock", "Jazz", "Blues"]) == ["Rock", "Jazz", "Blues"]
+    assert write_genre(path, ["Rock", "Jazz", "Blues"], journal=journal) == ["Rock", "Jazz", "Blues"]
     assert np.array_equal(_samples(path), before)  # decoded samples identical, bit for bit
     assert os.stat(path).st_mode & 0o777 == mode
     assert {k: v for k, v in read_tags(path).items() if k != "genre"} == \
@@ -350,33 +365,33 @@ def test_several_genres_are_written_as_the_containers_multi_values_and_the_audio
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "wav", "aiff"])
-def test_id3v23_joins_the_genres_with_the_chosen_separator(every_format, songs, fmt):
+def test_id3v23_joins_the_genres_with_the_chosen_separator(every_format, songs, fmt, journal):
     import mutagen
 
     path = _copy(every_format[fmt], songs, f"song.{fmt}")
     before = _samples(path)
-    assert write_genre(path, ["Rock", "Jazz"], id3_separator="; ") == ["Rock; Jazz"]
+    assert write_genre(path, ["Rock", "Jazz"], id3_separator="; ", journal=journal) == ["Rock; Jazz"]
     raw = mutagen.File(path)
     assert raw.tags.version[:2] == (2, 3)
     assert np.array_equal(_samples(path), before)
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
-def test_undo_restores_the_exact_previous_values(every_format, songs, fmt):
+def test_undo_restores_the_exact_previous_values(every_format, songs, fmt, journal):
     import mutagen
 
     path = _copy(every_format[fmt], songs, f"song.{fmt}")
     old = read_genres(path)
     raw_before = mutagen.File(path)
     version = getattr(raw_before.tags, "version", None)
-    write_genre(path, ["Rock", "Jazz"], id3_separator="/" if fmt == "mp3" else None)
-    undo_genres()
+    write_genre(path, ["Rock", "Jazz"], id3_separator="/" if fmt == "mp3" else None, journal=journal)
+    undo_genres(journal=journal)
     assert read_genres(path) == old
     if version is not None:
         assert mutagen.File(path).tags.version[:2] == version[:2]  # back in its own ID3 version
 
 
-def test_a_file_changed_since_it_was_analysed_is_not_written(tag_files, songs):
+def test_a_file_changed_since_it_was_analysed_is_not_written(tag_files, songs, journal):
     path = _copy(tag_files["flac"], songs)
     st = path.stat()
     seen = (st.st_size, st.st_mtime_ns)
@@ -384,7 +399,7 @@ def test_a_file_changed_since_it_was_analysed_is_not_written(tag_files, songs):
         f.write(b"\0")
     before = path.read_bytes()
     with pytest.raises(TagError, match="changed since it was analysed"):
-        write_genre(path, "Rock", expect=seen)
+        write_genre(path, "Rock", expect=seen, journal=journal)
     assert path.read_bytes() == before
 
 
@@ -394,14 +409,15 @@ def test_a_journal_of_an_earlier_genrify_is_still_read(tag_files, songs, data_di
         conn.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL, at REAL NOT NULL,"
                      " path TEXT NOT NULL, old TEXT, new TEXT NOT NULL, state TEXT NOT NULL)")
     path = _copy(tag_files["flac"], songs)
-    write_genre(path, ["Rock", "Pop"])
-    assert undo_genres() == [(str(path), "restored genre classical")]
+    with TagJournal() as journal:
+        write_genre(path, ["Rock", "Pop"], journal=journal)
+        assert undo_genres(journal=journal) == [(str(path), "restored genre classical")]
 
 
-def test_a_read_only_file_is_refused_and_left_as_it_is(tag_files, songs):
+def test_a_read_only_file_is_refused_and_left_as_it_is(tag_files, songs, journal):
     path = _copy(tag_files["mp3"], songs)
     os.chmod(path, 0o444)
     before = path.read_bytes()
     with pytest.raises(TagError, match="read-only"):
-        write_genre(path, "Rock")
+        write_genre(path, "Rock", journal=journal)
     assert path.read_bytes() == before and os.stat(path).st_mode & 0o777 == 0o444

@@ -181,7 +181,7 @@ def test_serve_index_option_needs_one_worker(run_genrify, tmp_path):
 
 @pytest.mark.parametrize("kind", ["no file", "journal only"])
 def test_without_an_index_the_api_says_how_to_make_one(tmp_path, classifier, kind):
-    from genrify.sources.tagjournal import TagJournal
+    from genrify.tagging.index import TagJournal
 
     index = tmp_path / "data" / "tag-journal.sqlite"
     if kind == "journal only":  # `genrify predict --write-tags` made the file, `genrify tag` never ran

@@ -1,4 +1,5 @@
-"""Files on the way in and out: bounded reads of regular files, content hashes, atomic writes, terminal-safe names.
+"""Files on the way in and out: bounded reads of regular files, content hashes, atomic writes, terminal-safe names,
+and where genrify keeps its own files (:func:`default_data_dir`).
 
 Every file genrify writes appears whole or not at all (:func:`atomic_path`).
 Every file it reads whole is first checked to be a regular file of at most
@@ -204,6 +205,16 @@ def file_digest(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
         while chunk := f.read(_DIGEST_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def default_data_dir() -> Path:
+    """genrify's data folder (the results index and tag journal, the demo library): ``$GENRIFY_DATA_DIR``,
+    else the platform's user data folder (platformdirs: ``~/.local/share/genrify`` on Linux)."""
+    if os.environ.get("GENRIFY_DATA_DIR"):
+        return Path(os.environ["GENRIFY_DATA_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("genrify", appauthor=False))
 
 
 # ---------------------------------------------------------------------------- names shown on a terminal

@@ -131,6 +131,7 @@ def _tag(result: dict, analysis, *, overwrite: bool) -> int:
     from genrify.errors import GenrifyError
     from genrify.sources.tags import read_genres, write_genre
     from genrify.tagging.choose import decide_tag
+    from genrify.tagging.index import TagJournal
 
     result["tagged"] = None
     if analysis.verdict != "genre":  # unsure, not music or multi-label tags: the file keeps its tags
@@ -144,7 +145,8 @@ def _tag(result: dict, analysis, *, overwrite: bool) -> int:
         if decision.outcome == "kept":  # the user's own tag wins unless they ask
             result["tag_kept"] = ", ".join(current)
             return 0
-        written = write_genre(result["path"], decision.values)
+        with TagJournal() as journal:  # the file `genrify tag --undo` reads
+            written = write_genre(result["path"], decision.values, journal=journal)
     except GenrifyError as exc:
         result["tag_error"] = str(exc)
         return 1

@@ -63,14 +63,13 @@ def cmd_tag(args) -> int:
     from genrify.tagging import ResultsIndex, run_tag_job
 
     config = job_config(args)
-    with ResultsIndex(args.index) as index, _Progress() as progress:
-        on_ray = 0
-        if args.ray:  # the cluster analyses what the index lacks; the job below then finds it all there
-            from genrify.scale import RayConfig, analyse_library_on_ray
+    analyse = None  # the job's own: in this process, or over --workers processes
+    if args.ray:
+        from genrify.scale import RayConfig, tag_engine
 
-            on_ray = analyse_library_on_ray(args.paths, index=index, job=config, config=RayConfig.from_environment(args.ray))
-        summary = run_tag_job(args.paths, index=index, config=config, progress=progress)
-        summary.analysed, summary.reused = summary.analysed + on_ray, summary.reused - on_ray
+        analyse = tag_engine(RayConfig.from_environment(args.ray), model=config.model, fast=config.fast)
+    with ResultsIndex(args.index) as index, _Progress() as progress:
+        summary = run_tag_job(args.paths, index=index, config=config, progress=progress, analyse=analyse)
     _print_summary(summary, config)
     if args.export:
         _export(summary, args.export)
@@ -94,13 +93,12 @@ def _undo(args) -> int:
     from pathlib import Path
 
     from genrify.errors import TagError
-    from genrify.sources.tagjournal import TagJournal
     from genrify.sources.tags import undo_genres
-    from genrify.tagging.index import default_index_path
+    from genrify.tagging.index import TagJournal
 
     if len(args.paths) > 1:
         raise TagError("--undo takes one folder (or none: the latest run)")
-    with TagJournal(path=Path(args.index) if args.index else default_index_path()) as journal:
+    with TagJournal(path=Path(args.index) if args.index else None) as journal:
         outcomes = undo_genres(run=args.run, under=args.paths[0] if args.paths else None, journal=journal)
     for path, what in outcomes:
         print(terminal_safe(f"{path}: {what}"))

@@ -47,12 +47,15 @@ def classifier_setup(model, *, fast: bool | None, top_k: int) -> dict:
 
 
 def tag_engine(config: RayConfig, *, model=None, fast: bool | None = None, top_k: int = 2):
-    """An analyser for ``genrify tag``: ``paths → SongResult per path, as they finish`` on the cluster
-    (:func:`genrify.tagging.stage.analyse_song` in the actors; the driver records them in the index)."""
+    """The analyser of ``genrify tag`` on the cluster (:mod:`genrify.tagging.analyser`): ``analyse(paths, *,
+    known)`` yields a :class:`~genrify.tagging.stage.SongResult` per path as they finish. The actors run
+    :func:`genrify.tagging.stage.analyse_song`, hashing each file and skipping the analysis of ``known``
+    content hashes; the driver (:func:`genrify.tagging.run_tag_job`) records them in the index."""
     setup = classifier_setup(model, fast=fast, top_k=top_k)
 
-    def analyse(paths):
-        for _, result in run_stage("tag", [str(p) for p in paths], setup=setup, config=config, ordered=False):
+    def analyse(paths, *, known=frozenset()):
+        for _, result in run_stage("tag", [str(p) for p in paths], setup=setup | {"known": frozenset(known)},
+                                   config=config, ordered=False):
             yield result
 
     return analyse
@@ -65,39 +68,3 @@ def embed_engine(config: RayConfig):
         return run_stage("embed", list(jobs), setup={}, config=config, ordered=False)
 
     return engine
-
-
-def analyse_library_on_ray(paths, *, index, job, config: RayConfig) -> int:
-    """The analysis half of ``genrify tag`` on the cluster; returns how many songs it added to ``index``.
-
-    Every audio file under ``paths`` that ``index`` does not know yet (by path, size and time, for
-    ``job``'s model) is analysed by the actors, which also hash it; this driver alone records the
-    answers, one row per content hash (a file whose hash is known already is only noted at its new
-    path). :func:`genrify.tagging.run_tag_job` then finds them all in the index and chooses and
-    writes as usual. Files that fail are left out: the job answers them with their reason.
-    """
-    from genrify.fileio import stat_regular
-    from genrify.tagging import record_song
-    from genrify.tagging.job import list_files
-
-    todo = []
-    for f in list_files(paths):
-        try:
-            st = stat_regular(f.path)
-        except OSError:
-            continue
-        if f.error is None and index.known_path(f.path, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                                model=job.model_id) is None:
-            todo.append(f.path)
-    added = 0
-    for result in tag_engine(config, model=job.model, fast=job.fast)(todo) if todo else ():
-        if result.analysis is None:
-            continue
-        facts = result.facts
-        known = index.known_hash(facts.digest, model=job.model_id)
-        if known is not None:  # a copy or a moved file of a song analysed before: the same row
-            index.see(known, path=result.path, size=facts.size, mtime_ns=facts.mtime_ns, digest=facts.digest)
-        else:
-            record_song(index, result, model_id=job.model_id)
-            added += 1
-    return added

@@ -138,12 +138,17 @@ def embed_lost(job, reason: str):
 # ---------------------------------------------------------------------------- tag
 
 
+def tag_setup(*, known: frozenset[str] = frozenset(), **classifier) -> dict:
+    """:func:`predict_setup`'s classifier, and the content hashes the index knows (their analysis is skipped)."""
+    return predict_setup(**classifier) | {"known": frozenset(known)}
+
+
 def tag_run(state: dict, path: str):
     """One library file → :class:`~genrify.tagging.stage.SongResult` (its facts, content hash included,
-    and its analysis), the stage ``genrify tag`` runs locally."""
+    and its analysis unless the hash is known), the stage ``genrify tag`` runs locally."""
     from genrify.tagging.stage import analyse_song
 
-    return analyse_song(path, classifier=state["clf"], top_k=state["top_k"])
+    return analyse_song(path, classifier=state["clf"], top_k=state["top_k"], known=state["known"])
 
 
 def tag_lost(path: str, reason: str):
@@ -155,5 +160,5 @@ def tag_lost(path: str, reason: str):
 STAGES: dict[str, Stage] = {
     "predict": Stage(setup=predict_setup, run=predict_run, lost=predict_lost),
     "embed": Stage(setup=embed_setup, run=embed_run, lost=embed_lost),
-    "tag": Stage(setup=predict_setup, run=tag_run, lost=tag_lost),
+    "tag": Stage(setup=tag_setup, run=tag_run, lost=tag_lost),
 }

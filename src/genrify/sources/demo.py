@@ -93,7 +93,7 @@ def demo_packages() -> tuple[str, ...]:
 
 def demo_dir() -> Path:
     """Where the demo library lives: ``<user data folder>/demo-library`` (``$GENRIFY_DATA_DIR`` overrides)."""
-    from genrify.sources.tagjournal import default_data_dir
+    from genrify.fileio import default_data_dir
 
     return default_data_dir() / "demo-library"
 

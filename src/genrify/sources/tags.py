@@ -8,9 +8,9 @@ attributes, and renamed over the original, so an interruption leaves the old
 file or the new one, never a half-written song. Audio data is not touched; a
 link is followed and the file it points to is tagged (the link stays a link).
 A file with several hard links is refused: replacing it would split the links.
-The previous genre is recorded in the tag journal
-(:mod:`genrify.sources.tagjournal`) before the file is touched, and
-:func:`undo_genres` puts it back.
+The previous genre is recorded in the tag journal the caller hands in (a
+:class:`Journal`: genrify's is :class:`genrify.tagging.index.TagJournal`, tagging's
+data) before the file is touched, and :func:`undo_genres` puts it back.
 """
 
 from __future__ import annotations
@@ -21,13 +21,32 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from genrify.errors import DatasetError, GenrifyError, TagError
 from genrify.fileio import atomic_path, remove_stale_temporaries, stat_regular
 from genrify.sources.folder import normalise_label
-from genrify.sources.tagjournal import TagJournal
 
 log = logging.getLogger(__name__)
+
+
+class Journal(Protocol):
+    """Where :func:`write_genre` records each change before it touches the file, and :func:`undo_genres`
+    finds it: ``record`` returns a change id, ``mark`` sets its state; ``changes`` / ``changes_under`` /
+    ``last_run`` give back records with ``id``, ``path``, ``old``, ``values``, ``state`` and ``old_id3``."""
+
+    path: Path
+
+    def record(self, *, path: str | os.PathLike, old: list[str] | None, new: str | list[str],
+               old_id3: int | None = None) -> int: ...
+
+    def mark(self, change_id: int, *, state: str, new: list[str] | None = None) -> None: ...
+
+    def last_run(self) -> str | None: ...
+
+    def changes(self, *, run: str) -> list: ...
+
+    def changes_under(self, folder: str | os.PathLike) -> list: ...
 
 #: The ID3 frames behind the easy tag names, for files whose ID3 tags mutagen gives as frames.
 _ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "title": "TIT2", "album": "TALB", "genre": "TCON"}
@@ -102,7 +121,7 @@ def id3v1_genre(genre: str | None) -> int:
     return ID3V1_NO_GENRE
 
 
-def write_genre(path: str | os.PathLike, genre: str | Sequence[str], *, journal: TagJournal | None = None,
+def write_genre(path: str | os.PathLike, genre: str | Sequence[str], *, journal: Journal,
                 id3_separator: str | None = None, expect: tuple[int, int] | None = None) -> list[str]:
     """Set the genre tag of the audio file ``path`` to ``genre`` (replacing any earlier genre).
 
@@ -115,8 +134,7 @@ def write_genre(path: str | os.PathLike, genre: str | Sequence[str], *, journal:
     ``(size, mtime_ns)`` the file had when it was analysed; a file that differs
     is not written. Returns the genre values as the file now holds them.
 
-    The file's previous genre values are recorded in ``journal`` (default: the
-    journal in genrify's data folder) before the file is touched, so
+    The file's previous genre values are recorded in ``journal`` before the file is touched, so
     :func:`undo_genres` can restore them. Leftover temporary copies of runs that
     were killed are removed from the file's folder first (only genrify's, older
     than a minute). An ID3v1 tag, if the file has one, gets the matching ID3v1
@@ -138,25 +156,19 @@ def write_genre(path: str | os.PathLike, genre: str | Sequence[str], *, journal:
     audio = _open(path)  # refuse what cannot be tagged before copying anything
     kind, old = type(audio), _genres(audio)
     remove_stale_temporaries(path.parent)
-    own = journal is None
-    journal = journal if journal is not None else TagJournal()
+    change = journal.record(path=path, old=old, new=values, old_id3=_id3_version(audio))
     try:
-        change = journal.record(path=path, old=old, new=values, old_id3=_id3_version(audio))
-        try:
-            written = _replace_tagged(path, st, kind, values, id3_separator=id3_separator)
-        except BaseException:
-            with contextlib.suppress(GenrifyError):
-                journal.mark(change, state="failed")
-            raise
-        journal.mark(change, state="written", new=written)
-        return written
-    finally:
-        if own:
-            journal.close()
+        written = _replace_tagged(path, st, kind, values, id3_separator=id3_separator)
+    except BaseException:
+        with contextlib.suppress(GenrifyError):
+            journal.mark(change, state="failed")
+        raise
+    journal.mark(change, state="written", new=written)
+    return written
 
 
-def undo_genres(*, run: str | None = None, under: str | os.PathLike | None = None,
-                journal: TagJournal | None = None) -> list[tuple[str, str]]:
+def undo_genres(*, journal: Journal, run: str | None = None,
+                under: str | os.PathLike | None = None) -> list[tuple[str, str]]:
     """Put back the genre tags that one run of :func:`write_genre` replaced (default: the latest run),
     or, with ``under``, every genre tag written to a file in that folder by any run not undone yet.
 
@@ -165,28 +177,19 @@ def undo_genres(*, run: str | None = None, under: str | os.PathLike | None = Non
     left alone and reported; so is one that cannot be rewritten. Raises
     :class:`~genrify.errors.TagError` when there is nothing to undo.
     """
-    own = journal is None
-    journal = journal if journal is not None else TagJournal()
-    try:
-        if under is not None:
-            changes = [c for c in journal.changes_under(Path(under).resolve()) if c.state in ("written", "pending")]
-            what = f"any run in {under}"
-        else:
-            run = run or journal.last_run()
-            changes = [c for c in journal.changes(run=run) if c.state in ("written", "pending")] if run else []
-            what = f"run {run}" if run else "any run"
-        if not changes:
-            raise TagError(f"{journal.path}: no genre tag written by {what} is left to undo")
-        done = []
-        for change in reversed(changes):
-            done.append((change.path, _undo_one(change, journal)))
-        return done
-    finally:
-        if own:
-            journal.close()
+    if under is not None:
+        changes = [c for c in journal.changes_under(Path(under).resolve()) if c.state in ("written", "pending")]
+        what = f"any run in {under}"
+    else:
+        run = run or journal.last_run()
+        changes = [c for c in journal.changes(run=run) if c.state in ("written", "pending")] if run else []
+        what = f"run {run}" if run else "any run"
+    if not changes:
+        raise TagError(f"{journal.path}: no genre tag written by {what} is left to undo")
+    return [(change.path, _undo_one(change, journal)) for change in reversed(changes)]
 
 
-def _undo_one(change, journal: TagJournal) -> str:
+def _undo_one(change, journal: Journal) -> str:
     try:
         path, st = _target(change.path)
         audio = _open(path)

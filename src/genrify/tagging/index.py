@@ -1,8 +1,9 @@
-"""The results index of ``genrify tag``: one row per song, kept between runs, read by the library page.
+"""Tagging's data: one SQLite file holding the results index of ``genrify tag`` and the tag journal.
 
-One SQLite file (default: ``tag-journal.sqlite`` in genrify's data folder,
-:func:`~genrify.sources.tagjournal.default_data_dir`, the tag journal's own file;
-or the ``--index`` path), in WAL mode, with three tables beside the journal's:
+The file (:func:`default_index_path`, or the ``--index`` path) is known to this module
+alone: its schema and all its SQL. Others go through :class:`ResultsIndex` (the job),
+:class:`TagJournal` (genre tags written, for undo) or :func:`read_songs` / :func:`read_song`
+(read-only: the library page). The results index, in WAL mode so readers never block the job:
 
 ``songs``   one row per song: the model that analysed it, the analysis (the JSON
             of :meth:`~genrify.predict.classifier.Analysis.to_dict`), the file's
@@ -12,25 +13,39 @@ or the ``--index`` path), in WAL mode, with three tables beside the journal's:
 ``paths``   path → song, with the size and modification time seen, so a rerun
             skips an unchanged file on one ``stat`` without reading it.
 
-Each song is committed as soon as its analysis is known, so killing a run loses
-only the songs in flight. The tag journal (:class:`~genrify.sources.tagjournal.TagJournal`)
-lives in the same file, so ``genrify tag --undo`` finds every change a job made.
+The tag journal, ``changes``: every :func:`~genrify.sources.tags.write_genre` first
+records the file and its previous genre values (state ``pending``), then writes the
+file, then marks the record ``written``; :func:`~genrify.sources.tags.undo_genres`
+reads it back. All the changes of one process share its run id (:data:`RUN_ID`).
+``genrify predict --write-tags`` makes the journal alone: a file without ``songs`` is no index
+yet. A job's analyses are committed in batches (:meth:`ResultsIndex.batch`): a killed run loses
+at most the batch not yet committed, and the rerun analyses exactly those songs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-from genrify.errors import DatasetError
-from genrify.sources.tagjournal import JOURNAL_NAME, default_data_dir
+from genrify.errors import DatasetError, TagError
+from genrify.fileio import default_data_dir
 
-INDEX_NAME = JOURNAL_NAME  # one file: the index and the tag journal of its writes
+INDEX_NAME = "tag-journal.sqlite"  # one file: the index and the tag journal of its writes
 
-_SCHEMA = """
+#: This process's run id: every change its :class:`TagJournal` records carries it.
+RUN_ID = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+#: A batch of index writes (:meth:`ResultsIndex.batch`) is committed after this many writes, or at the
+#: first write this many seconds after the last commit: a commit costs ~0.1 ms, an analysis far more.
+BATCH_SONGS, BATCH_SECONDS = 16, 1.0
+
+_INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS songs (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     hash      TEXT NOT NULL UNIQUE,  -- content hash when first analysed
@@ -49,6 +64,28 @@ CREATE TABLE IF NOT EXISTS paths (
 );
 """
 
+_JOURNAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    run   TEXT NOT NULL,
+    at    REAL NOT NULL,            -- unix time of the record
+    path  TEXT NOT NULL,            -- the resolved file
+    old   TEXT,                     -- JSON list of the genre values before, NULL when there was no genre
+    new   TEXT NOT NULL,            -- the genre written: the name, or a JSON list of several values
+    state TEXT NOT NULL,            -- pending (recorded, write not confirmed) | written | failed | undone
+    old_id3 INTEGER                 -- the ID3v2 minor version (3 or 4) of the file's tag before, else NULL
+);
+CREATE INDEX IF NOT EXISTS changes_run ON changes (run);
+"""
+
+# The library page's columns, read from each song's analysis in SQL, so that a listing never parses
+# the per-window data; the same fields as ResultsIndex.rows() gives (certainty = top[0][1]).
+_SUMMARY_SQL = """
+SELECT id, path, tags, json_extract(analysis, '$.genre') AS genre, json_extract(analysis, '$.verdict') AS verdict,
+       json_extract(analysis, '$.top[0][1]') AS certainty, json_extract(analysis, '$.styles') AS styles
+FROM songs
+"""
+
 
 def default_index_path() -> Path:
     """``tag-journal.sqlite`` in genrify's data folder: the index shares the tag journal's file, so
@@ -56,118 +93,171 @@ def default_index_path() -> Path:
     return default_data_dir() / INDEX_NAME
 
 
-def committed_songs(path: str | os.PathLike) -> int:
-    """How many songs the index at ``path`` holds, read while a job may be writing it; 0 when it does not
-    exist yet or cannot be read (a job still creating it)."""
-    if not Path(path).exists():
-        return 0
-    try:
-        with sqlite3.connect(path, timeout=5) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0])
-    except sqlite3.Error:
-        return 0
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _json(text: str | None):
+    return None if text is None else json.loads(text)
+
+
+def _connect(path: Path, schema: str, *, wal: bool) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The timeout lets two genrify runs writing the file at once take turns instead of failing.
+    conn = sqlite3.connect(str(path), timeout=30)
+    conn.row_factory = sqlite3.Row
+    if wal:  # a commit is one append, and readers (the library page) never block the job
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(schema)
+    return conn
+
+
+# ---------------------------------------------------------------------------------------- results index
 
 
 class ResultsIndex:
     """The results index at ``path`` (default :func:`default_index_path`). Any failure to open or
-    write it is a :class:`~genrify.errors.DatasetError` naming the file."""
+    write it is a :class:`~genrify.errors.DatasetError` naming the file. Inside :meth:`batch`, writes
+    are committed every ``batch_songs`` writes or ``batch_seconds`` seconds."""
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, *, batch_songs: int = BATCH_SONGS,
+                 batch_seconds: float = BATCH_SECONDS) -> None:
         self.path = Path(path) if path is not None else default_index_path()
+        self.batch_songs, self.batch_seconds = batch_songs, batch_seconds
+        self._pending: int | None = None  # writes not committed yet inside batch(); None outside
+        self._committed_at = 0.0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(self.path), timeout=30)
-            self._conn.row_factory = sqlite3.Row
-            # WAL: a commit is one append, readers (the library page) never block the job.
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn = _connect(self.path, _INDEX_SCHEMA, wal=True)
         except (OSError, sqlite3.Error) as exc:
             raise self._error(exc) from None
 
     def _error(self, exc: Exception) -> DatasetError:
-        text = str(exc).strip()
-        reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
-        return DatasetError(f"{self.path}: cannot use the results index ({reason})")
+        return DatasetError(f"{self.path}: cannot use the results index ({_reason(exc)})")
 
-    def _run(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         try:
-            with self._conn:
-                return self._conn.execute(sql, params)
+            return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc) from None
+
+    def _one(self, sql: str, params: tuple) -> int | None:
+        rows = self._read(sql, params)
+        return int(rows[0][0]) if rows else None
+
+    def _write(self, work):
+        """Run ``work(connection)``: one transaction of its own, or its part of the open :meth:`batch`."""
+        try:
+            if self._pending is None:
+                with self._conn:
+                    return work(self._conn)
+            result = work(self._conn)
+            self._pending += 1
+            if self._pending >= self.batch_songs or time.monotonic() - self._committed_at >= self.batch_seconds:
+                self._conn.commit()
+                self._pending, self._committed_at = 0, time.monotonic()
+            return result
+        except sqlite3.Error as exc:
+            self._conn.rollback()
+            raise self._error(exc) from None
+
+    @contextlib.contextmanager
+    def batch(self):
+        """Within it, writes share transactions: one is committed after ``batch_songs`` writes, or at the
+        first write ``batch_seconds`` or more after the last commit, and on leaving (an exception too:
+        what was written stays). Killed inside, the index loses only the writes since the last commit.
+        Look-ups here see them at once, other connections once committed; between commits this
+        connection holds the file's write lock (another writer waits for it, up to 30 s)."""
+        if self._pending is not None:  # nested: the outer batch decides
+            yield self
+            return
+        self._pending, self._committed_at = 0, time.monotonic()
+        try:
+            yield self
+        finally:
+            self._pending = None
+            try:
+                self._conn.commit()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from None
 
     # ------------------------------------------------------------------ look-ups
 
     def known_path(self, path: str, *, size: int, mtime_ns: int, model: str) -> int | None:
         """The song id of ``path`` when it was seen with this size and modification time and
         analysed by ``model``, else ``None`` (the fast skip: no read of the file)."""
-        row = self._run("SELECT p.song FROM paths p JOIN songs s ON s.id = p.song WHERE p.path = ? AND p.size = ? "
-                        "AND p.mtime_ns = ? AND s.model = ?", (path, size, mtime_ns, model)).fetchone()
-        return None if row is None else int(row[0])
+        return self._one("SELECT p.song FROM paths p JOIN songs s ON s.id = p.song WHERE p.path = ? AND p.size = ? "
+                         "AND p.mtime_ns = ? AND s.model = ?", (path, size, mtime_ns, model))
 
     def known_hash(self, digest: str, *, model: str) -> int | None:
         """The song id whose file has had the content hash ``digest`` and was analysed by ``model``."""
-        row = self._run("SELECT h.song FROM hashes h JOIN songs s ON s.id = h.song WHERE h.hash = ? AND s.model = ?",
-                        (digest, model)).fetchone()
-        return None if row is None else int(row[0])
+        return self._one("SELECT h.song FROM hashes h JOIN songs s ON s.id = h.song WHERE h.hash = ? AND s.model = ?",
+                         (digest, model))
+
+    def known_hashes(self, *, model: str) -> frozenset[str]:
+        """Every content hash of a song analysed by ``model``: the analysis stage hashes each new file
+        and skips the analysis of these (a moved, copied or touched song)."""
+        rows = self._read("SELECT h.hash FROM hashes h JOIN songs s ON s.id = h.song WHERE s.model = ?", (model,))
+        return frozenset(r[0] for r in rows)
 
     def song(self, song_id: int) -> dict:
         """One song as a dict (see :meth:`rows`)."""
-        row = self._run("SELECT * FROM songs WHERE id = ?", (song_id,)).fetchone()
-        if row is None:
+        rows = self._read("SELECT * FROM songs WHERE id = ?", (song_id,))
+        if not rows:
             raise DatasetError(f"{self.path}: no song {song_id} in the results index")
-        return _as_dict(row)
+        return _as_dict(rows[0])
 
     def rows(self) -> list[dict]:
         """Every song, by path: ``id``, ``path``, ``hash``, ``model``, ``analysis`` (dict), ``tags``
         (dict), ``written`` and ``previous`` (lists or ``None``), ``at`` (unix time), plus the
         page's columns ``genre``, ``styles``, ``certainty`` and ``verdict`` taken from the analysis."""
-        return [_as_dict(r) for r in self._run("SELECT * FROM songs ORDER BY path").fetchall()]
+        return [_as_dict(r) for r in self._read("SELECT * FROM songs ORDER BY path")]
 
     # ------------------------------------------------------------------ changes
 
     def add_song(self, *, path: str, digest: str, size: int, mtime_ns: int, model: str, analysis: dict,
                  tags: dict) -> int:
-        """Record a freshly analysed song (one transaction); returns its id."""
-        try:
-            with self._conn:
-                cur = self._conn.execute(
-                    "INSERT INTO songs (hash, path, model, analysis, tags, at) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT(hash) DO UPDATE SET path = excluded.path, model = excluded.model, "
-                    "analysis = excluded.analysis, tags = excluded.tags, at = excluded.at RETURNING id",
-                    (digest, path, model, json.dumps(analysis), json.dumps(tags), time.time()))
-                song = int(cur.fetchone()[0])
-                self._conn.execute("INSERT OR REPLACE INTO hashes (hash, song) VALUES (?, ?)", (digest, song))
-                self._conn.execute("INSERT OR REPLACE INTO paths (path, song, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                                   (path, song, size, mtime_ns))
+        """Record a freshly analysed song (a transaction, or part of the open :meth:`batch`); returns its id."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO songs (hash, path, model, analysis, tags, at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(hash) DO UPDATE SET path = excluded.path, model = excluded.model, "
+                "analysis = excluded.analysis, tags = excluded.tags, at = excluded.at RETURNING id",
+                (digest, path, model, json.dumps(analysis), json.dumps(tags), time.time()))
+            song = int(cur.fetchone()[0])
+            conn.execute("INSERT OR REPLACE INTO hashes (hash, song) VALUES (?, ?)", (digest, song))
+            conn.execute("INSERT OR REPLACE INTO paths (path, song, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                         (path, song, size, mtime_ns))
             return song
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
+
+        return self._write(work)
 
     def see(self, song: int, *, path: str, size: int, mtime_ns: int, digest: str | None = None) -> None:
         """Note that ``song`` is at ``path`` with this size and time (and content hash, when known):
         a moved file, or one whose tags changed."""
-        try:
-            with self._conn:
-                self._conn.execute("INSERT OR REPLACE INTO paths (path, song, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                                   (path, song, size, mtime_ns))
-                self._conn.execute("UPDATE songs SET path = ? WHERE id = ?", (path, song))
-                if digest is not None:
-                    self._conn.execute("INSERT OR REPLACE INTO hashes (hash, song) VALUES (?, ?)", (digest, song))
-        except sqlite3.Error as exc:
-            raise self._error(exc) from None
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO paths (path, song, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                         (path, song, size, mtime_ns))
+            conn.execute("UPDATE songs SET path = ? WHERE id = ?", (path, song))
+            if digest is not None:
+                conn.execute("INSERT OR REPLACE INTO hashes (hash, song) VALUES (?, ?)", (digest, song))
+
+        self._write(work)
 
     def set_written(self, song: int, *, written: list[str], previous: list[str] | None) -> None:
         """Record the genre values written to ``song``'s file and those it held before."""
-        row = self._run("SELECT previous, written, tags FROM songs WHERE id = ?", (song,)).fetchone()
-        if row is None:
+        rows = self._read("SELECT previous, written, tags FROM songs WHERE id = ?", (song,))
+        if not rows:
             raise DatasetError(f"{self.path}: no song {song} in the results index")
+        row = rows[0]
         if row["written"] is not None:
             previous = json.loads(row["previous"]) if row["previous"] else None  # the first "before" stays
         tags = json.loads(row["tags"]) | {"genres": written}  # the tags as the file now holds them
-        self._run("UPDATE songs SET written = ?, previous = ?, tags = ? WHERE id = ?",
-                  (json.dumps(written), None if previous is None else json.dumps(previous), json.dumps(tags), song))
+        self._write(lambda conn: conn.execute(
+            "UPDATE songs SET written = ?, previous = ?, tags = ? WHERE id = ?",
+            (json.dumps(written), None if previous is None else json.dumps(previous), json.dumps(tags), song)))
 
     def close(self) -> None:
         """Close the database."""
@@ -185,8 +275,173 @@ def _as_dict(row: sqlite3.Row) -> dict:
     top = analysis.get("top") or []
     return {
         "id": row["id"], "path": row["path"], "hash": row["hash"], "model": row["model"], "analysis": analysis,
-        "tags": json.loads(row["tags"]), "written": None if row["written"] is None else json.loads(row["written"]),
-        "previous": None if row["previous"] is None else json.loads(row["previous"]), "at": row["at"],
+        "tags": json.loads(row["tags"]), "written": _json(row["written"]), "previous": _json(row["previous"]),
+        "at": row["at"],
         "genre": analysis.get("genre"), "styles": [s["name"] for s in analysis.get("styles", ())],
         "certainty": top[0][1] if top else None, "verdict": analysis.get("verdict"),
     }
+
+
+# ---------------------------------------------------------------------------------------- read-only
+
+
+@contextlib.contextmanager
+def _read_only(path: Path):
+    """A read-only connection to the file at ``path`` (never creates it); errors are one-line DatasetErrors."""
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        raise DatasetError(f"{path}: cannot read the results index ({_reason(exc)})") from None
+    conn.row_factory = sqlite3.Row
+    try:
+        yield conn
+    except sqlite3.Error as exc:
+        raise DatasetError(f"{path}: cannot read the results index ({_reason(exc)})") from None
+    finally:
+        conn.close()
+
+
+def committed_songs(path: str | os.PathLike) -> int:
+    """How many songs the index at ``path`` holds, read while a job may be writing it; 0 when it does not
+    exist yet or cannot be read (a job still creating it)."""
+    if not Path(path).exists():
+        return 0
+    try:
+        with _read_only(Path(path)) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0])
+    except DatasetError:
+        return 0
+
+
+def read_songs(path: str | os.PathLike) -> list[dict] | None:
+    """Every song of the index at ``path``, read-only, without the per-window data: ``id``, ``path``,
+    ``tags`` (dict), ``genre``, ``verdict``, ``certainty`` (top[0]'s probability) and ``styles`` (the
+    analysis' list of dicts); ``None`` when there is no index there (no file, or the journal alone)."""
+    if not Path(path).exists():
+        return None
+    with _read_only(Path(path)) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'songs'").fetchall():
+            return None
+        return [{"id": r["id"], "path": r["path"], "tags": json.loads(r["tags"] or "{}"), "genre": r["genre"],
+                 "verdict": r["verdict"], "certainty": r["certainty"], "styles": json.loads(r["styles"] or "[]")}
+                for r in conn.execute(_SUMMARY_SQL).fetchall()]
+
+
+def read_song(path: str | os.PathLike, song_id: int) -> dict | None:
+    """Song ``song_id`` of the index at ``path``, read-only: its ``analysis`` (dict) and ``written`` (the
+    genre values genrify wrote, or ``None``); ``None`` when there is no such song."""
+    with _read_only(Path(path)) as conn:
+        row = conn.execute("SELECT analysis, written FROM songs WHERE id = ?", (song_id,)).fetchone()
+    return None if row is None else {"analysis": json.loads(row["analysis"]), "written": _json(row["written"])}
+
+
+# ---------------------------------------------------------------------------------------- tag journal
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """One recorded genre change. ``old`` is ``None`` when the file had no genre tag."""
+
+    id: int
+    run: str
+    at: float
+    path: str
+    old: list[str] | None
+    new: str
+    state: str
+    old_id3: int | None = None
+
+    @property
+    def values(self) -> list[str]:
+        """The genre values written (``new`` holds one name, or a JSON list of several)."""
+        with contextlib.suppress(ValueError):
+            values = json.loads(self.new) if self.new.startswith("[") else None
+            if isinstance(values, list):
+                return [str(v) for v in values]
+        return [self.new]
+
+
+def _encode_new(values: list[str]) -> str:
+    # One plain name keeps journals readable (and those of earlier versions valid); several are JSON.
+    return values[0] if len(values) == 1 and not values[0].startswith("[") else json.dumps(values)
+
+
+class TagJournal:
+    """The tag journal at ``path`` (default :func:`default_index_path`); changes recorded through it
+    carry the run id ``run``.
+
+    Any failure to open or write it is a :class:`~genrify.errors.TagError`: a tag
+    whose old value cannot be recorded is not written.
+    """
+
+    def __init__(self, *, path: str | os.PathLike | None = None, run: str = RUN_ID) -> None:
+        self.path = Path(path) if path is not None else default_index_path()
+        self.run = run
+        try:
+            # Not WAL by itself: each record is synced before the file it describes is touched.
+            self._conn = _connect(self.path, _JOURNAL_SCHEMA, wal=False)
+            columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(changes)")}
+            if "old_id3" not in columns:  # a journal written by an earlier genrify
+                with self._conn:
+                    self._conn.execute("ALTER TABLE changes ADD COLUMN old_id3 INTEGER")
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: Exception) -> TagError:
+        return TagError(f"{self.path}: cannot use the tag journal ({_reason(exc)})")
+
+    def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        try:
+            with self._conn:  # one transaction per statement: a record is on disk before the file is touched
+                return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def record(self, *, path: str | os.PathLike, old: list[str] | None, new: str | list[str],
+               old_id3: int | None = None) -> int:
+        """Record that ``path``'s genre ``old`` is about to become ``new`` (one name or several);
+        ``old_id3``: the ID3v2 minor version of the file's tag, if it has one. Returns the change's id."""
+        new = [new] if isinstance(new, str) else list(new)
+        cur = self._execute("INSERT INTO changes (run, at, path, old, new, state, old_id3) "
+                            "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                            (self.run, time.time(), os.fspath(path), None if old is None else json.dumps(old),
+                             _encode_new(new), old_id3))
+        return int(cur.lastrowid)
+
+    def mark(self, change_id: int, *, state: str, new: list[str] | None = None) -> None:
+        """Set the state of the change ``change_id`` (``written``, ``failed`` or ``undone``); ``new``:
+        the genre values as the file holds them after the write, when they differ from those recorded."""
+        if new:
+            self._execute("UPDATE changes SET state = ?, new = ? WHERE id = ?", (state, _encode_new(new), change_id))
+        else:
+            self._execute("UPDATE changes SET state = ? WHERE id = ?", (state, change_id))
+
+    def last_run(self) -> str | None:
+        """The id of the latest run that wrote (or may have written) a tag not undone yet, or ``None``."""
+        row = self._execute("SELECT run FROM changes WHERE state IN ('written', 'pending') "
+                            "ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else str(row["run"])
+
+    def changes(self, *, run: str) -> list[TagChange]:
+        """The changes of the run ``run``, oldest first."""
+        return self._rows("SELECT * FROM changes WHERE run = ? ORDER BY id", (run,))
+
+    def changes_under(self, folder: str | os.PathLike) -> list[TagChange]:
+        """The changes of every run to files inside ``folder`` (a resolved path), oldest first."""
+        folder = Path(folder)
+        return [c for c in self._rows("SELECT * FROM changes ORDER BY id") if Path(c.path).is_relative_to(folder)]
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[TagChange]:
+        rows = self._execute(sql, params).fetchall()
+        return [TagChange(id=r["id"], run=r["run"], at=r["at"], path=r["path"],
+                          old=_json(r["old"]), new=r["new"], state=r["state"], old_id3=r["old_id3"]) for r in rows]
+
+    def close(self) -> None:
+        """Close the database."""
+        self._conn.close()
+
+    def __enter__(self) -> TagJournal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,8 +1,12 @@
-"""The library job: walk → stat / hash → skip what the index knows → analyse → choose → write (or dry run).
+"""The library job: walk → stat → skip what the index knows → analyse → record → choose → write (or dry run).
 
-:func:`run_tag_job` drives it; every song analysed is committed to the
-:class:`~genrify.tagging.index.ResultsIndex` as it finishes, so a killed run is
-resumed by running it again. Writing goes through
+:func:`run_tag_job` drives it. This process only stats each file: a file the index
+knows by path, size and time is not read at all. The others go to the analyser
+(:mod:`genrify.tagging.analyser`: this process, worker processes or a Ray cluster),
+which hashes, reads and analyses each one where it runs and skips the analysis of a
+content hash the index knows (a moved, copied or touched song). The answers are
+committed to the :class:`~genrify.tagging.index.ResultsIndex` in batches as they
+come, so a killed run is resumed by running it again. Writing goes through
 :func:`~genrify.sources.tags.write_genre` (atomic, journaled, undoable) and only
 to a file still exactly as it was analysed.
 """
@@ -15,13 +19,12 @@ from pathlib import Path
 
 from genrify.errors import ConfigError, GenrifyError
 from genrify.fileio import stat_regular
-from genrify.predict.batch import analyse_many
 from genrify.sources.folder import audio_files
-from genrify.sources.tagjournal import TagJournal
 from genrify.sources.tags import read_genres, write_genre
+from genrify.tagging.analyser import Analyser, local_analyser
 from genrify.tagging.choose import EXISTING, Choice, ChoiceConfig, choose, choose_album, decide_tag
-from genrify.tagging.index import ResultsIndex
-from genrify.tagging.stage import FileFacts, SongResult, content_hash, file_facts
+from genrify.tagging.index import ResultsIndex, TagJournal
+from genrify.tagging.stage import SongResult, content_hash
 
 
 @dataclass(frozen=True)
@@ -107,14 +110,16 @@ def list_files(paths) -> list[FileOutcome]:
 
 
 def run_tag_job(paths, *, index: ResultsIndex, config: TagJobConfig = TagJobConfig(),
-                progress: Progress = _silent) -> JobSummary:
+                progress: Progress = _silent, analyse: Analyser | None = None) -> JobSummary:
     """Tag the audio files under ``paths`` (folders or files) as ``config`` says; returns the summary.
 
     Files the index knows (same path, size and time, or same content hash, analysed by
-    the same model) are not analysed again. With ``config.write`` the chosen genres are
+    the same model) are not analysed again. ``analyse``: the analyser of the files it
+    does not know (default: :func:`~genrify.tagging.analyser.local_analyser` with
+    ``config``'s model, mode and workers). With ``config.write`` the chosen genres are
     written, journaled in the index's file so ``genrify tag --undo`` restores them.
     """
-    summary = analyse_files(paths, index=index, config=config, progress=progress)
+    summary = analyse_files(paths, index=index, config=config, progress=progress, analyse=analyse)
     files = summary.files
     _choose(files, config, summary)
     if config.write:
@@ -129,18 +134,22 @@ def run_tag_job(paths, *, index: ResultsIndex, config: TagJobConfig = TagJobConf
 
 
 def analyse_files(paths, *, index: ResultsIndex, config: TagJobConfig = TagJobConfig(),
-                  progress: Progress = _silent) -> JobSummary:
+                  progress: Progress = _silent, analyse: Analyser | None = None) -> JobSummary:
     """The first half of a job: every audio file under ``paths`` with its index row (``song``),
-    analysed now or known from ``index``, or its one-line error. Nothing is chosen or written."""
+    analysed now (by ``analyse``, as for :func:`run_tag_job`) or known from ``index``, or its one-line
+    error. Nothing is chosen or written."""
     files = list_files(paths)
     summary = JobSummary(files=files, albums={})
     todo = _lookup(files, index, config, summary, progress)
-    _analyse(todo, index, config, summary, progress)
+    if todo:  # all known: not even the model is loaded
+        analyse = analyse or local_analyser(model=config.model, fast=config.fast, workers=config.workers)
+        _analyse(todo, analyse, index, config, summary, progress)
     return summary
 
 
-def _lookup(files, index, config, summary, progress) -> dict[str, tuple[FileOutcome, FileFacts]]:
-    todo = {}
+def _lookup(files, index, config, summary, progress) -> dict[str, list[FileOutcome]]:
+    """Each file the index knows by path, size and time gets its row; the others are returned, by path."""
+    todo: dict[str, list[FileOutcome]] = {}
     for i, f in enumerate(files):
         progress("scan", i + 1, len(files))
         if f.error:
@@ -149,13 +158,8 @@ def _lookup(files, index, config, summary, progress) -> dict[str, tuple[FileOutc
             st = stat_regular(f.path)
             song = index.known_path(f.path, size=st.st_size, mtime_ns=st.st_mtime_ns, model=config.model_id)
             if song is None:
-                facts = file_facts(f.path)
-                song = index.known_hash(facts.digest, model=config.model_id)
-                if song is not None:  # moved, renamed or retagged by someone: same song
-                    index.see(song, path=f.path, size=facts.size, mtime_ns=facts.mtime_ns, digest=facts.digest)
-                else:
-                    todo[f.path] = (f, facts)
-                    continue
+                todo.setdefault(f.path, []).append(f)
+                continue
             f.song, f.seen = index.song(song), (st.st_size, st.st_mtime_ns)
             summary.reused += 1
         except OSError as exc:
@@ -165,29 +169,46 @@ def _lookup(files, index, config, summary, progress) -> dict[str, tuple[FileOutc
     return todo
 
 
-def _analyse(todo, index, config, summary, progress) -> None:
-    if not todo:  # all known: not even the model is loaded
-        return
-    for i, result in enumerate(analyse_many(list(todo), model=config.model, fast=config.fast,
-                                            workers=config.workers)):
-        f, facts = todo[result.path]
-        progress("analyse", i + 1, len(todo))
-        if result.analysis is None:
-            f.error = result.error
-            continue
-        f.song = record_song(index, SongResult(f.path, facts, result.analysis.to_dict()), model_id=config.model_id)
-        f.seen = (facts.size, facts.mtime_ns)
-        summary.analysed += 1
+def _analyse(todo, analyse: Analyser, index: ResultsIndex, config, summary, progress) -> None:
+    known = index.known_hashes(model=config.model_id)
+    with index.batch():
+        for i, result in enumerate(analyse(list(todo), known=known)):
+            progress("analyse", i + 1, len(todo))
+            outcomes = todo[result.path]
+            try:
+                song, fresh = _record(index, result, model_id=config.model_id)
+            except GenrifyError as exc:
+                for f in outcomes:
+                    f.error = str(exc)
+                continue
+            row = index.song(song)
+            for f in outcomes:
+                f.song, f.seen = row, (result.facts.size, result.facts.mtime_ns)
+            summary.analysed += fresh
+            summary.reused += len(outcomes) - fresh
 
 
-def record_song(index: ResultsIndex, result: SongResult, *, model_id: str) -> dict:
-    """Commit one analysed song of the per-file stage (:func:`~genrify.tagging.stage.analyse_song`)
-    to ``index``; returns its row. The one place a job's analyses enter the index, whichever
-    engine ran the stage."""
+def _record(index: ResultsIndex, result: SongResult, *, model_id: str) -> tuple[int, bool]:
+    """The song id of one answer of the analyser, and whether it was analysed now."""
+    if result.facts is None:
+        raise GenrifyError(result.error or f"{result.path}: not analysed")
+    if result.analysis is not None:
+        return record_song(index, result, model_id=model_id), True
+    facts = result.facts  # known by content (moved, copied or touched): noted at this path, not analysed again
+    song = index.known_hash(facts.digest, model=model_id)
+    if song is None:
+        raise GenrifyError(f"{result.path}: left out of the results index meanwhile; run genrify tag again")
+    index.see(song, path=result.path, size=facts.size, mtime_ns=facts.mtime_ns, digest=facts.digest)
+    return song, False
+
+
+def record_song(index: ResultsIndex, result: SongResult, *, model_id: str) -> int:
+    """Record one song analysed by the per-file stage (:func:`~genrify.tagging.stage.analyse_song`)
+    in ``index``; returns its id. The one place a job's analyses enter the index, whichever
+    analyser ran the stage."""
     facts = result.facts
-    song = index.add_song(path=result.path, digest=facts.digest, size=facts.size, mtime_ns=facts.mtime_ns,
+    return index.add_song(path=result.path, digest=facts.digest, size=facts.size, mtime_ns=facts.mtime_ns,
                           model=model_id, analysis=result.analysis, tags=facts.tags)
-    return index.song(song)
 
 
 def album_key(path: str, tags: dict) -> str:

@@ -1,13 +1,17 @@
 """The per-file stage of a tagging job: path → what the file is (size, time, content hash, tags) + its analysis.
 
 No side effects: nothing is written, no index is opened, so the same functions run
-in this process, in a pool of worker processes, or on another machine, and the
-caller records the results.
+in this process, in a pool of worker processes, or on another machine
+(:mod:`genrify.tagging.analyser`, :func:`genrify.scale.jobs.tag_engine`), and the
+caller records the results. A new file is hashed here, beside its analysis, not
+by the caller before it: the content hash costs one more read of a file the
+analysis reads anyway, and it is spread over the workers with the analyses.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +34,9 @@ class FileFacts:
 
 @dataclass(frozen=True)
 class SongResult:
-    """One file through the stage: its facts and analysis (``Analysis.to_dict()``), or the one-line error."""
+    """One file through the stage: its facts and analysis (``Analysis.to_dict()``), or the one-line error.
+    Facts without an analysis (and no error): the content hash was one of the ``known`` songs, so the
+    analysis was skipped."""
 
     path: str
     facts: FileFacts | None
@@ -73,12 +79,16 @@ def file_facts(path: str | os.PathLike) -> FileFacts:
     return FileFacts(path=os.fspath(path), size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest, tags=tags)
 
 
-def analyse_song(path: str | os.PathLike, *, classifier, top_k: int = 2) -> SongResult:
+def analyse_song(path: str | os.PathLike, *, classifier, top_k: int = 2,
+                 known: Collection[str] = frozenset()) -> SongResult:
     """The whole stage for one file: :func:`file_facts` and ``classifier.analyse`` (a
-    :class:`~genrify.predict.classifier.GenreClassifier`). Never raises for a bad file: the
-    result carries the one-line reason instead."""
+    :class:`~genrify.predict.classifier.GenreClassifier`), unless the file's content hash is in
+    ``known`` (songs the index holds: a moved, copied or touched file is not analysed again). Never
+    raises for a bad file: the result carries the one-line reason instead."""
     try:
         facts = file_facts(path)
+        if facts.digest in known:
+            return SongResult(os.fspath(path), facts, None)
         return SongResult(os.fspath(path), facts, classifier.analyse(facts.path, top_k=top_k).to_dict())
     except GenrifyError as exc:
         return SongResult(os.fspath(path), None, None, str(exc))
