@@ -73,8 +73,9 @@ def analysis_key(classifier: Any, path: str | os.PathLike, *, top_k: int, images
 
     Raises :class:`OSError` when the file cannot be read (see :func:`~genrify.fileio.file_digest`).
     """
+    content = file_digest(path)  # first: a file that cannot be hashed is analysed uncached, whatever the model
     model, mode = model_identity(classifier)
-    return CacheKey(content=file_digest(path), model=model, mode=mode, top_k=int(top_k), images=bool(images),
+    return CacheKey(content=content, model=model, mode=mode, top_k=int(top_k), images=bool(images),
                     legacy_mfcc=bool(legacy_mfcc))
 
 
