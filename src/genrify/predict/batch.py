@@ -42,41 +42,57 @@ def analyse_many(paths, *, model: str | os.PathLike | None = None, fast: bool | 
         return
     ref = resolve_model(model)
     ref.read()  # a bad model file fails here, with its reason, not in every worker
-    todo = deque(paths)
-    while todo:
-        yield from _pool_run(todo, model=ref, fast=fast, top_k=top_k, workers=workers)
+    yield from in_worker_pool(paths, workers=workers, initializer=_init_worker, initargs=(ref, fast),
+                              task=_worker_analyse, args=(top_k,), died=_died, ordered=True)
 
 
-def _pool_run(todo, *, model, fast, top_k: int, workers: int):
-    """Analyse ``todo`` (consumed from the left) in one process pool, at most a few files per worker in flight.
+#: Files in flight per worker process: enough to keep it busy, few enough that memory stays flat.
+IN_FLIGHT_PER_WORKER = 4
 
-    Decoding is isolated already (:mod:`genrify.audio.isolation`); should an
-    analysis process die all the same, its file is answered with the reason and
-    the caller starts a fresh pool for the rest.
+
+def in_worker_pool(items, *, workers: int, initializer, initargs: tuple, task, args: tuple = (), died,
+                   ordered: bool = True):
+    """``task(item, *args)`` for every item, in ``workers`` spawned processes set up by
+    ``initializer(*initargs)``; yields each answer, in the order given (``ordered``) or as they finish.
+
+    At most :data:`IN_FLIGHT_PER_WORKER` items per worker are in flight, so memory stays flat
+    however long the list is. Decoding is isolated already (:mod:`genrify.audio.isolation`);
+    should a worker die all the same, the oldest item in flight is answered ``died(item)`` and
+    the rest go to a fresh pool.
     """
+    todo = deque(items)
+    while todo:
+        yield from _one_pool(todo, workers=workers, initializer=initializer, initargs=initargs, task=task,
+                             args=args, died=died, ordered=ordered)
+
+
+def _one_pool(todo: deque, *, workers, initializer, initargs, task, args, died, ordered: bool):
+    """:func:`in_worker_pool` over ``todo`` (consumed from the left) in one pool, until it is done or broken."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(model, fast)) as pool:
-        pending = deque()
-        while todo and len(pending) < 4 * workers:
-            path = todo.popleft()
-            pending.append((path, pool.submit(_worker_analyse, path, top_k)))
-        while pending:
-            path, future = pending.popleft()
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                yield FileResult(path, None, f"{path}: the analysis process died while analysing this file")
-                todo.extendleft(p for p, _ in reversed(pending))
-                return
-            if todo:
-                nxt = todo.popleft()
-                pending.append((nxt, pool.submit(_worker_analyse, nxt, top_k)))
-            yield result
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=initializer, initargs=initargs)
+    pending: dict = {}  # future → item, oldest first
+    try:
+        while todo or pending:
+            while todo and len(pending) < IN_FLIGHT_PER_WORKER * workers:
+                item = todo.popleft()
+                pending[pool.submit(task, item, *args)] = item
+            oldest = next(iter(pending))
+            done = {oldest} if ordered else wait(pending, return_when=FIRST_COMPLETED)[0]
+            wait(done)
+            for future in [f for f in pending if f in done]:
+                item = pending.pop(future)
+                if isinstance(future.exception(), BrokenProcessPool):
+                    yield died(item)
+                    todo.extendleft(reversed(list(pending.values())))
+                    pending.clear()
+                    return
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _analyse_file(clf: GenreClassifier, path: str, top_k: int) -> FileResult:
@@ -96,6 +112,10 @@ def _init_worker(model, fast) -> None:
 
 def _worker_analyse(path: str, top_k: int) -> FileResult:
     return _analyse_file(_WORKER["clf"], path, top_k)
+
+
+def _died(path: str) -> FileResult:
+    return FileResult(path, None, f"{path}: the analysis process died while analysing this file")
 
 
 def dataset_track_probabilities(clf: GenreClassifier, dataset, tracks) -> np.ndarray:

@@ -12,18 +12,14 @@ yield: an analyser writes nothing.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Collection, Iterator
 
 from genrify.errors import GenrifyError
+from genrify.predict.batch import in_worker_pool
 from genrify.tagging.stage import SongResult, analyse_song, file_facts
 
 #: ``analyse(paths, *, known=frozenset()) → SongResult per path, as they finish``.
 Analyser = Callable[..., Iterator[SongResult]]
-
-#: Files in flight per worker process: enough to keep it busy, few enough that memory stays flat.
-IN_FLIGHT_PER_WORKER = 4
-
 
 def local_analyser(*, model: str | os.PathLike | None = None, fast: bool | None = None, workers: int = 1,
                    top_k: int = 2) -> Analyser:
@@ -40,10 +36,9 @@ def local_analyser(*, model: str | os.PathLike | None = None, fast: bool | None 
 
         ref = resolve_model(model)
         ref.read()  # a bad model file fails here once, not in every worker
-        todo = deque(paths)
-        initargs = (ref, fast, top_k, frozenset(known))
-        while todo:  # a pool whose worker died is replaced for the files left
-            yield from _pool_run(todo, workers=workers, initargs=initargs)
+        yield from in_worker_pool(paths, workers=workers, initializer=_init_worker,
+                                  initargs=(ref, fast, top_k, frozenset(known)), task=_worker_run, died=_died,
+                                  ordered=False)
 
     return analyse
 
@@ -69,41 +64,6 @@ def _in_process(paths: list[str], *, model, fast, top_k: int, known: Collection[
             yield SongResult(result.path, facts[result.path], result.analysis.to_dict())
 
 
-def _pool_run(todo: deque, *, workers: int, initargs: tuple) -> Iterator[SongResult]:
-    """The stage for ``todo`` (consumed from the left) in one process pool, answers as they finish.
-
-    Decoding is isolated already (:mod:`genrify.audio.isolation`); should a worker die all the same,
-    the oldest file in flight is answered with the reason and the rest go back to ``todo`` for a
-    fresh pool (as :func:`genrify.predict.analyse_many` does)."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=initargs)
-    pending: dict = {}  # future → path, oldest first
-    try:
-        while todo or pending:
-            while todo and len(pending) < IN_FLIGHT_PER_WORKER * workers:
-                path = todo.popleft()
-                pending[pool.submit(_worker_run, path)] = path
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            lost = []
-            for future in [f for f in pending if f in done]:
-                path = pending.pop(future)
-                if isinstance(future.exception(), BrokenProcessPool):
-                    lost.append(path)
-                else:
-                    yield future.result()
-            if lost:
-                yield SongResult(lost[0], None, None, f"{lost[0]}: the analysis process died while analysing this file")
-                todo.extendleft(reversed(lost[1:] + list(pending.values())))
-                pending.clear()
-                return
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 _WORKER: dict = {}
 
 
@@ -116,3 +76,7 @@ def _init_worker(model, fast: bool | None, top_k: int, known: frozenset[str]) ->
 
 def _worker_run(path: str) -> SongResult:
     return analyse_song(path, classifier=_WORKER["clf"], top_k=_WORKER["top_k"], known=_WORKER["known"])
+
+
+def _died(path: str) -> SongResult:
+    return SongResult(path, None, None, f"{path}: the analysis process died while analysing this file")
