@@ -370,7 +370,7 @@ def test_predict_verbose_loads_the_model_once(synthetic_corpus, monkeypatch, cap
     """-v describes the classifier that then analyses the songs: one model read, one classifier."""
     from genrify.cli import main
     from genrify.predict.classifier import GenreClassifier
-    from genrify.predict.loader import ModelRef
+    from genrify.predict.resolve import ModelRef
 
     reads, built = [], []
     real_read, real_init = ModelRef.read, GenreClassifier.__init__

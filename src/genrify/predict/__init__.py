@@ -1,10 +1,10 @@
 """Prediction: a model file → the genres of songs.
 
-``loader``      the one inference front: :func:`resolve_model` (a ``--model`` value → a model) and
-                :func:`load_classifier` (→ a classifier planned for this process)
+``resolve``     :func:`resolve_model`: a ``--model`` value (a file, or a built-in name) → a :class:`ModelRef`
 ``runtime``     :class:`Runtime`: engine, mode, precision and threads, decided once per classifier
-``classifier``  :class:`GenreClassifier` (``from_file``, ``predict``, ``predict_proba``, ``analyse``) and
-                :class:`Analysis`, whose ``to_dict`` is the one JSON view of an answer
+``classifier``  :func:`load_classifier`, the one inference front (a model → a classifier planned for this
+                process), :class:`GenreClassifier` (``from_file``, ``predict``, ``predict_proba``,
+                ``analyse``) and :class:`Analysis`, whose ``to_dict`` is the one JSON view of an answer
 ``backends``    audio → per-window probabilities, one backend per registry kind
 ``heads``       heads over musicnn embeddings: logits and the one song softmax
 ``checks``      silence / noise / tone checks and the verdict rules
@@ -13,8 +13,8 @@
 """
 
 from genrify.predict.batch import FileResult, analyse_many
-from genrify.predict.classifier import Analysis, GenreClassifier
-from genrify.predict.loader import ModelRef, default_model_path, load_classifier, resolve_model
+from genrify.predict.classifier import Analysis, GenreClassifier, load_classifier
+from genrify.predict.resolve import ModelRef, default_model_path, resolve_model
 from genrify.predict.runtime import Runtime
 
 __all__ = ["Analysis", "FileResult", "GenreClassifier", "ModelRef", "Runtime", "analyse_many", "default_model_path",

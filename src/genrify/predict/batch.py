@@ -10,7 +10,7 @@ import numpy as np
 
 from genrify.errors import GenrifyError
 from genrify.predict.classifier import Analysis, GenreClassifier
-from genrify.predict.loader import load_classifier, resolve_model
+from genrify.predict.resolve import load_classifier, resolve_model
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ import numpy as np
 
 from genrify.audio import load_audio, resample
 from genrify.config import MUSICNN_DISPLAY_FEATURES
-from genrify.errors import AudioTooShortError, GenrifyError, InvalidAudioError
+from genrify.errors import AudioTooShortError, GenrifyError, InvalidAudioError, ModelFileError
 from genrify.models.modelfile import ModelFile
 from genrify.predict.checks import verdict
+from genrify.predict.resolve import ModelRef, resolve_model
 from genrify.predict.runtime import Runtime
 from genrify.predict.threads import set_threads
 from genrify.taxonomy import canonical_name
@@ -135,15 +136,11 @@ class GenreClassifier:
                   songs: int | None = None) -> "GenreClassifier":
         """Load a ``.genrify`` model file (never executes code from it), or a built-in model by name
         (``"default"``, ``"gtzan"``, ``"musicnn"``); see :func:`~genrify.predict.load_classifier`."""
-        from genrify.predict.loader import load_classifier
-
         return load_classifier(path, fast=fast, songs=songs)
 
     @classmethod
     def default(cls, *, fast: bool | None = None, songs: int | None = None) -> "GenreClassifier":
         """The bundled default model: genrify's taxonomy over musicnn (see docs/results.md)."""
-        from genrify.predict.loader import load_classifier
-
         return load_classifier(None, fast=fast, songs=songs)
 
     # ------------------------------------------------------------------ public
@@ -213,6 +210,35 @@ class GenreClassifier:
         fc = self.config.features if self.backend.kind == "window" else MUSICNN_DISPLAY_FEATURES
         y = self.load(audio, sr=sr)
         return FeatureExtractor(fc).transform(y), fc.sr, fc.hop_length
+
+
+def load_classifier(model: str | os.PathLike | ModelRef | None = None, *, fast: bool | None = None,
+                    songs: int | None = None, threads: int | None = None) -> GenreClassifier:
+    """The one inference front: the :class:`GenreClassifier` of ``model`` (a model file or a
+    built-in name, see :func:`~genrify.predict.resolve_model`), planned for this process
+    (``clf.runtime``: engine, mode, precision, threads; :mod:`genrify.predict.runtime`).
+
+    The CLI, the web app, worker pools, Ray actors and library tagging all load through it
+    and pass no engine, precision or thread policy of their own: they say how many songs the
+    process will analyse and, where they share the machine, how many threads it may use.
+
+    ``fast``: musicnn models' fast mode (``None``: as the model file says). ``songs``: how many
+    songs this process will analyse (``None``: unknown or many — a server, a worker, an actor),
+    which decides the engine; ``threads``: the intra-op threads granted to it (``None``: the
+    cores the load average leaves free, or ``OMP_NUM_THREADS``). ``GENRIFY_ENGINE`` overrides
+    the engine (:func:`~genrify.predict.runtime.choose_engine`).
+    """
+    from genrify.audio import prewarm_decoder
+    from genrify.predict.backends import plan_for
+
+    ref = resolve_model(model)
+    prewarm_decoder()  # the decoder process starts while the model loads
+    model_file = ref.read()
+    runtime = plan_for(model_file, fast=fast, songs=songs, threads=threads)
+    try:
+        return GenreClassifier(model_file, source=ref.source, runtime=runtime)
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        raise ModelFileError(f"{ref.source}: model file does not match its architecture ({str(exc)[:160]})") from None
 
 
 def _with_legacy_thresholds(model: ModelFile) -> ModelFile:

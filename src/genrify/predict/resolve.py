@@ -1,12 +1,9 @@
-"""The one inference front: a model's name or file → a :class:`GenreClassifier` ready to run here.
+"""What a ``--model`` value names: :func:`resolve_model` is the one place it is understood.
 
-:func:`resolve_model` is the one place a ``--model`` value is understood (a model
-file, or a built-in name); :func:`load_classifier` loads it and plans how this
-process runs it (:mod:`genrify.predict.runtime`). The CLI, the web app, worker
-pools, Ray actors and library tagging all load through these two and pass no
-engine, precision or thread policy of their own: they only say how many songs
-the process will analyse and, where they share the machine, how many threads
-it may use.
+A model file, or a built-in name (:data:`BUILTIN_MODELS`); the answer, a
+:class:`ModelRef`, is what :func:`genrify.predict.load_classifier` loads, what a
+worker pool hands its workers and what a Ray job ships to its actors (a built-in
+model by name, a file by its bytes).
 """
 
 from __future__ import annotations
@@ -86,31 +83,6 @@ def resolve_model(model: str | os.PathLike | ModelRef | None = None) -> ModelRef
     names = "; ".join(f"{key}: {what}" for key, (_, what) in BUILTIN_MODELS.items())
     raise ModelFileError(f"{name}: no such model file, and not a built-in model{hint}; built-in models are {names}; "
                          "train your own with 'genrify train my.gdb --model cnn --out cnn.genrify'")
-
-
-def load_classifier(model: str | os.PathLike | ModelRef | None = None, *, fast: bool | None = None,
-                    songs: int | None = None, threads: int | None = None):
-    """The :class:`~genrify.predict.GenreClassifier` of ``model`` (see :func:`resolve_model`), planned
-    for this process (``clf.runtime``).
-
-    ``fast``: musicnn models' fast mode (``None``: as the model file says). ``songs``: how many
-    songs this process will analyse (``None``: unknown or many — a server, a worker, an actor),
-    which decides the engine; ``threads``: the intra-op threads granted to it (``None``: the
-    cores the load average leaves free, or ``OMP_NUM_THREADS``). ``GENRIFY_ENGINE`` overrides
-    the engine (:func:`~genrify.predict.runtime.choose_engine`).
-    """
-    from genrify.audio import prewarm_decoder
-    from genrify.predict.backends import plan_for
-    from genrify.predict.classifier import GenreClassifier
-
-    ref = resolve_model(model)
-    prewarm_decoder()  # the decoder process starts while the model loads
-    model_file = ref.read()
-    runtime = plan_for(model_file, fast=fast, songs=songs, threads=threads)
-    try:
-        return GenreClassifier(model_file, source=ref.source, runtime=runtime)
-    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
-        raise ModelFileError(f"{ref.source}: model file does not match its architecture ({str(exc)[:160]})") from None
 
 
 def _asset(filename: str) -> Path:
