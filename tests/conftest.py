@@ -20,6 +20,10 @@ Synthetic data (session-scoped, built once, READ-ONLY: copy before modifying)
                            ``genrify train`` does (3 s windows, seed 0); its extra holds ``fit_tracks``/``val_tracks``
                            (sha256 of the tracks trained on / held out) and the history. Reports lie beside it.
     ``tiny_cnn_metrics``   the held-out validation metrics dict returned when ``tiny_cnn_model`` was trained.
+    ``seeded_mlp_model``   path of a ``.genrify`` MLP model file built and saved, not fitted (``helpers.modelfiles``):
+                           seeded initial weights, normalisation statistics of generated clips, the default run
+                           config, the five synthetic labels. It loads like a trained file and takes about a second,
+                           so tests that need *a* model, not a trained one, stay in the fast lane.
 
 Helpers
     ``run_genrify``        ``run_genrify(*args, cwd=None, timeout=300, check=False)`` runs ``python -m genrify ARGS`` in a
@@ -165,6 +169,15 @@ def tiny_cnn_metrics(_tiny_cnn) -> dict:
     return _tiny_cnn[1]
 
 
+@pytest.fixture(scope="session")
+def seeded_mlp_model(tmp_path_factory) -> Path:
+    from helpers.modelfiles import write_seeded_model
+
+    path = tmp_path_factory.mktemp("seeded-mlp") / "seeded-mlp.genrify"
+    write_seeded_model(path, name="mlp", seed=0)
+    return path
+
+
 def genrify_env() -> dict:
     env = dict(os.environ)
     bindir = str(Path(sys.executable).parent)
@@ -217,6 +230,9 @@ SLOW_MODULES = {"test_e2e.py", "test_benchmarks.py", "test_predict_parity.py"}
 
 
 def pytest_collection_modifyitems(config, items):
+    """Mark slow every test that trains or embeds, every test of a slow module and every browser test
+    (it starts Chromium), so that the fast lane, ``-m "not slow"``, runs none of them."""
     for item in items:
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.path.name in SLOW_MODULES:
+        if (SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or item.path.name in SLOW_MODULES
+                or item.get_closest_marker("browser") is not None):
             item.add_marker(pytest.mark.slow)

@@ -1,4 +1,5 @@
-"""The package keeps its shape: imports point down the pipeline, modules stay readable.
+"""The package keeps its shape: imports point down the pipeline, modules stay readable
+(and so do the test files: the same line cap covers ``tests/``).
 
 Imports anywhere in a module count (also those inside functions), and importing
 ``genrify.x.y`` counts as importing the package ``genrify.x``.
@@ -12,6 +13,9 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "genrify"
+TESTS = Path(__file__).resolve().parent
+#: The most lines a file may have, in the package and in its tests alike.
+MAX_LINES = 450
 #: Import layers, lowest first: a module may import its own layer or lower ones only.
 LAYERS = [
     {"errors", "fileio", "config", "taxonomy"},
@@ -118,7 +122,14 @@ def test_only_the_front_doors_import_the_package_root(graph):
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
 def test_modules_and_functions_stay_short(path):
     text = path.read_text(encoding="utf-8")
-    assert len(text.splitlines()) <= 450
+    assert len(text.splitlines()) <= MAX_LINES
     long = [f"{node.name} ({node.end_lineno - node.lineno + 1} lines)" for node in ast.walk(ast.parse(text))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80]
     assert not long
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.rglob("*.py")), ids=lambda p: str(p.relative_to(TESTS)))
+def test_test_files_stay_short(path):
+    """The tests mirror the package, one file per concern, so they keep its cap too (helpers included)."""
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{lines} lines: split it by concern"

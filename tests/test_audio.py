@@ -15,7 +15,7 @@ from genrify.audio import AUDIO_EXTENSIONS, MEDIA_TYPES, SNIFFED_EXTENSIONS, loa
 from genrify.errors import AudioDecodeError, GenrifyError, InvalidAudioError
 from genrify.sources.synthetic import generate_clip
 from helpers.badinput import make_bad_corpus
-from helpers.fakeprovider import encode_m4a
+from helpers.fakeprovider.catalogue import encode_m4a
 
 SR = 22050
 MAX_DURATION = 600.0

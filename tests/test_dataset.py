@@ -1,10 +1,9 @@
-"""Dataset: the SQLite track index and the feature store, built from real files; resumable
-after ``kill -9``; splits that keep artists and tracks on one side; window cutting."""
+"""Dataset building: the SQLite track index and the feature store, built from real files; resumable
+after ``kill -9``. Splits, windows and embeddings have their own files (``test_dataset_*.py``)."""
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 import shutil
 import signal
@@ -17,14 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from genrify.config import FeatureConfig
 from genrify.dataset import Dataset, FeatureStore, TrackIndex
 from genrify.dataset.build import build_dataset
-from genrify.dataset.splits import group_kfold, train_val_split
-from genrify.dataset.windows import cut_windows, window_starts
 from genrify.errors import DatasetError
 from genrify.sources.folder import normalise_label, scan_labelled
 from genrify.sources.synthetic import generate_clip, write_demo_corpus
@@ -316,236 +313,3 @@ def test_kill_9_half_way_then_rerun_completes_and_recomputes_only_the_rest(tmp_p
     # And a third run has nothing left to do.
     again = build_dataset(corpus, out, workers=1)
     assert (again.computed, again.reused) == (0, 40)
-
-
-# --------------------------------------------------------------------------- splits
-
-
-@st.composite
-def _collections(draw):
-    """Tracks with a genre and a group (artist, or the track itself)."""
-    n_genres = draw(st.integers(2, 5))
-    labels, groups = [], []
-    for g in range(n_genres):
-        for a in range(draw(st.integers(2, 5))):
-            n = draw(st.integers(1, 4))
-            known = draw(st.booleans())
-            for i in range(n):
-                labels.append(f"genre{g}")
-                groups.append(f"artist:{g}-{a}" if known else f"track:{g}-{a}-{i}")
-    return labels, groups
-
-
-@pytest.mark.filterwarnings("ignore:The least populated class")
-@settings(max_examples=40, deadline=None)
-@given(data=_collections(), folds=st.integers(2, 4), seed=st.integers(0, 10_000))
-def test_group_kfold_partitions_tracks_and_never_splits_a_group(data, folds, seed):
-    labels, groups = data
-    if len(set(groups)) < folds or max(labels.count(g) for g in set(labels)) < folds:
-        with pytest.raises(DatasetError):
-            group_kfold(labels, groups, folds=folds, seed=seed)
-        return
-    splits = group_kfold(labels, groups, folds=folds, seed=seed)
-    assert len(splits) == folds
-    tested = np.concatenate([te for _, te in splits])
-    assert sorted(tested.tolist()) == list(range(len(labels)))  # each track tested exactly once
-    for tr, te in splits:
-        assert set(tr.tolist()).isdisjoint(te.tolist())
-        assert len(tr) + len(te) == len(labels)
-        assert {groups[i] for i in tr}.isdisjoint({groups[i] for i in te})
-    again = group_kfold(labels, groups, folds=folds, seed=seed)
-    for (a, b), (c, d) in zip(splits, again):
-        np.testing.assert_array_equal(a, c)
-        np.testing.assert_array_equal(b, d)
-
-
-@pytest.mark.filterwarnings("ignore:The least populated class")
-@settings(max_examples=40, deadline=None)
-@given(data=_collections(), seed=st.integers(0, 10_000))
-def test_train_val_split_is_seeded_and_grouped(data, seed):
-    labels, groups = data
-    try:
-        tr, va = train_val_split(labels, groups, seed=seed)
-    except DatasetError as exc:  # too few tracks in every genre: a clear error, never a crash
-        assert max(labels.count(g) for g in set(labels)) < min(5, len(set(groups))), exc
-        return
-    assert len(va) > 0 and len(tr) > 0
-    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(len(labels)))
-    assert {groups[i] for i in tr}.isdisjoint({groups[i] for i in va})
-    tr2, va2 = train_val_split(labels, groups, seed=seed)
-    np.testing.assert_array_equal(va, va2)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_train_val_split_is_stratified_with_twenty_percent_held_out(seed):
-    labels = [g for g in ("blues", "jazz", "metal", "pop", "rock") for _ in range(10)]
-    groups = [f"track:{i}" for i in range(50)]
-    tr, va = train_val_split(labels, groups, seed=seed)
-    assert len(va) == 10
-    assert np.unique(np.array(labels)[va], return_counts=True)[1].tolist() == [2, 2, 2, 2, 2]
-    others = [train_val_split(labels, groups, seed=s)[1].tolist() for s in range(5)]
-    assert len({tuple(sorted(o)) for o in others}) > 1  # the seed matters
-
-
-def test_split_by_artist_on_the_synthetic_corpus(synthetic_dataset):
-    ds = Dataset(synthetic_dataset)
-    try:
-        tracks = ds.tracks()
-    finally:
-        ds.close()
-    groups = [t.group for t in tracks]
-    assert len(set(groups)) == 10  # four clips per invented artist
-    tr, va = train_val_split([t.genre for t in tracks], groups, seed=0)
-    artists_tr = {tracks[i].artist for i in tr}
-    artists_va = {tracks[i].artist for i in va}
-    assert artists_tr.isdisjoint(artists_va) and artists_va
-
-
-def test_all_windows_of_a_track_fall_on_its_side():
-    from genrify.train.nets import make_windows
-
-    rng = np.random.default_rng(0)
-    images = [rng.normal(size=(4, int(rng.integers(5, 80)))).astype(np.float32) for _ in range(20)]
-    labels = np.array([i % 2 for i in range(20)])
-    tr, va = train_val_split([str(x) for x in labels], [f"track:{i}" for i in range(20)], seed=0)
-    mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
-    train = make_windows([images[i] for i in tr], labels[tr], mean=mean, std=std, size=16, hop=8)
-    val = make_windows([images[i] for i in va], labels[va], mean=mean, std=std, size=16, hop=8)
-
-    def source(window):
-        hits = set()
-        for i, im in enumerate(images):
-            tiled = np.tile(im, (1, 16 // im.shape[1] + 1))
-            for s in range(tiled.shape[1] - 15):
-                if np.array_equal(tiled[:, s: s + 16], window):
-                    hits.add(i)
-        return hits
-
-    for ws, side in ((train, set(tr.tolist())), (val, set(va.tolist()))):
-        for w in ws.x:
-            found = source(w)
-            assert found and found <= side
-
-
-# --------------------------------------------------------------------------- windows
-
-
-@settings(max_examples=200, deadline=None)
-@given(n=st.integers(1, 3000), size=st.integers(1, 400), hop=st.integers(1, 400))
-def test_window_starts_cover_the_whole_clip(n, size, hop):
-    starts = window_starts(n, size=size, hop=hop)
-    assert starts[0] == 0
-    assert starts[-1] == max(n - size, 0)  # the tail is covered, never dropped
-    assert (np.diff(starts) > 0).all() and (np.diff(starts) <= hop).all()
-    expected = 1 if n <= size else math.ceil((n - size) / hop) + 1
-    assert len(starts) == expected
-    if n >= size and hop <= size:  # with hop > size the gaps between windows are by request
-        covered = np.zeros(n, bool)
-        for s in starts:
-            covered[s: s + size] = True
-        assert covered.all()
-
-
-@settings(max_examples=100, deadline=None)
-@given(n=st.integers(1, 300), size=st.integers(1, 120), hop=st.integers(1, 120), f=st.integers(1, 5))
-def test_cut_windows_are_slices_and_short_clips_wrap(n, size, hop, f):
-    image = np.arange(f * n, dtype=np.float32).reshape(f, n)
-    windows, starts = cut_windows(image, size=size, hop=hop)
-    assert windows.shape == (len(starts), f, size)
-    if n >= size:
-        for w, s in zip(windows, starts):
-            np.testing.assert_array_equal(w, image[:, s: s + size])
-    else:
-        assert len(windows) == 1
-        np.testing.assert_array_equal(windows[0], image[:, np.arange(size) % n])  # repeated, not zero padded
-
-
-# --------------------------------------------------------------------------- musicnn embeddings
-
-
-def _copy_dataset(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, symlinks=True)
-    return dst
-
-
-def test_embeddings_are_stored_per_window_and_per_track(real_embedded, real_embedded_windows):
-    from genrify.dataset.embeddings import embedding_store
-    from genrify.models.embedder import EMBEDDING_DIM
-
-    tracks, windows = real_embedded_windows
-    for t, w in zip(tracks, windows):
-        # every non-overlapping 3 s window of a 15–30 s clip
-        assert w.shape[1] == EMBEDDING_DIM and 5 <= len(w) <= 10 and np.isfinite(w).all(), t.path
-    ds = Dataset(real_embedded)
-    store = embedding_store(ds)
-    ds.close()
-    table = np.load(store.root / "tracks.npy", allow_pickle=False)
-    import json
-
-    meta = json.loads((store.root / "tracks.json").read_text())
-    assert [m["sha256"] for m in meta] == [t.sha256 for t in tracks]
-    np.testing.assert_allclose(table, np.stack([w.mean(axis=0) for w in windows]), rtol=1e-5, atol=1e-6)
-
-
-def test_embedding_is_resumable_and_computes_only_what_is_missing(real_embedded, tmp_path):
-    from genrify.dataset.embeddings import embedding_store
-    from genrify.train.embed import embed_dataset
-
-    copy = _copy_dataset(real_embedded, tmp_path / "copy.gdb")
-    ds = Dataset(copy)
-    try:
-        store = embedding_store(ds)
-        first = ds.tracks()[0]
-        kept = np.asarray(store.read(first.sha256)).copy()
-        again = embed_dataset(ds, workers=1)
-        assert again["embedded"] == 0 and again["reused"] == again["tracks"] == 28
-        (store.root / f"{first.sha256}.npy").unlink()
-        resumed = embed_dataset(ds, workers=1)
-        assert resumed["embedded"] == 1 and resumed["reused"] == 27
-        np.testing.assert_allclose(np.asarray(store.read(first.sha256)), kept, rtol=1e-5, atol=1e-5)
-    finally:
-        ds.close()
-
-
-@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv", ".parquet"])
-def test_embedding_export_formats(real_embedded, tmp_path, suffix):
-    from genrify.dataset.embeddings import embedding_store, export_embeddings
-
-    ds = Dataset(real_embedded)
-    try:
-        table = np.load(embedding_store(ds).root / "tracks.npy", allow_pickle=False)
-        genres = [t.genre for t in ds.tracks()]
-        out = export_embeddings(ds, tmp_path / f"emb{suffix}")
-    finally:
-        ds.close()
-    if suffix == ".npy":
-        np.testing.assert_array_equal(np.load(out, allow_pickle=False), table)
-    elif suffix == ".npz":
-        with np.load(out, allow_pickle=False) as z:
-            np.testing.assert_array_equal(z["embeddings"], table)
-            assert list(z["genre"]) == genres
-    elif suffix == ".csv":
-        with open(out, newline="") as f:
-            rows = list(csv.reader(f))
-        assert rows[0][:3] == ["path", "genre", "sha256"] and len(rows[0]) == 3 + table.shape[1]
-        assert [r[1] for r in rows[1:]] == genres
-        np.testing.assert_allclose(np.array([r[3:] for r in rows[1:]], dtype=np.float32), table, rtol=1e-5, atol=1e-6)
-    else:
-        import pyarrow.parquet as pq
-
-        t = pq.read_table(out)
-        assert t.column("genre").to_pylist() == genres
-        np.testing.assert_array_equal(np.array(t.column("embedding").to_pylist(), dtype=np.float32), table)
-    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # nothing half-written beside it
-
-
-def test_embedding_export_refuses_unknown_format(real_embedded, tmp_path):
-    from genrify.dataset.embeddings import export_embeddings
-
-    ds = Dataset(real_embedded)
-    try:
-        with pytest.raises(DatasetError, match="unsupported export format"):
-            export_embeddings(ds, tmp_path / "emb.xlsx")
-    finally:
-        ds.close()
-    assert list(tmp_path.iterdir()) == []

@@ -8,50 +8,18 @@ import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from genrify.errors import DatasetError, NotFoundError
 from genrify.sources.base import SongRef, Source
 from genrify.sources.library import LibraryIndex, LibrarySource
 from genrify.sources.matching import MATCH_THRESHOLD, normalize, parse_filename, similarity
-
-SR = 8000
-
-
-def _tone(seconds=1.0, freq=440.0):
-    t = np.arange(int(SR * seconds)) / SR
-    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def write_flac(path, *, artist=None, title=None, genre=None, album=None):
-    from mutagen.flac import FLAC
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, _tone(), SR, format="FLAC")
-    tags = FLAC(path)
-    for key, value in (("artist", artist), ("title", title), ("genre", genre), ("album", album)):
-        if value is not None:
-            tags[key] = value
-    tags.save()
-    return path
-
-
-def write_wav(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, _tone(), SR)
-    return path
+from helpers.library import write_flac, write_small_library, write_wav
 
 
 @pytest.fixture
 def library(tmp_path):
-    root = tmp_path / "music"
-    write_flac(root / "pop" / "01.flac", artist="Beyoncé feat. JAY-Z", title="Crazy in Love", genre="Pop",
-               album="Dangerously in Love")
-    write_flac(root / "jazz" / "take.flac", artist="The Dave Brubeck Quartet", title="Take Five (Remastered 2009)")
-    write_wav(root / "Kevin_MacLeod_-_Vibe_Ace.wav")
-    write_wav(root / "misc" / "Sigur Rós - Hoppípolla.wav")
-    write_wav(root / "no separator here.wav")
-    return root
+    """The small tagged library of ``helpers.library``."""
+    return write_small_library(tmp_path / "music")
 
 
 @pytest.fixture
@@ -243,156 +211,6 @@ def test_library_scan_of_a_wrong_folder_says_so_and_creates_no_index(tmp_path, c
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and reason in err, err
         assert not list(tmp_path.glob(f"{folder}.sqlite*"))  # no empty index (or WAL files) left behind
-
-
-# ---------------------------------------------------------------------------- bounded search (FTS5, caps, deadline)
-
-HOSTILE = [
-    ("\ufdfa" * 200, "\ufdfa" * 300),  # 18-fold under NFKD
-    ("band " * 400, "love song " * 250),  # 4.5 KB of the library's own words
-    (" ".join("abcdefghij"[i % 10] * (1 + i % 2) for i in range(1500)), "x y z " * 500),  # many short words
-    (" " * 2000, "((((" * 600 + " feat. " * 100),  # spaces, brackets and "feat." runs
-    ("", "\u0301" * 3000 + "love"),  # combining marks only, then a word
-]
-
-
-def _fts_ids(db):
-    import sqlite3
-
-    with sqlite3.connect(str(db)) as raw:
-        fts = sorted(r[0] for r in raw.execute("SELECT id FROM tracks_fts"))
-        ok = sorted(r[0] for r in raw.execute("SELECT id FROM tracks WHERE status = 'ok'"))
-    return fts, ok
-
-
-@pytest.fixture(scope="module")
-def crowd(tmp_path_factory):
-    """An index of 100 real WAV files by one band, "Band - Love Song NNN" (read-only)."""
-    root = tmp_path_factory.mktemp("crowd")
-    for i in range(100):
-        write_wav(root / f"Band - Love Song {i:03d}.wav")
-    idx = LibraryIndex(root.parent / f"{root.name}.sqlite")
-    idx.scan(root)
-    yield idx
-    idx.close()
-
-
-def test_names_are_cut_after_normalisation_alike_for_index_and_query():
-    from genrify.sources.matching import MAX_NAME_CHARS
-
-    for artist, track in HOSTILE:
-        for text in (artist, track):
-            assert len(normalize(text)) <= MAX_NAME_CHARS
-    assert normalize("ab " * 10_000) == normalize("ab " * 1_000)
-    assert normalize("Song " * 100).startswith(normalize("Song " * 10))
-    assert normalize(" \t\n Song  (feat. X)\nmore") == "song"  # spaces collapse before "feat." is removed
-
-
-def test_hostile_queries_propose_few_candidates_and_find_nothing(crowd):
-    from genrify.sources.search import MAX_CANDIDATES, MAX_TERMS, Query
-
-    for artist, track in HOSTILE:
-        q = Query.parse(artist=artist, track=track)
-        assert (q.match_expression() or "").count('"') <= 2 * 2 * MAX_TERMS  # two quotes a trigram, two fields
-        ranking = crowd.rank(artist=artist, track=track, deadline=time.monotonic() + 60)
-        assert ranking.complete and ranking.scored <= ranking.candidates <= 2 * MAX_CANDIDATES
-        if normalize(track) == "love":  # the marks vanish, and a word search finds the word "love"
-            assert all("Love Song" in h.title for h in crowd.search(artist=artist, track=track))
-        else:
-            assert crowd.search(artist=artist, track=track) == []
-
-
-def test_many_similar_tracks_keep_the_best_among_capped_candidates(crowd):
-    from genrify.sources.search import MAX_CANDIDATES
-
-    for track in ("Love Song 042", "lvoe song 042", "Love Song 42"):
-        ranking = crowd.rank(artist="band", track=track, deadline=time.monotonic() + 60)
-        assert ranking.complete and ranking.candidates <= 2 * MAX_CANDIDATES < len(crowd)
-        assert crowd.search(artist="BAND", track=track)[0].title == "Love Song 042", track
-    assert len(crowd.search(artist="band", track="", limit=10)) == 10  # artist alone: ties by id
-    assert len(crowd.search(artist="", track="love song", limit=3)) == 3
-
-
-def test_long_names_still_match_exactly(tmp_path):
-    title = "Symphony " + " ".join(f"movement{i}" for i in range(40))  # well past the cut
-    write_flac(tmp_path / "m" / "long.flac", artist="Orchestra", title=title)
-    with LibraryIndex(tmp_path / "i.sqlite") as idx:
-        idx.scan(tmp_path / "m")
-        assert [h.title for h in idx.search(artist="orchestra", track=title)] == [title]
-        assert [h.title for h in idx.search(artist="orchestra", track=title + " extra words")] == [title]
-
-
-def test_a_passed_deadline_returns_what_the_indexes_found_exactly(index):
-    past = time.monotonic() - 1
-    exact = index.rank(artist="beyonce", track="crazy in love", deadline=past)
-    assert not exact.complete and exact.scored == 0 and len(exact.hits) == 1
-    assert index.search(artist="Beyoncé", track="Crazy in Love", deadline=past)[0].title == "Crazy in Love"
-    typo = index.rank(artist="beyonce", track="crazy in lvoe", deadline=past)
-    assert (typo.hits, typo.scored, typo.complete) == ((), 0, False)
-    assert LibrarySource(index).search(artist="beyonce", track="crazy in lvoe", deadline=past) == []
-    found = index.rank(artist="beyonce", track="crazy in lvoe", deadline=time.monotonic() + 60)
-    assert found.complete and found.scored >= 1 and len(found.hits) == 1
-
-
-def test_fts_index_follows_every_rescan_and_any_write(tmp_path, library):
-    import sqlite3
-
-    db = tmp_path / "sync.sqlite"
-    with LibraryIndex(db) as idx:
-        idx.scan(library)
-        assert _fts_ids(db)[0] == _fts_ids(db)[1] and len(_fts_ids(db)[0]) == 5
-        write_wav(library / "new" / "Fresh Band - Brand New Song.wav")  # added
-        (library / "Kevin_MacLeod_-_Vibe_Ace.wav").rename(library / "Kevin MacLeod - Sneaky Snitch.wav")  # renamed
-        (library / "no separator here.wav").unlink()  # removed
-        changed = write_flac(library / "pop" / "01.flac", artist="Beyoncé", title="Halo")  # retagged
-        os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
-        broken = library / "misc" / "Sigur Rós - Hoppípolla.wav"
-        broken.write_bytes(b"RIFF not really a wave")  # now unreadable: no longer offered
-        summary = idx.scan(library)
-        assert (summary.added, summary.removed) == (2, 2)
-        fts, ok = _fts_ids(db)
-        assert fts == ok and len(ok) == 4
-        assert idx.search(artist="fresh bnad", track="brand new snog")  # typos: found through the FTS index
-        assert idx.search(artist="kevin macleod", track="sneaky snich")[0].title == "Sneaky Snitch"
-        assert not idx.search(artist="kevin macleod", track="vibe ace")
-        assert idx.search(artist="beyonse", track="hallo")[0].title == "Halo"
-        assert not idx.search(artist="beyonce", track="crazy in lvoe")
-        assert not idx.search(artist="sigur ros", track="hoppipola")
-    with sqlite3.connect(str(db)) as raw:  # writes from outside genrify are mirrored too (triggers)
-        raw.execute("DELETE FROM tracks WHERE title = 'Halo'")
-    fts, ok = _fts_ids(db)
-    assert fts == ok and len(ok) == 3
-
-
-def test_an_index_file_without_fts_is_migrated_on_open(tmp_path, library):
-    import sqlite3
-
-    from genrify.sources.search import FTS_VERSION
-
-    db = tmp_path / "old.sqlite"
-    with LibraryIndex(db) as idx:
-        idx.scan(library)
-    # Downgrade to the layout written before the FTS index: no FTS table, triggers, title indexes or
-    # user_version, and a normalised title as the uncapped normalisation stored it.
-    with sqlite3.connect(str(db)) as raw:
-        for name in ("tracks_fts_insert", "tracks_fts_delete", "tracks_fts_update"):
-            raw.execute(f"DROP TRIGGER {name}")
-        raw.execute("DROP TABLE tracks_fts")
-        raw.execute("DROP INDEX tracks_norm_title")
-        raw.execute("DROP INDEX tracks_norm_title_short")
-        raw.execute("UPDATE tracks SET norm_title = 'vibe ace' || printf('%.300c', 'x'), "
-                    "norm_title_short = 'vibe ace' || printf('%.300c', 'x') WHERE title = 'Vibe Ace'")
-        raw.execute("PRAGMA user_version = 0")
-    with LibraryIndex(db) as idx:
-        fts, ok = _fts_ids(db)
-        assert fts == ok and len(ok) == 5
-        assert idx.search(artist="kevin macleod", track="vibe ace")  # stored names recomputed
-        assert idx.search(artist="BEYONCE", track="Crazy in Lvoe")[0].title == "Crazy in Love"
-        write_wav(library / "Later - Added.wav")
-        idx.scan(library)
-        assert _fts_ids(db)[0] == _fts_ids(db)[1]
-    with sqlite3.connect(str(db)) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == FTS_VERSION
 
 
 # ---------------------------------------------------------------------------- genre tags written back

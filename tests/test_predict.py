@@ -1,4 +1,9 @@
-"""GenreClassifier: one object, any input form, any length; windows averaged; clear errors."""
+"""GenreClassifier: one object, any input form, any length; windows averaged; clear errors.
+
+The input contract needs *a* model, not a trained one: it runs on ``seeded_mlp_model``
+(a real model file at seeded initial weights, built in a second), in the fast lane.
+Only what a model learned, and what training writes into its file, needs ``tiny_cnn_model``.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,12 @@ from genrify.sources.synthetic import generate_clip
 
 
 @pytest.fixture(scope="module")
-def clf(tiny_cnn_model) -> GenreClassifier:
+def clf(seeded_mlp_model) -> GenreClassifier:
+    return GenreClassifier.from_file(seeded_mlp_model)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_cnn_model) -> GenreClassifier:
     return GenreClassifier.from_file(tiny_cnn_model)
 
 
@@ -29,10 +39,24 @@ def metal_wav(tmp_path_factory) -> tuple:
 
 
 def test_model_file_rebuilds_the_pipeline(clf):
+    from helpers.modelfiles import seeded_model_file
+
+    saved = seeded_model_file(name="mlp", seed=0)
+    loaded = clf.model_file
+    assert loaded.config == saved.config and loaded.labels == saved.labels and loaded.extra == saved.extra
+    assert set(loaded.tensors) == set(saved.tensors) and "norm.mean" in loaded.tensors
+    for name, tensor in saved.tensors.items():
+        np.testing.assert_array_equal(loaded.tensors[name], tensor)
     assert clf.labels == ["classical", "edm", "hiphop", "jazz", "metal"]
     assert clf.sr == 44100 and clf.config.features.n_mfcc == 10
-    assert clf.config.model.name == "cnn" and clf.config.train.seed == 0
-    assert clf.model_file.extra["fit_tracks"] and clf.model_file.extra["val_tracks"]
+    assert clf.config.model.name == "mlp" and clf.config.train.seed == 0
+
+
+def test_a_trained_model_file_names_its_tracks_and_seed(trained):
+    assert trained.labels == ["classical", "edm", "hiphop", "jazz", "metal"]
+    assert trained.sr == 44100 and trained.config.features.n_mfcc == 10
+    assert trained.config.model.name == "cnn" and trained.config.train.seed == 0
+    assert trained.model_file.extra["fit_tracks"] and trained.model_file.extra["val_tracks"]
 
 
 def test_path_bytes_and_array_give_the_same_answer(clf, metal_wav):
@@ -48,6 +72,9 @@ def test_path_bytes_and_array_give_the_same_answer(clf, metal_wav):
     np.testing.assert_allclose(from_path, from_bytes, atol=1e-6)
     # The WAV is 16-bit: the float array differs by quantisation only.
     np.testing.assert_allclose(from_path, from_array, atol=2e-3)
+    # The tolerances above are far smaller than what another song changes: the comparison can fail.
+    other = clf.predict_proba(generate_clip("classical", seed=4242, sr=22050, duration=5.0), sr=22050)
+    assert np.abs(other - from_path).max() > 20 * 2e-3
     top = clf.predict(path, top_k=3)
     assert len(top) == 3 and [g for g, _ in top][0] == clf.labels[int(np.argmax(from_path))]
     assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
@@ -55,10 +82,17 @@ def test_path_bytes_and_array_give_the_same_answer(clf, metal_wav):
     assert len(clf.predict(path)) == 2  # default top-2, like the original widget
 
 
-def test_stereo_array_is_downmixed(clf, metal_wav):
-    _, y = metal_wav
-    stereo = np.stack([y, y])
-    np.testing.assert_allclose(clf.predict_proba(stereo, sr=22050), clf.predict_proba(y, sr=22050), atol=1e-6)
+def test_stereo_is_downmixed_to_the_mean_of_its_channels(clf, metal_wav, tmp_path):
+    _, left = metal_wav
+    right = generate_clip("jazz", seed=4243, sr=22050, duration=5.0)
+    mono = clf.predict_proba((left + right) / 2, sr=22050)
+    np.testing.assert_allclose(clf.predict_proba(np.stack([left, right]), sr=22050), mono, atol=1e-6)
+    # A stereo file decodes to the same mix (within 16-bit quantisation).
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), 22050)
+    np.testing.assert_allclose(clf.predict_proba(path), mono, atol=2e-3)
+    # Neither channel alone gives that answer: the mix is what was heard.
+    assert min(np.abs(clf.predict_proba(c, sr=22050) - mono).max() for c in (left, right)) > 1e-2
 
 
 def test_array_without_sample_rate_is_refused(clf, metal_wav):
@@ -146,12 +180,12 @@ def test_analysis_to_dict_is_json_serialisable(clf, metal_wav):
     assert d["duration"] == pytest.approx(5.0, abs=0.01)
 
 
-def test_trained_model_recognises_held_out_synthetic_clips(clf):
+def test_trained_model_recognises_held_out_synthetic_clips(trained):
     """Fresh clips (seeds never used by the corpus) of each style."""
     hits = 0
-    for style in clf.labels:
+    for style in trained.labels:
         y = generate_clip(style, seed=900_001, sr=22050, duration=6.0)
-        hits += clf.predict(y, sr=22050, top_k=1)[0][0] == style
+        hits += trained.predict(y, sr=22050, top_k=1)[0][0] == style
     assert hits >= 3  # chance is 1 in 5
 
 
@@ -159,18 +193,23 @@ def test_in_memory_flac_bytes(clf, metal_wav):
     _, y = metal_wav
     buf = io.BytesIO()
     sf.write(buf, y, 22050, format="FLAC")
-    np.testing.assert_allclose(clf.predict_proba(buf.getvalue()), clf.predict_proba(metal_wav[0]), atol=1e-6)
+    # soundfile rounds a float sample to 16 bits for FLAC one step (3e-5) off its WAV rounding now and then;
+    # that moves the answer by about 1e-6, a different song by more than 4e-2.
+    np.testing.assert_allclose(clf.predict_proba(buf.getvalue()), clf.predict_proba(metal_wav[0]), atol=1e-5)
 
 
-def test_analyse_many_with_workers_matches_one_process_in_order(tiny_cnn_model, synthetic_corpus, tmp_path):
+def test_analyse_many_with_workers_matches_one_process_in_order(seeded_mlp_model, tmp_path):
     from genrify.predict import analyse_many
 
-    clips = sorted(synthetic_corpus.glob("*/*.wav"))[::4]
+    clips = []
+    for i, style in enumerate(("classical", "edm", "hiphop", "jazz", "metal", "edm")):
+        clips.append(tmp_path / f"{i}-{style}.wav")
+        sf.write(clips[-1], generate_clip(style, seed=i, sr=22050, duration=4.0), 22050)
     bad = tmp_path / "notes.mp3"
     bad.write_text("not audio")
     paths = [*clips[:3], bad, *clips[3:]]
-    one = list(analyse_many(paths, model=tiny_cnn_model, workers=1))
-    two = list(analyse_many(paths, model=tiny_cnn_model, workers=2))
+    one = list(analyse_many(paths, model=seeded_mlp_model, workers=1))
+    two = list(analyse_many(paths, model=seeded_mlp_model, workers=2))
     assert [r.path for r in one] == [r.path for r in two] == [str(p) for p in paths]
     for a, b in zip(one, two):
         if a.path == str(bad):
@@ -190,9 +229,10 @@ def test_analyse_many_refuses_a_bad_model_before_starting_workers(tmp_path):
         list(analyse_many(["a.wav", "b.wav"], model=bad, workers=2))
 
 
-def test_a_self_trained_window_network_says_not_music_for_noise_a_tone_and_silence(clf, shared_data):
-    """The signal checks stand under every model, a CNN trained by genrify included (it has no
-    musicnn embeddings for the learned probe: see genrify.predict.checks); real music passes."""
+def test_a_window_network_says_not_music_for_noise_a_tone_and_silence(clf, shared_data):
+    """The signal checks stand under every model, a window network of genrify's included (it has no
+    musicnn embeddings for the learned probe: see genrify.predict.checks); real music passes.
+    The checks read the signal, not the network's answer, so an untrained network shows them."""
     sr = 22050
     t = np.arange(8 * sr) / sr
     for name, y in (("noise", np.random.default_rng(1).normal(0, 0.2, t.size)),
