@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(autouse=True)
 def _recorded_thread_count(monkeypatch):
     """The answers were recorded with torch's default thread count (every core). Left alone, genrify
-    follows the load average (``predict.batch.free_cores``), and float sums split over one or two
+    follows the load average (``predict.threads.free_cores``), and float sums split over one or two
     threads can differ in the 4th decimal that the answers are printed to."""
     monkeypatch.setenv("OMP_NUM_THREADS", str(os.cpu_count() or 1))
 
