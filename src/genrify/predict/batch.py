@@ -10,7 +10,8 @@ import numpy as np
 
 from genrify.errors import GenrifyError
 from genrify.predict.classifier import Analysis, GenreClassifier
-from genrify.predict.resolve import load_classifier, resolve_model
+from genrify.predict.classifier import load_classifier
+from genrify.predict.resolve import resolve_model
 
 
 @dataclass(frozen=True)
