@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from genrify.predict import load_classifier
-from genrify.predict.classifier import default_model_path
+from genrify.predict import default_model_path
 from genrify.taxonomy import default_taxonomy
 
 from conftest import SHARED_DATA

@@ -82,7 +82,7 @@ def not_music_findings(inp: Inputs, config: AuditConfig) -> list[Finding]:
     """Speech, noise, silence and tones by the default model's music probe; very short tracks by duration."""
     from genrify.audit.labels import music_probabilities
     from genrify.models.modelfile import load_model_file
-    from genrify.predict.classifier import default_model_path
+    from genrify.predict import default_model_path
 
     p_music = music_probabilities(inp.windows, load_model_file(default_model_path()).tensors)
     out = []

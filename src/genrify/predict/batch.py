@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from genrify.errors import GenrifyError
-from genrify.predict.classifier import Analysis, GenreClassifier
-from genrify.predict.classifier import load_classifier
+from genrify.predict.classifier import Analysis, GenreClassifier, load_classifier
 from genrify.predict.resolve import resolve_model
 
 

@@ -154,7 +154,7 @@ def music_probe(p: Prepared) -> dict[str, np.ndarray]:
     not-music class against every genre when it has one, else the bundled default model's
     probe, which reads the very same embeddings (msd_musicnn, 1506 values per window)."""
     from genrify.models.modelfile import load_model_file
-    from genrify.predict.classifier import default_model_path
+    from genrify.predict import default_model_path
     from genrify.train.probe import fit_probe
 
     k = not_music_class(p.labels)
