@@ -49,7 +49,7 @@ def worker(song: str, *, fast: bool, reps: int) -> None:
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
     print(json.dumps({"cpu": cpu, "wall": wall, "torch_loaded": "torch" in sys.modules,
-                      "engine": getattr(clf.backend.embedder, "engine", "?")}))
+                      "engine": clf.runtime.engine}))
 
 
 def run(song: Path, *, engine: str, fast: bool, reps: int, threads: int | None) -> dict:

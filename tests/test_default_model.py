@@ -74,7 +74,7 @@ def test_the_calibration_temperature_is_applied(clf):
     y, _ = __import__("genrify.audio", fromlist=["load_audio"]).load_audio(CC / "sorohanro_-_solo-trumpet-06.ogg",
                                                                             sr=SR)
     taggrams = clf.backend.embedder.embed(y).taggrams
-    backbones = clf.backend.backbones
+    backbones = list(clf.runtime.backbones)
     shipped = song_pool(genre_window_probabilities(taggrams, model.tensors, backbones))
     untempered = song_pool(genre_window_probabilities(
         taggrams, {**model.tensors, "calibration.temperature": np.array([1.0], np.float32)}, backbones))
