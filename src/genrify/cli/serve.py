@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--model", metavar="PATH",
                    help="model file, or 'gtzan' / 'musicnn' (default: the bundled taxonomy model)")
     p.add_argument("--fast", action="store_true",
-                   help="musicnn models: 3 spread windows per song in bfloat16 (about 4x the throughput)")
+                   help="musicnn models: 3 spread windows per song, about 2x the throughput of new songs "
+                        "(bfloat16 only where this CPU measures it faster; docs/performance.md)")
     p.add_argument("--library", metavar="DIR", help="music folder to search (default: the generated demo library)")
     p.add_argument("--db", metavar="PATH", help="the library's index file (default: in the cache folder)")
     p.add_argument("--providers", default=",".join(Settings.providers), metavar="LIST",
