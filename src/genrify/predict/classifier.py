@@ -119,7 +119,8 @@ class GenreClassifier:
         self.backend = backend or build_backend(model, runtime=self._runtime)
         self.labels: list[str] = list(self.backend.labels)
         self.multi_label = bool(self.backend.multi_label)
-        set_threads(self._runtime.threads, engine=self._runtime.engine)
+        if self._runtime.threads is not None:  # a grant or a run's share of the cores; else left as they are
+            set_threads(self._runtime.threads, engine=self._runtime.engine)
 
     @property
     def runtime(self) -> Runtime:
@@ -224,9 +225,10 @@ def load_classifier(model: str | os.PathLike | ModelRef | None = None, *, fast: 
 
     ``fast``: musicnn models' fast mode (``None``: as the model file says). ``songs``: how many
     songs this process will analyse (``None``: unknown or many — a server, a worker, an actor),
-    which decides the engine; ``threads``: the intra-op threads granted to it (``None``: the
-    cores the load average leaves free, or ``OMP_NUM_THREADS``). ``GENRIFY_ENGINE`` overrides
-    the engine (:func:`~genrify.predict.runtime.choose_engine`).
+    which decides the engine; ``threads``: the intra-op threads granted to it (``None``: a run of
+    ``songs`` songs takes the cores the load average leaves free, or ``OMP_NUM_THREADS``; otherwise
+    the process's threads are left as they are). ``GENRIFY_ENGINE`` overrides the engine
+    (:func:`~genrify.predict.runtime.choose_engine`).
     """
     from genrify.audio import prewarm_decoder
     from genrify.predict.backends import plan_for

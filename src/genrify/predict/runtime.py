@@ -82,15 +82,18 @@ def plan_runtime(*, backbones: tuple[str, ...], fast: bool, max_windows: int | N
     """The :class:`Runtime` of a model that listens through ``backbones`` (``()``: a window network).
 
     ``songs``: how many songs this process will analyse (``None``: unknown or many —
-    a server, a worker, an actor); ``threads``: the intra-op threads the caller
-    grants (``None``: the cores the load average leaves free, unless
-    ``OMP_NUM_THREADS`` says otherwise); ``requested``: the user's engine
+    a server, a worker, an actor, a program using the library); ``threads``: the
+    intra-op threads the caller grants. Without a grant, a run of ``songs`` songs
+    takes the cores the load average leaves free (``OMP_NUM_THREADS`` when set),
+    and otherwise the process's threads are left as they are (``threads=None``
+    in the plan); ``requested``: the user's engine
     (default: ``GENRIFY_ENGINE``). The fast mode asks for bfloat16, used only where
     this machine measured it faster (:func:`genrify.models.quantize.machine_precision`).
     """
+    threads = _grant(threads, songs=songs)
     if not backbones:
-        return Runtime(engine="torch", fast=False, precision="float32", max_windows=None,
-                       threads=_grant(threads), backbones=())
+        return Runtime(engine="torch", fast=False, precision="float32", max_windows=None, threads=threads,
+                       backbones=())
     engine = choose_engine(fast=fast, backbones=backbones, requested=requested,
                            prefer="numpy" if songs is not None and songs <= FEW_SONGS else "torch")
     precision = "float32"
@@ -98,7 +101,7 @@ def plan_runtime(*, backbones: tuple[str, ...], fast: bool, max_windows: int | N
         from genrify.models.quantize import machine_precision, resolve_precision
 
         precision = resolve_precision("bfloat16", machine_precision())
-    return Runtime(engine=engine, fast=fast, precision=precision, max_windows=max_windows, threads=_grant(threads),
+    return Runtime(engine=engine, fast=fast, precision=precision, max_windows=max_windows, threads=threads,
                    backbones=tuple(backbones))
 
 
@@ -135,10 +138,13 @@ def choose_engine(*, fast: bool, backbones: tuple[str, ...], requested: str | No
     return requested
 
 
-def _grant(threads: int | None) -> int:
-    """The threads a process uses: the caller's grant, ``OMP_NUM_THREADS``, or the free cores."""
+def _grant(threads: int | None, *, songs: int | None) -> int | None:
+    """The threads a process uses: the caller's grant; for a run of ``songs`` songs ``OMP_NUM_THREADS``
+    or the free cores; else ``None`` (leave the process's threads as they are)."""
     if threads is not None:
         return max(1, int(threads))
+    if songs is None:
+        return None
     from genrify.predict.threads import free_cores
 
     chosen = os.environ.get("OMP_NUM_THREADS", "").strip()
