@@ -255,3 +255,62 @@ def test_the_numpy_front_end_imports_without_torch():
             "audioset_logmel(np.zeros(4000, dtype=np.float32)); assert 'torch' not in sys.modules")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# --- mn04 as a genrify backbone: windows aligned with musicnn's, and its own tagger --------------------------
+
+def test_the_trunk_averaged_over_every_column_is_the_networks_embedding(model, ref):
+    mel = torch.from_numpy(ref["mel_3"])[None]
+    with torch.inference_mode():
+        cols = model.trunk(mel)
+        full = model.forward_features(mel)
+        np.testing.assert_allclose(cols.mean(dim=2).numpy(), full["embedding"].numpy(), atol=1e-5)
+        np.testing.assert_allclose(model.head(full["embedding"]).numpy(), full["logits"].numpy(), atol=1e-5)
+
+
+def test_stretches_merge_windows_that_share_context():
+    from genrify.models.embedder import stretches
+
+    starts = np.array([0.0, 3.0, 6.0, 20.0])
+    assert stretches(starts, seconds=3.0, duration=30.0, context=1.0) == [(0.0, 10.0), (19.0, 24.0)]
+    assert stretches(np.array([0.0]), seconds=3.0, duration=2.0, context=1.0) == [(0.0, 2.0)]
+
+
+def test_each_window_pools_the_columns_inside_it(model, ref):
+    """A 10 s clip cut into musicnn's windows: each window's embedding is the mean of the trunk's
+    columns inside it, and a window covering the whole clip gives the network's own output."""
+    from genrify.models.embedder import audioset_windows
+
+    wave = ref["wave_2"]
+
+    def trunk(a, b):
+        piece = wave[int(a * SR):int(b * SR)]
+        with torch.inference_mode():
+            return model.trunk(AudioSetMel()(torch.from_numpy(piece))[None]).numpy()[0]
+
+    def head(e):
+        with torch.inference_mode():
+            return model.head(torch.from_numpy(e)).numpy()
+
+    logits, emb = audioset_windows(trunk, head, starts=np.array([0.0, 3.0, 6.0]), seconds=3.0, duration=10.0,
+                                   frame_rate=SR / HOP_LENGTH)
+    assert logits.shape == (3, AUDIOSET_CLASSES) and emb.shape == (3, MN04_EMBEDDING_DIM)
+    cols = trunk(0.0, 10.0)
+    centres = (np.arange(cols.shape[1]) + 0.5) * 32 / (SR / HOP_LENGTH)  # these windows hold no last column
+    np.testing.assert_allclose(emb[1], cols[:, (centres >= 3) & (centres < 6)].mean(axis=1), atol=1e-5)
+    whole, _ = audioset_windows(trunk, head, starts=np.array([0.0]), seconds=10.0, duration=10.0,
+                                frame_rate=SR / HOP_LENGTH)
+    np.testing.assert_allclose(whole[0], ref["logits_2"], atol=1e-3)  # the clip's own mel, one sample shorter
+
+
+def test_the_audioset_model_prints_audiosets_top_classes(run_genrify):
+    speech = SHARED / "data" / "cc-audio" / "198-209-0000.ogg"
+    if not speech.is_file():
+        pytest.skip("cc-audio not available")
+    proc = run_genrify("predict", "--model", "audioset", "--json", "--top-k", "3", str(speech))
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    import json
+
+    (answer,) = json.loads(proc.stdout)
+    assert answer["verdict"] == "tags" and answer["top"][0][0] == "Speech"
+    assert len(answer["probabilities"]) == AUDIOSET_CLASSES

@@ -118,6 +118,9 @@ def test_engine_choice(monkeypatch):
     # torch where NumPy cannot compute the same thing: other backbones, the fast mode where torch may
     # measure bfloat16 faster
     assert choose_engine(fast=False, backbones=("msd_musicnn", "mtt_musicnn"), prefer="numpy") == "torch"
+    # mn04 has a NumPy twin and no reduced precision: its fast mode is float32 on any CPU
+    assert choose_engine(fast=False, backbones=("msd_musicnn", "mn04"), prefer="numpy") == "numpy"
+    assert choose_engine(fast=True, backbones=("mn04",), prefer="numpy", cpu_flags=frozenset({"avx512_bf16"})) == "numpy"
     # the fast mode: float32 (so NumPy) where the CPU has no native bfloat16, torch's measured choice
     # where it has (an AMD EPYC without it, a Sapphire Rapids Xeon with it) or its flags are unknown
     assert choose_engine(fast=True, backbones=msd, prefer="numpy", cpu_flags=frozenset({"avx2", "fma"})) == "numpy"

@@ -187,6 +187,10 @@ MUSICNN_WINDOW = WindowConfig(seconds=_PATCH_SECONDS, hop_seconds=_PATCH_SECONDS
 #: The pretrained backbone every musicnn model uses, and the width of its per-window
 #: embedding (mid-end features max- and mean-pooled over time, 2 × 753).
 MUSICNN_BACKBONE = "msd_musicnn"
+#: AudioSet's mn04 tagger (genrify.models.mn04): its own 32 kHz front end, 527 classes.
+AUDIOSET_BACKBONE = "mn04"
+#: The rate mn04's front end hears (genrify.features.audioset.SR).
+AUDIOSET_SR = 32000
 MUSICNN_EMBEDDING_DIM = 1506
 #: The MFCC picture shown for musicnn models (10 MFCCs of the 16 kHz audio).
 MUSICNN_DISPLAY_FEATURES = FeatureConfig(sr=MUSICNN_FEATURES.sr, n_fft=1024, hop_length=MUSICNN_FEATURES.hop_length,

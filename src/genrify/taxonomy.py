@@ -5,8 +5,11 @@ into every model file that speaks it, so a model file alone rebuilds its
 output). Each node has an ``id`` (stable, lower-case), a canonical display
 ``name`` (what genrify writes into tags), ``aliases`` (spellings found in
 users' tags that mean the node) and ``evidence``: ``gtzan`` names the GTZAN
-label of labelled audio for it, and each tagger backbone (``msd_musicnn``,
-``mtt_musicnn``, …) lists the tags that speak for it.
+label of labelled audio for it, ``allmusic`` the AllMusic genres whose songs
+may be it (one label can stand for several genres: "Pop/Rock" is Pop or Rock),
+and each tagger backbone (``msd_musicnn``, ``mtt_musicnn``, ``mn04``, …)
+lists the tags that speak for it. A top-level genre needs labelled audio; a
+style needs a tagger's tags.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Node:
     tags: tuple[tuple[str, tuple[str, ...]], ...]  # (backbone, tags) pairs
     gtzan: str | None = None
     styles: tuple["Node", ...] = ()
+    allmusic: tuple[str, ...] = ()
 
     def tags_of(self, backbone: str) -> tuple[str, ...]:
         """The tags of ``backbone`` that speak for this node (empty when none)."""
@@ -87,6 +91,13 @@ class Taxonomy:
                 m[r, index[t]] = 1.0
         return m
 
+    def label_set(self, *, gtzan: str | None = None, allmusic: list[str] = ()) -> np.ndarray:
+        """``(n_genres,)`` bool: the genres a song labelled ``gtzan`` or with the AllMusic genres
+        ``allmusic`` may be (empty when no label maps to a genre)."""
+        wanted = {a.strip().casefold() for a in allmusic}
+        return np.array([(gtzan is not None and g.gtzan == gtzan) or bool(wanted & {a.casefold() for a in g.allmusic})
+                         for g in self.genres])
+
     def styles(self) -> list[tuple[Node, Node]]:
         """Every ``(genre, style)`` pair, in order."""
         return [(g, s) for g in self.genres for s in g.styles]
@@ -94,9 +105,13 @@ class Taxonomy:
 
 def _node(d: dict, *, styles: tuple[Node, ...] = ()) -> Node:
     evidence = d.get("evidence", {})
-    tags = tuple((k, tuple(v)) for k, v in sorted(evidence.items()) if k != "gtzan" and v)
+    tags = tuple((k, tuple(v)) for k, v in sorted(evidence.items()) if k not in _LABELS and v)
     return Node(id=d["id"], name=d["name"], aliases=tuple(d.get("aliases", ())), tags=tags,
-                gtzan=evidence.get("gtzan"), styles=styles)
+                gtzan=evidence.get("gtzan"), styles=styles, allmusic=tuple(evidence.get("allmusic", ())))
+
+
+#: Evidence keys that name labelled audio rather than a tagger's tags.
+_LABELS = ("gtzan", "allmusic")
 
 
 def parse_taxonomy(text: str) -> Taxonomy:
@@ -109,9 +124,12 @@ def parse_taxonomy(text: str) -> Taxonomy:
     ids = [n.id for g in genres for n in (g, *g.styles)]
     if len(ids) != len(set(ids)):
         raise ConfigError("taxonomy: node ids must be unique")
-    for node in (n for g in genres for n in (g, *g.styles)):
-        if not node.tags and not node.gtzan:
-            raise ConfigError(f"taxonomy: {node.id!r} has no evidence (labelled audio or tagger tags)")
+    for g in genres:
+        if not g.gtzan and not g.allmusic:
+            raise ConfigError(f"taxonomy: genre {g.id!r} has no labelled audio (gtzan or allmusic)")
+        for style in g.styles:
+            if not style.tags:
+                raise ConfigError(f"taxonomy: style {style.id!r} has no tagger tags")
     return Taxonomy(genres=genres, source=text)
 
 

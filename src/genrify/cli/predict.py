@@ -18,8 +18,9 @@ def register(sub) -> None:
                                              "genrify predict ~/Music --fast --workers 2 --json > genres.json",
                                              "genrify predict ~/Music/inbox --write-tags"))
     p.add_argument("files", nargs="+", help="audio files, or folders (every audio file under them)")
-    p.add_argument("--model", default=None, help="model file, 'gtzan' for the bundled ten-genre GTZAN model, or 'musicnn' for musicnn's own tags "
-                        "(default: the bundled taxonomy model: 14 genres and their styles)")
+    p.add_argument("--model", default=None, help="model file, 'gtzan' for the bundled ten-genre GTZAN model, 'musicnn' for musicnn's own "
+                        "tags or 'audioset' for AudioSet's 527 classes (default: the bundled taxonomy model: 14 "
+                        "genres and their styles)")
     p.add_argument("--top-k", type=int, default=2, help="genres listed per song (at least 1; default 2)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.add_argument("--fast", action="store_true", help="musicnn models: 3 spread windows per song (bfloat16 where "
@@ -212,14 +213,14 @@ def write_timeline(a, out: Path) -> Path:
 
 
 def format_top(a) -> str:
-    """``1. Metal, certainty 93%  2. Rock, certainty 5%  (style: Heavy Metal 61%)`` (or the unsure /
-    not-music message)."""
+    """``1. Metal, certainty 93%  2. Rock, certainty 5%  (style: Heavy Metal, 61% of Metal)`` (or the
+    unsure / not-music message)."""
     if a.verdict == "tags":
         return "tags: " + ", ".join(f"{g} {p:.0%}" for g, p in a.top)
     ranked = "  ".join(f"{i}. {g}, certainty {p:.0%}" for i, (g, p) in enumerate(a.top, 1))
     if a.verdict == "genre":
         styles = a.styles()
         if styles:
-            ranked += "  (style: " + ", ".join(f"{s['name']} {s['probability']:.0%}" for s in styles) + ")"
+            ranked += "  (style: " + ", ".join(f"{s['name']}, {s['share']:.0%} of {a.genre}" for s in styles) + ")"
         return ranked
     return f"{a.message} (best guesses: {ranked})"

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", metavar="PATH",
-                   help="model file, or 'gtzan' / 'musicnn' (default: the bundled taxonomy model)")
+                   help="model file, or 'gtzan' / 'musicnn' / 'audioset' (default: the bundled taxonomy model)")
     p.add_argument("--fast", action="store_true",
                    help="musicnn models: 3 spread windows per song, about 2x the throughput of new songs "
                         "(bfloat16 only where this CPU measures it faster; docs/performance.md)")

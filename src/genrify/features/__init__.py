@@ -4,7 +4,8 @@ training and the web service. Shapes are ``(..., n_features, frames)``.
 
 The names below load :mod:`genrify.features.mel` (and torch) on first use, so the
 torch-free modules of this package (:mod:`~genrify.features.filters`,
-:mod:`~genrify.features.musicnn_numpy`) can be imported without it."""
+:mod:`~genrify.features.musicnn_numpy`, :mod:`~genrify.features.audioset`) can be
+imported without it."""
 
 __all__ = [
     "MFCC",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from genrify.config import MUSICNN_BACKBONE, ModelConfig
+from genrify.config import AUDIOSET_BACKBONE, MUSICNN_BACKBONE, ModelConfig
 from genrify.errors import ConfigError
 
 #: A network over feature windows (MFCC / log-mel images), trained by the training loop.
@@ -24,7 +24,7 @@ WINDOW_NET = "window-net"
 EMBEDDING_PROBE = "embedding-probe"
 #: A network over musicnn embeddings, trained by the training loop.
 EMBEDDING_NET = "embedding-net"
-#: musicnn's own tagger: nothing to train.
+#: A pretrained tagger's own classes (musicnn's, AudioSet's): nothing to train.
 TAGGER = "tagger"
 #: genrify's genre taxonomy over the pretrained taggers' tags (trained by tools/train_taxonomy_model.py).
 TAXONOMY_HEAD = "taxonomy-head"
@@ -83,10 +83,12 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
               "fine-tunes musicnn's last dense layer with a new genre layer; for a few dozen songs per genre "
               "and more", _musicnn_finetune, backbone=MUSICNN_BACKBONE),
     ModelSpec("taxonomy", TAXONOMY_HEAD,
-              "14 top-level genres and their styles from musicnn's pretrained taggers (the bundled default)",
-              backbone=MUSICNN_BACKBONE),
+              "top-level genres and their styles from musicnn and AudioSet's mn04, trained on labelled music of "
+              "every genre (the bundled default)", backbone=MUSICNN_BACKBONE),
     ModelSpec("musicnn", TAGGER, "musicnn's own 50 Million-Song-Dataset tags, no training",
               backbone=MUSICNN_BACKBONE),
+    ModelSpec("audioset", TAGGER, "AudioSet's 527 sound and music classes (EfficientAT mn04), no training",
+              backbone=AUDIOSET_BACKBONE),
 )}
 
 

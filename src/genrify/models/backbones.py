@@ -10,14 +10,20 @@ msd_musicnn    :class:`~.musicnn.MusiCNN`     Million Song Dataset
 mtt_musicnn    :class:`~.musicnn.MusiCNN`     MagnaTagATune
 msd_vgg        :class:`~.vgg.VGG`             Million Song Dataset
 mtt_vgg        :class:`~.vgg.VGG`             MagnaTagATune
+mn04           :class:`~.mn04.MN04`           AudioSet (527 classes)
 =============  =============================  ===========================
+
+mn04 has its own input (32 kHz Kaldi mels, :mod:`genrify.features.audioset`,
+``Backbone.input == "audioset"``); the embedder lines its windows up with
+musicnn's (:func:`genrify.models.embedder.audioset_windows`).
 
 Each loaded backbone has ``forward(patches)`` → tag logits,
 ``forward_features(patches)`` → a dict with ``taggram`` (tag probabilities),
 ``penultimate`` and its other named layers, and ``tags``.
 :meth:`Backbone.embed` turns that dict into the backbone's embedding per patch.
-Adding a backbone is one :class:`Backbone` in :data:`BACKBONES` and its weights
-file (``tools/convert_musicnn.py``).
+Adding a backbone over musicnn's input is one :class:`Backbone` in :data:`BACKBONES`
+and its weights file (``tools/convert_musicnn.py``); one with its own front end
+also needs the embedder to compute that input.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from genrify.config import MUSICNN_EMBEDDING_DIM
+from genrify.config import AUDIOSET_BACKBONE, MUSICNN_EMBEDDING_DIM
 from genrify.errors import ConfigError, ModelFileError
+from genrify.models.mn04 import MN04, MN04_EMBEDDING_DIM, audioset_labels, load_mn04
 from genrify.models.musicnn import MusiCNN, load_musicnn
 from genrify.models.vgg import VGG, load_vgg
 
@@ -78,6 +85,8 @@ class Backbone:
     #: The backbone under whose name the taxonomy lists this one's tags: a tagger with the same
     #: vocabulary (MSD's or MagnaTagATune's 50 tags) shares its evidence.
     evidence_key: str = ""
+    #: What the network hears: "musicnn" (16 kHz log-mel patches) or "audioset" (32 kHz Kaldi mels).
+    input: str = "musicnn"
 
     @property
     def taxonomy_key(self) -> str:
@@ -91,7 +100,9 @@ class Backbone:
 
     def load(self, *, fast: bool = False) -> nn.Module:
         """The network with its pretrained weights, in eval mode (see :func:`load_backbone`)."""
-        if self.architecture is MusiCNN:
+        if self.architecture is MN04:  # no reduced-precision path: `fast` changes nothing
+            model = load_mn04(weights=self.weights_path)
+        elif self.architecture is MusiCNN:
             model = load_musicnn(weights=self.weights_path, fast=fast)
         else:
             model = load_vgg(weights=self.weights_path)  # no reduced-precision path: `fast` changes nothing
@@ -114,6 +125,9 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
              "5-layer VGG-style CNN trained on the Million Song Dataset", "msd_musicnn"),
     Backbone("mtt_vgg", VGG, "mtt_vgg.safetensors", MTT_TAGS, _VGG_EMBEDDING, 256,
              "5-layer VGG-style CNN trained on MagnaTagATune", "mtt_musicnn"),
+    Backbone(AUDIOSET_BACKBONE, MN04, "mn04_as.safetensors", audioset_labels(), ("embedding",),
+             MN04_EMBEDDING_DIM, "EfficientAT's mn04 trained on AudioSet: 527 classes, ~50 of them genres and "
+             "styles, the rest sounds that are not music", input="audioset"),
 )}
 
 
@@ -129,7 +143,7 @@ def load_backbone(name: str, *, fast: bool = False) -> nn.Module:
     """The pretrained backbone ``name`` (a key of :data:`BACKBONES`), in eval mode.
 
     Args:
-        name: ``"msd_musicnn"``, ``"mtt_musicnn"``, ``"msd_vgg"`` or ``"mtt_vgg"``.
+        name: ``"msd_musicnn"``, ``"mtt_musicnn"``, ``"msd_vgg"``, ``"mtt_vgg"`` or ``"mn04"``.
         fast: musicnn backbones compute their timbral convs in bfloat16 (see
             :meth:`MusiCNN.use_bfloat16`); the vgg backbones have no fast path
             and ignore it.

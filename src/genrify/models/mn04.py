@@ -1,4 +1,4 @@
-"""mn04: EfficientAT's small AudioSet tagger (527 sound classes), ported to PyTorch.
+"""mn04: EfficientAT's smallest-but-one AudioSet tagger (527 sound classes), ported to PyTorch.
 
 The network of F. Schmid, K. Koutini and G. Widmer, "Efficient Large-Scale Audio
 Tagging via Transformer-to-CNN Knowledge Distillation", ICASSP 2023
@@ -36,8 +36,6 @@ head's dropout is the identity, so ``train()`` leaves the module in eval mode.
 
 from __future__ import annotations
 
-import csv
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -45,17 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrify.errors import ModelFileError
+from genrify.models.mn04_numpy import (AUDIOSET_CLASSES, LABELS_PATH, MN04_EMBEDDING_DIM, WEIGHTS_PATH,  # noqa: F401
+                                       audioset_labels)
 
-AUDIOSET_CLASSES = 527
-MN04_EMBEDDING_DIM = 384
 WIDTH = 0.4
 BN_EPS = 1e-3
-
-_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: The shipped weights (EfficientAT's mn04_as_mAP_432.pt as safetensors).
-WEIGHTS_PATH = _WEIGHTS_DIR / "mn04_as.safetensors"
-#: AudioSet's class names in output order (index, mid, display_name).
-LABELS_PATH = _WEIGHTS_DIR / "audioset_labels.csv"
 
 # MobileNetV3-Large at width 1.0: (input, kernel, expanded, output, squeeze-excite, hard-swish, stride).
 # Scaled by WIDTH with make_divisible below; the four stride-2 rows are EfficientAT's strides=(2, 2, 2, 2).
@@ -94,7 +86,7 @@ def make_divisible(v: float, *, divisor: int = 8) -> int:
 
 def _conv_bn(c_in: int, c_out: int, *, kernel: int = 1, stride: int = 1, groups: int = 1,
              activation: type[nn.Module] | None = None) -> nn.Sequential:
-    """conv (no bias, 'same' padding) → batch norm → optional activation, as keys ``0``, ``1``, ``2``."""
+    """conv (no bias, 'same' padding for odd kernels) → batch norm → optional activation; keys ``0``, ``1``, ``2``."""
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=(kernel - 1) // 2, groups=groups, bias=False),
         nn.BatchNorm2d(c_out, eps=BN_EPS),
@@ -139,7 +131,7 @@ class _SqueezeExcite(nn.Module):
 
 
 class _InvertedResidual(nn.Module):
-    """A MobileNetV3 bottleneck: [expand] → depthwise → [squeeze-excite] → project, skip where shapes agree."""
+    """One MobileNetV3 bottleneck: [expand] → depthwise → [squeeze-excite] → project, with a skip when shapes agree."""
 
     def __init__(self, *, c_in: int, kernel: int, expanded: int, c_out: int, se: bool, hard_swish: bool,
                  stride: int):
@@ -213,6 +205,22 @@ class MN04(nn.Module):
     def _logits(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.classifier[5](self.classifier[3](self.classifier[2](embedding)))
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The class names, under the name every backbone gives its outputs."""
+        return self.labels
+
+    def trunk(self, mel: torch.Tensor) -> torch.Tensor:
+        """The convolutional trunk's columns ``(B, 384, ⌈T/32⌉)`` (averaged over frequency) of a log-mel
+        batch; averaging them over time gives :meth:`forward_features`'s embedding."""
+        if mel.dim() == 3:
+            mel = mel.unsqueeze(1)
+        return self.features(mel).mean(dim=2)
+
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 527)`` of embeddings ``(B, 384)``: the classifier after its pooling."""
+        return self._logits(embedding)
+
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 527)`` of a log-mel batch ``(B, 128, T)`` or ``(B, 1, 128, T)``."""
         return self._logits(self._embed(mel))
@@ -225,27 +233,6 @@ class MN04(nn.Module):
         embedding = self._embed(mel)
         logits = self._logits(embedding)
         return {"logits": logits, "embedding": embedding, "probabilities": torch.sigmoid(logits)}
-
-
-@lru_cache(maxsize=1)
-def audioset_labels() -> tuple[str, ...]:
-    """AudioSet's 527 class display names in mn04's output order, from the shipped ``audioset_labels.csv``.
-
-    Raises:
-        ModelFileError: the file is missing or does not list indices 0–526 in order.
-    """
-    try:
-        with open(LABELS_PATH, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        names = tuple(row["display_name"] for row in rows)
-        ordered = [int(row["index"]) for row in rows] == list(range(AUDIOSET_CLASSES))
-    except FileNotFoundError:
-        raise ModelFileError(f"{LABELS_PATH}: AudioSet labels not found") from None
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise ModelFileError(f"{LABELS_PATH}: not an AudioSet labels file ({exc})") from None
-    if not ordered:
-        raise ModelFileError(f"{LABELS_PATH}: not the {AUDIOSET_CLASSES} AudioSet classes in index order")
-    return names
 
 
 def load_mn04(*, weights: Path | None = None) -> MN04:

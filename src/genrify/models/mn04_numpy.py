@@ -42,7 +42,7 @@ MN04_EMBEDDING_DIM = 384
 BN_EPS = 1e-3  # the torch module's BatchNorm2d eps
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: The shipped weights (the ones :func:`genrify.models.mn04.load_mn04` loads).
+#: The shipped weights (EfficientAT's mn04_as_mAP_432.pt as safetensors; both engines load them).
 WEIGHTS_PATH = _WEIGHTS_DIR / "mn04_as.safetensors"
 #: AudioSet's class names in output order (index, mid, display_name), as :mod:`genrify.models.mn04` reads them.
 LABELS_PATH = _WEIGHTS_DIR / "audioset_labels.csv"
@@ -60,8 +60,8 @@ _BLOCKS = (
 
 @lru_cache(maxsize=1)
 def audioset_labels() -> tuple[str, ...]:
-    """AudioSet's 527 class display names in mn04's output order (the reader of :mod:`genrify.models.mn04`,
-    repeated here because that module imports torch).
+    """AudioSet's 527 class display names in mn04's output order, from the shipped ``audioset_labels.csv``
+    (here, not in :mod:`genrify.models.mn04`, so that reading them never imports torch).
 
     Raises:
         ModelFileError: the file is missing or does not list indices 0–526 in order.

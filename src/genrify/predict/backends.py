@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from genrify.config import MUSICNN_BACKBONE, MUSICNN_FAST_WINDOWS
+from genrify.config import AUDIOSET_BACKBONE, MUSICNN_BACKBONE, MUSICNN_FAST_WINDOWS
 from genrify.dataset.windows import cut_windows, window_frames
 from genrify.errors import ConfigError, ModelFileError
 from genrify.models.modelfile import ModelFile
 from genrify.predict.checks import not_music_class, signal_checks
 from genrify.predict.heads import genre_logits_function, probe_logits, sigmoid, window_softmax
 from genrify.predict.runtime import Runtime, plan_runtime
-from genrify.predict.taxonomy import genre_window_probabilities, song_pool, style_probabilities
+from genrify.predict.taxonomy import genre_window_probabilities, head_inputs, song_pool, style_shares
 
 
 def _temperature(tensors: dict) -> float:
@@ -40,7 +40,7 @@ class Backend:
     labels: list[str]
 
     @staticmethod
-    def backbones(model_file: ModelFile) -> tuple[str, ...]:
+    def backbones(model_file: ModelFile, *, fast: bool = False) -> tuple[str, ...]:
         return ()
 
     @staticmethod
@@ -100,7 +100,7 @@ class MusicnnHeadBackend(Backend):
     kind = "musicnn"
 
     @staticmethod
-    def backbones(model_file: ModelFile) -> tuple[str, ...]:
+    def backbones(model_file: ModelFile, *, fast: bool = False) -> tuple[str, ...]:
         return (MUSICNN_BACKBONE,)
 
     def __init__(self, model_file: ModelFile, *, runtime: Runtime):
@@ -113,7 +113,7 @@ class MusicnnHeadBackend(Backend):
         return window_softmax(self._genre_logits(embeddings), self.temperature).astype(np.float32)
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-        emb = self.embedder.embed(y)
+        emb = self.embedder.embed(y, sr=self.sr)
         probs = self.embedding_probabilities(emb.embeddings)
         return probs, emb.starts, _music_details(self, emb.embeddings, y, probs)
 
@@ -136,16 +136,20 @@ def _set_up_musicnn(backend, model_file: ModelFile, *, runtime: Runtime) -> None
     backend.has_music_probe = "music.coef" in backend.tensors
 
 
-def _music_details(backend, embeddings: np.ndarray, y: np.ndarray, probs: np.ndarray | None = None) -> dict:
-    """The mode, the music probe's verdict over ``embeddings``, the not-music class in the
-    window probabilities ``probs`` (when given) and the signal checks on ``y``."""
+def _music_details(backend, embeddings: np.ndarray | None, y: np.ndarray, probs: np.ndarray | None = None, *,
+                   p_music: np.ndarray | None = None, judge: str = "music probability") -> dict:
+    """The mode, the music / not-music verdict, the not-music class in the window probabilities
+    ``probs`` (when given) and the signal checks on ``y``. The verdict reads ``p_music`` (per-window
+    probabilities that this is music, named ``judge`` in the reason) or else the model's music
+    probe over its per-window inputs ``embeddings``."""
     details: dict = {"mode": "fast" if backend.fast else "full"}
-    if backend.has_music_probe:
+    if p_music is None and backend.has_music_probe and embeddings is not None:
         p_music = sigmoid(probe_logits(backend.tensors, embeddings, prefix="music")[:, 0])
+    if p_music is not None:
         details["music_probability"] = round(float(p_music.mean()), 4)
         if p_music.mean() < backend.config.verdict.music_threshold:
             details["not_music"] = True
-            details["not_music_reason"] = (f"This does not sound like music (music probability "
+            details["not_music_reason"] = (f"This does not sound like music ({judge} "
                                            f"{p_music.mean():.0%}); no genre given.")
     _not_music_details(details, backend.labels if probs is not None else [], probs, y, sr=backend.sr,
                        config=backend.config, engine=backend.runtime.engine)
@@ -169,36 +173,52 @@ def _not_music_details(details: dict, labels: list[str], probs: np.ndarray | Non
 
 
 class TaxonomyBackend(Backend):
-    """genrify's taxonomy (``taxonomy``): top-level genres and styles from the pretrained taggers'
-    tags (:mod:`genrify.predict.taxonomy`), with the music / not-music probe over musicnn embeddings."""
+    """genrify's taxonomy (``taxonomy``): top-level genres from a calibrated linear head over the
+    backbones' outputs, styles from their tags' evidence (:mod:`genrify.predict.taxonomy`), and
+    music / not music from AudioSet's own "Music" class (``music_class``), averaged over the windows,
+    against ``verdict.music_threshold``, with the signal checks. The fast mode runs the same head on
+    fewer windows."""
 
     kind = "musicnn"
 
     @staticmethod
-    def backbones(model_file: ModelFile) -> tuple[str, ...]:
+    def backbones(model_file: ModelFile, *, fast: bool = False) -> tuple[str, ...]:
+        from genrify.predict.taxonomy import backbones_of
+
         try:
-            return tuple(str(b) for b in model_file.extra["backbones"])
+            inputs = [str(i) for i in model_file.extra["inputs"]]
+            music = [AUDIOSET_BACKBONE] if model_file.extra.get("music_class") else []
         except (KeyError, TypeError):
-            raise ModelFileError("taxonomy model file lacks its backbones or its taxonomy") from None
+            raise ModelFileError("taxonomy model file lacks its inputs: it was written by an older genrify; "
+                                 "retrain it with tools/train_taxonomy_model.py") from None
+        return tuple(dict.fromkeys(backbones_of(inputs) + music))
 
     def __init__(self, model_file: ModelFile, *, runtime: Runtime):
+        from genrify.models.mn04_numpy import audioset_labels
         from genrify.taxonomy import parse_taxonomy
 
         try:
             taxonomy = parse_taxonomy(str(model_file.extra["taxonomy"]))
+            self.inputs = [str(i) for i in model_file.extra["inputs"]]
+            music = model_file.extra.get("music_class")
+            self.music_column = None if music is None else list(audioset_labels()).index(str(music))
         except (KeyError, TypeError, ValueError, ConfigError):
-            raise ModelFileError("taxonomy model file lacks its backbones or its taxonomy") from None
+            raise ModelFileError("taxonomy model file lacks its inputs or its taxonomy") from None
         # The styles, in the order of the fitted tensors, come from the taxonomy saved with the model.
         self.styles = [(style.name, genre.name) for genre, style in taxonomy.styles()]
         _set_up_musicnn(self, model_file, runtime=runtime)
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-        emb = self.embedder.embed(y)
-        backbones = list(self.runtime.backbones)
-        probs = genre_window_probabilities(emb.taggrams, self.tensors, backbones).astype(np.float32)
-        styles = style_probabilities(emb.taggrams, song_pool(probs), self.tensors, backbones)
-        details = _music_details(self, emb.embeddings, y)
-        details["styles"] = [[name, genre, round(float(p), 4)] for (name, genre), p in zip(self.styles, styles)]
+        emb = self.embedder.embed(y, sr=self.sr)
+        x = head_inputs(emb.taggrams, emb.embeddings_of, self.inputs)
+        probs = genre_window_probabilities(x, self.tensors).astype(np.float32)
+        song = song_pool(probs)
+        shares = style_shares(emb.taggrams, self.tensors, list(self.runtime.backbones))
+        parent = self.tensors["styles.parent"].astype(np.int64)
+        music = emb.taggrams[AUDIOSET_BACKBONE][:, self.music_column] if self.music_column is not None else None
+        details = _music_details(self, None, y, p_music=music, judge="AudioSet's music class")
+        details["styles"] = [[name, genre, round(float(song[g] * q), 4)]
+                             for (name, genre), g, q in zip(self.styles, parent, shares)]
         return probs, emb.starts, details
 
     @staticmethod
@@ -207,8 +227,10 @@ class TaxonomyBackend(Backend):
         return song_pool(window_probabilities).astype(np.float32)
 
 
-class MusicnnTaggerBackend(Backend):
-    """musicnn's own 50 Million-Song-Dataset tags, no training (``--model musicnn``).
+class TaggerBackend(Backend):
+    """A pretrained tagger's own classes, no training: musicnn's 50 Million-Song-Dataset tags
+    (``--model musicnn``) or AudioSet's 527 classes (``--model audioset``), by the registry
+    entry's backbone.
 
     Tags are independent (sigmoid), so probabilities do not sum to one.
     """
@@ -217,30 +239,34 @@ class MusicnnTaggerBackend(Backend):
     multi_label = True
 
     @staticmethod
-    def backbones(model_file: ModelFile) -> tuple[str, ...]:
-        return (MUSICNN_BACKBONE,)
+    def backbones(model_file: ModelFile, *, fast: bool = False) -> tuple[str, ...]:
+        from genrify.models import model_spec
+
+        return (model_spec(model_file.config.model.name).backbone or MUSICNN_BACKBONE,)
 
     def __init__(self, model_file: ModelFile, *, runtime: Runtime):
         from genrify.models.embedder import make_embedder
+        from genrify.models.mn04_numpy import audioset_labels
 
         self.config = model_file.config
         self.runtime = runtime
         self.sr = model_file.config.audio.sr
         self.fast = runtime.fast
+        (self.backbone,) = self.backbones(model_file)
         self.embedder = make_embedder(engine=runtime.engine, max_patches=runtime.max_windows, fast=runtime.fast,
                                       also=runtime.backbones, precision=runtime.precision)
-        self.labels = list(self.embedder.tags)
+        self.labels = list(audioset_labels()) if self.backbone == AUDIOSET_BACKBONE else list(self.embedder.tags)
 
     def window_probabilities(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-        emb = self.embedder.embed(y)
-        return emb.taggram, emb.starts, {"multi_label": True, "mode": "fast" if self.fast else "full"}
+        emb = self.embedder.embed(y, sr=self.sr)
+        return emb.taggrams[self.backbone], emb.starts, {"multi_label": True, "mode": "fast" if self.fast else "full"}
 
 
 def _backends() -> dict:
     from genrify.models import EMBEDDING_NET, EMBEDDING_PROBE, TAGGER, TAXONOMY_HEAD, WINDOW_NET
 
     return {WINDOW_NET: WindowNetBackend, EMBEDDING_PROBE: MusicnnHeadBackend, EMBEDDING_NET: MusicnnHeadBackend,
-            TAXONOMY_HEAD: TaxonomyBackend, TAGGER: MusicnnTaggerBackend}
+            TAXONOMY_HEAD: TaxonomyBackend, TAGGER: TaggerBackend}
 
 
 def backend_class(model_file: ModelFile):
@@ -265,7 +291,7 @@ def plan_for(model_file: ModelFile, *, fast: bool | None = None, songs: int | No
     and ``threads``: see :func:`~genrify.predict.runtime.plan_runtime`."""
     cfg = model_file.config
     fast = bool(cfg.model.fast if fast is None else fast)
-    return plan_runtime(backbones=backend_class(model_file).backbones(model_file), fast=fast,
+    return plan_runtime(backbones=backend_class(model_file).backbones(model_file, fast=fast), fast=fast,
                         max_windows=MUSICNN_FAST_WINDOWS if fast else cfg.window.max_windows, songs=songs,
                         threads=threads)
 

@@ -26,8 +26,9 @@ from genrify.predict.threads import set_threads
 from genrify.taxonomy import canonical_name
 
 
-#: A style is named when its probability (its genre's × its own tag evidence) reaches this.
-STYLE_MIN_PROBABILITY = 0.3
+#: A style of the top genre is named when its share of that genre (the mean noisy-OR of its tags,
+#: :func:`genrify.predict.taxonomy.style_shares`) reaches this; its probability is the genre's × that share.
+STYLE_MIN_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,17 @@ class Analysis:
             names = list(self.labels)
         return {name: round(float(p), 4) for name, p in zip(names, self.probabilities)}
 
-    def styles(self, *, min_probability: float = STYLE_MIN_PROBABILITY) -> list[dict]:
-        """The styles of the top genre at or above ``min_probability``, most likely first (none unless
-        the verdict is a genre and the model speaks the taxonomy)."""
+    def styles(self, *, min_share: float = STYLE_MIN_SHARE) -> list[dict]:
+        """The styles of the top genre whose share of it is at least ``min_share``, most likely first:
+        ``name``, ``probability`` (the genre's × the share) and ``share`` (none unless the verdict is a
+        genre and the model speaks the taxonomy)."""
         genre = self.genre
-        found = [{"name": name, "probability": p} for name, parent, p in self.details.get("styles", ())
-                 if genre is not None and parent == genre and p >= min_probability]
-        return sorted(found, key=lambda s: -s["probability"])
+        if genre is None:
+            return []
+        p_genre = float(self.top[0][1])
+        found = [{"name": name, "probability": p, "share": round(min(1.0, p / p_genre), 4)}
+                 for name, parent, p in self.details.get("styles", ()) if parent == genre and p_genre > 0]
+        return sorted((s for s in found if s["share"] >= min_share), key=lambda s: -s["probability"])
 
     def to_dict(self, *, top_k: int | None = None) -> dict:
         """The one JSON-able view of an analysis (floats rounded to 4 decimals), for the CLI's
@@ -136,7 +141,7 @@ class GenreClassifier:
     def from_file(cls, path: str | os.PathLike, *, fast: bool | None = None,
                   songs: int | None = None) -> "GenreClassifier":
         """Load a ``.genrify`` model file (never executes code from it), or a built-in model by name
-        (``"default"``, ``"gtzan"``, ``"musicnn"``); see :func:`~genrify.predict.load_classifier`."""
+        (``"default"``, ``"gtzan"``, ``"musicnn"``, ``"audioset"``); see :func:`~genrify.predict.load_classifier`."""
         return load_classifier(path, fast=fast, songs=songs)
 
     @classmethod

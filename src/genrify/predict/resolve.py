@@ -22,13 +22,14 @@ BUILTIN_MODELS: dict[str, tuple[str | None, str]] = {
     "default": ("default.genrify", "the taxonomy model, used without --model"),
     "gtzan": ("gtzan.genrify", "the ten-genre GTZAN model"),
     "musicnn": (None, "musicnn's own 50 tags"),
+    "audioset": (None, "AudioSet's 527 classes (mn04)"),
 }
 
 
 @dataclass(frozen=True)
 class ModelRef:
     """A resolved ``--model``: its ``name`` as given (``"default"`` for none), the ``path`` of its
-    model file (``None`` for musicnn's own tagger) and whether it ships with genrify (``builtin``:
+    model file (``None`` for a pretrained tagger's own classes) and whether it ships with genrify (``builtin``:
     every installation has it, so a cluster's workers load it by name)."""
 
     name: str
@@ -37,15 +38,15 @@ class ModelRef:
 
     @property
     def source(self) -> str:
-        """How answers name the model: its file, or ``"musicnn"``."""
+        """How answers name the model: its file, or the tagger's name (``"musicnn"``, ``"audioset"``)."""
         return str(self.path) if self.path is not None else self.name
 
     def read(self):
-        """The :class:`~genrify.models.modelfile.ModelFile` (checked), or musicnn's tagger described as one."""
+        """The :class:`~genrify.models.modelfile.ModelFile` (checked), or a tagger described as one."""
         from genrify.models.modelfile import load_model_file
 
         if self.path is None:
-            return _tagger_model_file()
+            return _tagger_model_file(self.name)
         return load_model_file(self.path)
 
 
@@ -56,7 +57,7 @@ def default_model_path() -> Path:
 
 def resolve_model(model: str | os.PathLike | ModelRef | None = None) -> ModelRef:
     """What ``model`` names: ``None`` or ``"default"`` the bundled default, ``"gtzan"`` and
-    ``"musicnn"`` the other built-in models, anything else a model file (a :class:`ModelRef`
+    ``"musicnn"``, ``"audioset"`` the other built-in models, anything else a model file (a :class:`ModelRef`
     is its own answer).
 
     Raises:
@@ -89,13 +90,17 @@ def _asset(filename: str) -> Path:
     return Path(str(resources.files("genrify") / "assets" / filename))
 
 
-def _tagger_model_file():
-    """musicnn's Million Song Dataset tagger as a model file with no tensors: its backend computes the tags."""
-    from genrify.config import (MUSICNN_BACKBONE, MUSICNN_FEATURES, MUSICNN_WINDOW, AudioConfig, ModelConfig, RunConfig,
+def _tagger_model_file(name: str):
+    """A pretrained tagger (``musicnn``: the Million Song Dataset's tags; ``audioset``: mn04's AudioSet
+    classes) as a model file with no tensors: its backend computes the tags."""
+    from genrify.config import (AUDIOSET_SR, MUSICNN_FEATURES, MUSICNN_WINDOW, AudioConfig, ModelConfig, RunConfig,
                                 VerdictConfig)
+    from genrify.models import model_spec
     from genrify.models.modelfile import ModelFile
 
-    config = RunConfig(audio=AudioConfig(sr=MUSICNN_FEATURES.sr), window=MUSICNN_WINDOW,
-                       model=ModelConfig(name="musicnn", backbone=MUSICNN_BACKBONE),
+    spec = model_spec(name)
+    sr = AUDIOSET_SR if name == "audioset" else MUSICNN_FEATURES.sr
+    config = RunConfig(audio=AudioConfig(sr=sr), window=MUSICNN_WINDOW,
+                       model=ModelConfig(name=name, backbone=spec.backbone),
                        verdict=VerdictConfig(unsure_below=0.0))
     return ModelFile(config=config, labels=[], tensors={}, extra={})

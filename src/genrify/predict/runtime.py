@@ -5,9 +5,9 @@ holds the answer as a read-only :class:`Runtime` (``clf.runtime``) and hands it
 to its backend, which builds what it says. Nothing further down re-derives a
 choice from flags, environment variables or which modules happen to be loaded.
 
-Two engines compute musicnn's embeddings (:mod:`genrify.models.embedder`):
-torch (every backbone and precision) and NumPy (MSD_musicnn in float32, no
-torch import). A process that analyses a few songs prefers NumPy: importing
+Two engines compute the backbones' outputs (:mod:`genrify.models.embedder`):
+torch (every backbone and precision) and NumPy (MSD_musicnn and mn04 in
+float32, no torch import). A process that analyses a few songs prefers NumPy: importing
 torch costs seconds, more than the analysis of a song. A long-running one
 (a server, a worker pool, a Ray actor, a library run) prefers torch.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from genrify.config import MUSICNN_BACKBONE
+from genrify.config import AUDIOSET_BACKBONE, MUSICNN_BACKBONE
 from genrify.errors import ConfigError
 
 #: Up to this many songs, a process predicts on the NumPy engine where it can: importing torch costs
@@ -61,7 +61,9 @@ class Runtime:
         if not self.backbones:
             return " · ".join(parts + ["float32"])
         windows = "all windows" if self.max_windows is None else f"at most {self.max_windows} windows"
-        parts.append(f"{self.mode} mode, {windows}")
+        parts.append(f"{self.mode} mode, {windows}, listening through {' + '.join(self.backbones)}")
+        if MUSICNN_BACKBONE not in self.backbones:  # no musicnn: nothing runs in reduced precision
+            return " · ".join(parts + ["float32"])
         if self.engine == "numpy":
             from genrify.models.quantize import bfloat16_may_be_native, read_cpuinfo
 
@@ -111,8 +113,8 @@ def choose_engine(*, fast: bool, backbones: tuple[str, ...], requested: str | No
 
     ``requested`` is the user's choice and defaults to the ``GENRIFY_ENGINE``
     environment variable ("auto" when unset). "auto" takes ``prefer`` where NumPy
-    computes exactly what torch would: float32 and no backbone but MSD_musicnn;
-    torch otherwise. The fast mode asks torch for bfloat16, which it uses only
+    computes exactly what torch would: float32 and no backbone but MSD_musicnn and
+    mn04; torch otherwise. The fast mode asks torch for bfloat16, which it uses only
     where a measurement finds it faster and never where the CPU's flags
     (``cpu_flags``, default: ``/proc/cpuinfo``) name no native bfloat16: there the
     fast mode is float32 too and NumPy computes it (no flags known: torch).
@@ -125,13 +127,13 @@ def choose_engine(*, fast: bool, backbones: tuple[str, ...], requested: str | No
     requested = (requested or os.environ.get("GENRIFY_ENGINE") or "auto").strip().lower()
     if requested not in ENGINES:
         raise ConfigError(f"GENRIFY_ENGINE={requested!r}: expected one of {', '.join(ENGINES)}")
-    numpy_ok = set(backbones) <= {MUSICNN_BACKBONE}
-    if fast and requested != "numpy":
+    numpy_ok = set(backbones) <= {MUSICNN_BACKBONE, AUDIOSET_BACKBONE}
+    if fast and requested != "numpy" and MUSICNN_BACKBONE in backbones:  # mn04 has no reduced precision
         from genrify.models.quantize import bfloat16_may_be_native, read_cpuinfo
 
         numpy_ok = numpy_ok and not bfloat16_may_be_native(read_cpuinfo()[1] if cpu_flags is None else cpu_flags)
     if requested == "numpy" and not numpy_ok:
-        raise ConfigError("the numpy engine computes MSD_musicnn in float32 only; "
+        raise ConfigError("the numpy engine computes MSD_musicnn and mn04 in float32 only; "
                           "use GENRIFY_ENGINE=torch for other backbones or precisions")
     if requested == "auto":
         return "numpy" if numpy_ok and prefer == "numpy" else "torch"

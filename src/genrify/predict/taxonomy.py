@@ -1,39 +1,80 @@
-"""Scoring the taxonomy: genre and style probabilities from the taggers' per-window tag probabilities.
+"""Scoring the taxonomy: genre and style probabilities from the backbones' per-window outputs.
 
-Pure arrays in, arrays out. Two parts, both over the taggers' tags (tags
-learned from hundreds of thousands of songs carry across artists better than
-embeddings learned from a few hundred; docs/results.md has the figures):
+Pure arrays in, arrays out. The genre head is one linear softmax over every
+top-level genre, fed per window by the inputs the model file names
+(:func:`head_inputs`: a backbone's tag logits or its embedding, side by side),
+then calibrated (``z'_g = a_g·z_g·n^γ + c_g`` for a song of ``n`` windows: a
+scale and a bias per genre, and how much surer ten windows make a song than
+one; fitted on held-out songs inside the training folds). It was fitted on songs labelled with *sets* of
+genres (an AllMusic "Pop/Rock" is Pop or Rock), maximising the
+probability that the answer lies in the set (:mod:`genrify.train.taxonomy`).
 
-* the **labelled head**: a linear probe over the tags' logits, fitted on labelled
-  audio (GTZAN's ten genres), calibrated by a temperature — ``P_lab(g)`` over the
-  genres that have labelled audio;
-* the **evidence head**: for every top-level genre, the noisy-OR of the tags the
-  taxonomy maps to it, ``q_g = 1 − Π(1 − p_tag)``; ``softmax(α·logit(q) + b)``
-  over all genres says how much of a window belongs to the genres known *only*
-  from the taggers (electronic, folk, punk, soul & R&B). ``α`` and ``b`` are
-  fitted on the labelled audio, where those genres are always wrong, so they
-  learn how strong the tag evidence must be before it wins.
-
-Per window: ``P(g) = P_ev(g)`` for a tagger-only genre, ``(1 − Σ P_ev(tagger-only)) · P_lab(g)``
-for a labelled one. A song pools its windows by their normalised geometric mean
-(each window an expert; on leave-artist-out GTZAN this is better calibrated
-than the arithmetic mean, which leaves long songs underconfident). A style's
-probability is its genre's times the mean noisy-OR of the style's own tags.
+A song pools its windows by their normalised geometric mean, which for this
+head is the softmax of the mean window logits: the song-level quantity it was
+fitted on. A style's share of its genre is the mean over windows of the
+noisy-OR of the style's evidence (``1 − Π(1 − p)`` over the tags and AudioSet
+classes the taxonomy maps to it); its probability is its genre's times that share.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from genrify.predict.heads import probe_logits, window_softmax
+from genrify.errors import ModelFileError
+from genrify.predict.heads import window_softmax
 
 _EPS = 1e-4
+#: What a head input may name after its backbone: its tags' logits or its embedding.
+INPUT_KINDS = ("tags", "embedding")
 
 
-def tag_logits(taggrams: dict[str, np.ndarray], backbones: list[str]) -> np.ndarray:
-    """``(n_windows, 50·B)``: the logits of every backbone's tag probabilities, side by side."""
-    p = np.concatenate([np.clip(taggrams[b], _EPS, 1 - _EPS) for b in backbones], axis=1).astype(np.float64)
+def tag_logits(p: np.ndarray) -> np.ndarray:
+    """Logits of tag probabilities ``p``, clipped to ``[1e-4, 1 − 1e-4]`` first."""
+    p = np.clip(p.astype(np.float64), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
+
+
+def head_inputs(taggrams: dict[str, np.ndarray], embeddings: dict[str, np.ndarray], inputs: list[str]) -> np.ndarray:
+    """``(n_windows, d)``: the head's inputs side by side; each of ``inputs`` is ``"<backbone>.tags"``
+    (the logits of its tag probabilities in ``taggrams``), ``"<backbone>.tags[a:b]"`` (those of tags
+    ``a`` to ``b - 1`` only) or ``"<backbone>.embedding"``."""
+    parts = []
+    for name in inputs:
+        backbone, _, kind = name.rpartition(".")
+        kind, _, span = kind.partition("[")
+        if kind == "tags":
+            a, _, b = span.rstrip("]").partition(":")
+            parts.append(tag_logits(taggrams[backbone][:, int(a or 0):int(b) if b else None]))
+        elif kind == "embedding":
+            parts.append(embeddings[backbone].astype(np.float64))
+        else:
+            raise ModelFileError(f"unknown head input {name!r}")
+    return np.concatenate(parts, axis=1)
+
+
+def backbones_of(inputs: list[str]) -> list[str]:
+    """The backbones a list of head inputs listens through, in order of first mention."""
+    return list(dict.fromkeys(name.rpartition(".")[0] for name in inputs))
+
+
+def genre_logits(x: np.ndarray, tensors: dict[str, np.ndarray], *, prefix: str = "head") -> np.ndarray:
+    """Calibrated genre logits ``(n, n_genres)`` of the head ``prefix`` for the ``n`` windows ``x (n, d)``
+    of one song (the calibration's window power reads ``n``)."""
+    z = ((x - tensors[f"{prefix}.mean"]) / tensors[f"{prefix}.scale"]) @ tensors[f"{prefix}.coef"].T.astype(np.float64)
+    z = z + tensors[f"{prefix}.intercept"]
+    sure = float(len(x)) ** float(tensors[f"{prefix}.calibration.window_power"][0])
+    return z * tensors[f"{prefix}.calibration.scale"] * sure + tensors[f"{prefix}.calibration.bias"]
+
+
+def genre_window_probabilities(x: np.ndarray, tensors: dict[str, np.ndarray], *, prefix: str = "head") -> np.ndarray:
+    """Per-window genre probabilities ``(n_windows, n_genres)`` for head inputs ``x`` (one song's windows)."""
+    return window_softmax(genre_logits(x, tensors, prefix=prefix))
+
+
+def song_pool(window_probabilities: np.ndarray) -> np.ndarray:
+    """A song's genre probabilities ``(n_genres,)`` from its windows': the normalised geometric mean."""
+    p = np.exp(np.log(np.clip(window_probabilities.astype(np.float64), 1e-12, 1.0)).mean(axis=0))
+    return p / p.sum()
 
 
 def noisy_or(taggrams: dict[str, np.ndarray], matrices: dict[str, np.ndarray]) -> np.ndarray:
@@ -45,46 +86,9 @@ def noisy_or(taggrams: dict[str, np.ndarray], matrices: dict[str, np.ndarray]) -
     return 1.0 - np.exp(log_none)
 
 
-def evidence_logits(q: np.ndarray, has: np.ndarray, *, alpha: float, bias: np.ndarray) -> np.ndarray:
-    """``α·logit(q)·has + b``: the evidence head's logits ``(n_windows, n_genres)``."""
-    q = np.clip(q, _EPS, 1 - _EPS)
-    return alpha * np.log(q / (1 - q)) * has + bias
-
-
-def mix(p_evidence: np.ndarray, p_labelled: np.ndarray, labelled: np.ndarray) -> np.ndarray:
-    """Per-window genre probabilities ``(n, n_genres)``: tagger-only genres from the evidence head,
-    the rest of the mass shared by the labelled head over the genres at indices ``labelled``."""
-    out = p_evidence.copy()
-    only = np.ones(p_evidence.shape[1], bool)
-    only[labelled] = False
-    rest = 1.0 - p_evidence[:, only].sum(axis=1, keepdims=True)
-    out[:, labelled] = rest * p_labelled
-    return out
-
-
-def genre_window_probabilities(taggrams: dict[str, np.ndarray], tensors: dict[str, np.ndarray],
-                               backbones: list[str]) -> np.ndarray:
-    """The taxonomy model's per-window genre probabilities ``(n_windows, n_genres)`` (see the module doc)."""
-    x = tag_logits(taggrams, backbones)
-    temperature = float(tensors["calibration.temperature"][0])
-    p_lab = window_softmax(probe_logits(tensors, x), temperature)
-    q = noisy_or(taggrams, {b: tensors[f"evidence.{b}"] for b in backbones})
-    z = evidence_logits(q, tensors["evidence.has"], alpha=float(tensors["evidence.alpha"][0]),
-                        bias=tensors["evidence.bias"])
-    return mix(window_softmax(z), p_lab, tensors["evidence.labelled"].astype(np.int64))
-
-
-def song_pool(window_probabilities: np.ndarray) -> np.ndarray:
-    """A song's genre probabilities ``(n_genres,)`` from its windows': the normalised geometric mean."""
-    p = np.exp(np.log(np.clip(window_probabilities.astype(np.float64), 1e-9, 1.0)).mean(axis=0))
-    return p / p.sum()
-
-
-def style_probabilities(taggrams: dict[str, np.ndarray], song_genres: np.ndarray, tensors: dict[str, np.ndarray],
-                        backbones: list[str]) -> np.ndarray:
-    """Song-level style probabilities ``(n_styles,)``: P(genre) × the mean over windows of noisy-OR(style tags)."""
-    parent = tensors["styles.parent"].astype(np.int64)
-    if parent.size == 0:
-        return np.zeros(0)
-    q = noisy_or(taggrams, {b: tensors[f"styles.{b}"] for b in backbones})
-    return song_genres[parent] * q.mean(axis=0)
+def style_shares(taggrams: dict[str, np.ndarray], tensors: dict[str, np.ndarray], backbones: list[str]) -> np.ndarray:
+    """Each style's share of its genre ``(n_styles,)``: the mean over windows of its evidence's noisy-OR."""
+    matrices = {b: tensors[f"styles.{b}"] for b in backbones if f"styles.{b}" in tensors and b in taggrams}
+    if tensors["styles.parent"].size == 0 or not matrices:
+        return np.zeros(tensors["styles.parent"].size)
+    return noisy_or(taggrams, matrices).mean(axis=0)

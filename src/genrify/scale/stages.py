@@ -80,7 +80,7 @@ def file_sha256(path: str) -> str | None:
 def predict_setup(*, model: str | None, model_bytes: bytes | None, fast: bool | None, top_k: int,
                   threads: int) -> dict:
     """Load the classifier once, for many songs on ``threads`` threads: a built-in model by name
-    (``"default"``, ``"gtzan"``, ``"musicnn"``) from the worker's own installation, or a model
+    (``"default"``, ``"gtzan"``, ``"musicnn"``, ``"audioset"``) from the worker's own installation, or a model
     file's bytes shipped by the driver."""
     from genrify.predict import load_classifier
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from genrify.errors import ConfigError
-from genrify.predict.classifier import STYLE_MIN_PROBABILITY
 from genrify.taxonomy import canonical_name
 
 LEVELS = ("genre", "style", "both")
@@ -86,6 +85,11 @@ def names_from_mapping(data, *, source: str = "names") -> NameRules:
             raise ConfigError(f"{source}: '{key}' must be a list of names")
     return NameRules(aliases={str(k): str(v) for k, v in aliases.items()},
                      ignore=frozenset(map(str, ignore)), whitelist=frozenset(map(str, whitelist)))
+
+
+#: A style is written when its probability (its genre's × its share of the genre) reaches this: a
+#: stricter rule than the one for showing it (``STYLE_MIN_SHARE``), since a written tag stays.
+STYLE_MIN_PROBABILITY = 0.3
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,9 @@
       top.appendChild(li);
     });
     const styles = $("styles");
-    const named = (data.styles || []).map(function (s) { return s.name + " (" + percent(s.probability) + ")"; });
+    const named = (data.styles || []).map(function (s) {
+      return s.name + " (" + percent(s.share) + " of " + data.genre + ")";
+    });
     styles.textContent = named.length ? "Style: " + named.join(", ") : "";
     styles.hidden = !named.length || data.verdict !== "genre";
     if (data.verdict === "genre") {
