@@ -2,7 +2,7 @@
 
 The fixtures under ``tests/fixtures/predict_json/`` hold the output of the
 command on every clip of ``gtzan-mini`` and ``cc-audio``, for the bundled model
-(full and ``--fast``), musicnn's own tagger and the CNN the suite trains
+(full and ``--fast``), musicnn's and AudioSet's own taggers and the CNN the suite trains
 (``tiny_cnn_model``). A change that alters how a song is scored shows up here
 as a diff; re-record deliberately with ``GENRIFY_RECORD_PARITY=1 pytest
 tests/test_predict_parity.py`` and say why in the commit.
@@ -95,6 +95,10 @@ def test_bundled_gtzan_model_fast_mode_answers_as_recorded(shared_data, run_genr
 
 def test_musicnn_tagger_answers_as_recorded(shared_data, run_genrify):
     _check("musicnn", ["--model", "musicnn"], shared_data=shared_data, run_genrify=run_genrify)
+
+
+def test_audioset_tagger_answers_as_recorded(shared_data, run_genrify):
+    _check("audioset", ["--model", "audioset"], shared_data=shared_data, run_genrify=run_genrify)
 
 
 def test_suite_cnn_answers_as_recorded(shared_data, run_genrify, tiny_cnn_model):
