@@ -64,6 +64,18 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mn04_reference() -> dict:
+    """The original mn04's outputs on six clips (``../shared/reference/mn04/fixtures.npz``)."""
+    import numpy as np
+
+    fixtures = SHARED_DATA.parent / "reference" / "mn04" / "fixtures.npz"
+    if not fixtures.is_file():
+        pytest.skip(f"{fixtures} not present (expected ../shared beside the checkout)")
+    with np.load(fixtures) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
 def gtzan_mini(shared_data) -> Path:
     return _need(shared_data / "gtzan-mini")
 

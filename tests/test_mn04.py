@@ -59,11 +59,8 @@ LOG_FLOOR = (np.log(1e-5) + 4.5) / 5
 
 
 @pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    if not (REFERENCE / "fixtures.npz").is_file():
-        pytest.skip(f"{REFERENCE}/fixtures.npz not present (expected ../shared beside the checkout)")
-    with np.load(REFERENCE / "fixtures.npz") as f:
-        return {k: f[k] for k in f.files}
+def ref(mn04_reference) -> dict[str, np.ndarray]:
+    return mn04_reference
 
 
 @pytest.fixture(scope="module")

@@ -37,11 +37,8 @@ ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def ref() -> dict[str, np.ndarray]:
-    if not (REFERENCE / "fixtures.npz").is_file():
-        pytest.skip(f"{REFERENCE}/fixtures.npz not present (expected ../shared beside the checkout)")
-    with np.load(REFERENCE / "fixtures.npz") as f:
-        return {k: f[k] for k in f.files}
+def ref(mn04_reference) -> dict[str, np.ndarray]:
+    return mn04_reference
 
 
 @pytest.fixture(scope="module")

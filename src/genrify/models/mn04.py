@@ -42,9 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrify.errors import ModelFileError
 from genrify.models.mn04_numpy import (AUDIOSET_CLASSES, LABELS_PATH, MN04_EMBEDDING_DIM, WEIGHTS_PATH,  # noqa: F401
-                                       audioset_labels)
+                                       audioset_labels, read_mn04_weights, unfit_weights)
 
 WIDTH = 0.4
 BN_EPS = 1e-3
@@ -245,20 +244,10 @@ def load_mn04(*, weights: Path | None = None) -> MN04:
     Raises:
         ModelFileError: the file is missing, not safetensors, or does not fit the architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(weights) if weights is not None else WEIGHTS_PATH
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: mn04 weights not found") from None
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise ModelFileError(f"{path}: not an mn04 weights file ({str(exc).splitlines()[0][:160]})") from None
+    path, state = read_mn04_weights(weights, framework="torch")
     model = MN04()
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise ModelFileError(f"{path}: weights do not fit the mn04 architecture ({reason})") from None
+        raise unfit_weights(path, exc) from None
     return model.eval().requires_grad_(False)

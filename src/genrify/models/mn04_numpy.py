@@ -371,24 +371,41 @@ class NumpyMN04:
         return self.forward_features(mel)["logits"]
 
 
+def read_mn04_weights(weights: str | Path | None = None, *, framework: str = "numpy") -> tuple[Path, dict]:
+    """The path and state dict of mn04 weights (default: the shipped ones), as NumPy arrays
+    (``framework="numpy"``) or torch tensors (``"torch"``).
+
+    Raises:
+        ModelFileError: the file is missing or not safetensors.
+    """
+    from safetensors import SafetensorError
+
+    if framework == "torch":
+        from safetensors.torch import load_file
+    else:
+        from safetensors.numpy import load_file
+    path = Path(weights) if weights is not None else WEIGHTS_PATH
+    try:
+        return path, load_file(str(path))
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: mn04 weights not found") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise ModelFileError(f"{path}: not an mn04 weights file ({str(exc).splitlines()[0][:160]})") from None
+
+
+def unfit_weights(path: Path, exc: Exception) -> ModelFileError:
+    """The one-line error for weights that do not fit the mn04 architecture."""
+    return ModelFileError(f"{path}: weights do not fit the mn04 architecture ({' '.join(str(exc).split())[:200]})")
+
+
 def load_numpy_mn04(*, weights: str | Path | None = None) -> NumpyMN04:
     """:class:`NumpyMN04` with mn04's pretrained weights (default: the mn04_as weights shipped with genrify).
 
     Raises:
         ModelFileError: the file is missing, not safetensors, or does not fit the architecture.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    path = Path(weights) if weights is not None else WEIGHTS_PATH
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: mn04 weights not found") from None
-    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise ModelFileError(f"{path}: not an mn04 weights file ({str(exc).splitlines()[0][:160]})") from None
+    path, state = read_mn04_weights(weights)
     try:
         return NumpyMN04(state)
     except (KeyError, ValueError, IndexError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise ModelFileError(f"{path}: weights do not fit the mn04 architecture ({reason})") from None
+        raise unfit_weights(path, exc) from None
