@@ -79,17 +79,17 @@ def build_duplicates(dataset) -> list[Finding]:
 
 
 def not_music_findings(inp: Inputs, config: AuditConfig) -> list[Finding]:
-    """Speech, noise, silence and tones by the default model's music probe; very short tracks by duration."""
+    """Speech, noise, silence and tones by the bundled music probe over musicnn embeddings; very short
+    tracks by duration."""
     from genrify.audit.labels import music_probabilities
-    from genrify.models.modelfile import load_model_file
-    from genrify.predict import default_model_path
+    from genrify.predict.resolve import embedding_music_probe
 
-    p_music = music_probabilities(inp.windows, load_model_file(default_model_path()).tensors)
+    p_music = music_probabilities(inp.windows, embedding_music_probe())
     out = []
     for i, t in enumerate(inp.tracks):
         short = inp.durations[i] < config.min_seconds
         if p_music[i] < config.music_threshold or short:
-            why = [f"music probability {p_music[i]:.0%} (the default model's not-music probe)"] \
+            why = [f"music probability {p_music[i]:.0%} (genrify's not-music probe over musicnn embeddings)"] \
                 if p_music[i] < config.music_threshold else []
             why += [f"only {inp.durations[i]:.1f} s long"] if short else []
             out.append(Finding("not-music", f"{t.path.rsplit('/', 1)[-1]} [{t.genre}] does not sound like music",

@@ -39,8 +39,8 @@ def balance_table(genres: list[str], durations: list[float | None]) -> dict[str,
 
 
 def music_probabilities(windows: list[np.ndarray], tensors: dict[str, np.ndarray]) -> np.ndarray:
-    """Mean music probability ``(n_tracks,)`` of the default model's music / not-music probe over each
-    track's stored window embeddings (what ``genrify predict`` uses for its "not music" verdict)."""
+    """Mean music probability ``(n_tracks,)`` of a music / not-music probe (``tensors``: ``music.*``, e.g.
+    :func:`genrify.predict.resolve.embedding_music_probe`) over each track's stored window embeddings."""
     from genrify.predict.heads import probe_logits, sigmoid
 
     with np.errstate(over="ignore"):  # exp overflow is a probability of exactly 0 or 1

@@ -55,6 +55,17 @@ def default_model_path() -> Path:
     return _asset(BUILTIN_MODELS["default"][0])
 
 
+def embedding_music_probe() -> dict:
+    """The bundled music / not-music probe over musicnn embeddings (``music.*`` tensors, 1506 values per
+    window): the ten-genre GTZAN model's, fitted on GTZAN and music/speech (tools/train_default_model.py).
+    What reads stored musicnn embeddings uses it (the audit, heads trained over musicnn embeddings);
+    the default model decides "not music" with AudioSet's music class instead."""
+    from genrify.models.modelfile import load_model_file
+
+    tensors = load_model_file(_asset(BUILTIN_MODELS["gtzan"][0])).tensors
+    return {name: t for name, t in tensors.items() if name.startswith("music.")}
+
+
 def resolve_model(model: str | os.PathLike | ModelRef | None = None) -> ModelRef:
     """What ``model`` names: ``None`` or ``"default"`` the bundled default, ``"gtzan"`` and
     ``"musicnn"``, ``"audioset"`` the other built-in models, anything else a model file (a :class:`ModelRef`

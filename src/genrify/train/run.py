@@ -151,17 +151,16 @@ MUSIC_PROBE_C = 0.05
 def music_probe(p: Prepared) -> dict[str, np.ndarray]:
     """The music / not-music probe (``music.*`` tensors) a head over musicnn embeddings ships
     with, so that it says "not music" as the bundled models do: fitted on the dataset's own
-    not-music class against every genre when it has one, else the bundled default model's
-    probe, which reads the very same embeddings (msd_musicnn, 1506 values per window)."""
-    from genrify.models.modelfile import load_model_file
-    from genrify.predict import default_model_path
+    not-music class against every genre when it has one, else genrify's bundled probe over the
+    very same embeddings (msd_musicnn, 1506 values per window)."""
+    from genrify.predict.resolve import embedding_music_probe
     from genrify.train.probe import fit_probe
 
     k = not_music_class(p.labels)
     if k is not None:
         return fit_probe(p.inputs, (p.y != k).astype(np.int64), C=MUSIC_PROBE_C, seed=p.config.train.seed,
                          prefix="music")
-    return {name: t for name, t in load_model_file(default_model_path()).tensors.items() if name.startswith("music.")}
+    return embedding_music_probe()
 
 
 class ProbeTrainer(EmbeddingHeadTrainer):
