@@ -40,7 +40,7 @@ class Backend:
     labels: list[str]
 
     @staticmethod
-    def backbones(model_file: ModelFile, *, fast: bool = False) -> tuple[str, ...]:
+    def backbones(model_file: ModelFile) -> tuple[str, ...]:
         return ()
 
     @staticmethod
@@ -100,7 +100,7 @@ class MusicnnHeadBackend(Backend):
     kind = "musicnn"
 
     @staticmethod
-    def backbones(model_file: ModelFile, *, fast: bool = False) -> tuple[str, ...]:
+    def backbones(model_file: ModelFile) -> tuple[str, ...]:
         return (MUSICNN_BACKBONE,)
 
     def __init__(self, model_file: ModelFile, *, runtime: Runtime):
@@ -182,7 +182,7 @@ class TaxonomyBackend(Backend):
     kind = "musicnn"
 
     @staticmethod
-    def backbones(model_file: ModelFile, *, fast: bool = False) -> tuple[str, ...]:
+    def backbones(model_file: ModelFile) -> tuple[str, ...]:
         from genrify.predict.taxonomy import backbones_of
 
         try:
@@ -239,7 +239,7 @@ class TaggerBackend(Backend):
     multi_label = True
 
     @staticmethod
-    def backbones(model_file: ModelFile, *, fast: bool = False) -> tuple[str, ...]:
+    def backbones(model_file: ModelFile) -> tuple[str, ...]:
         from genrify.models import model_spec
 
         return (model_spec(model_file.config.model.name).backbone or MUSICNN_BACKBONE,)
@@ -291,7 +291,7 @@ def plan_for(model_file: ModelFile, *, fast: bool | None = None, songs: int | No
     and ``threads``: see :func:`~genrify.predict.runtime.plan_runtime`."""
     cfg = model_file.config
     fast = bool(cfg.model.fast if fast is None else fast)
-    return plan_runtime(backbones=backend_class(model_file).backbones(model_file, fast=fast), fast=fast,
+    return plan_runtime(backbones=backend_class(model_file).backbones(model_file), fast=fast,
                         max_windows=MUSICNN_FAST_WINDOWS if fast else cfg.window.max_windows, songs=songs,
                         threads=threads)
 
