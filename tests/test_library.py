@@ -159,7 +159,10 @@ def test_scan_errors_and_threads(tmp_path, library):
         def worker():
             try:
                 for _ in range(20):
-                    results.append(len(idx.search(artist="beyonce", track="crazy in love")))
+                    # Thread safety, not the time budget: on a loaded machine a search can wait past the
+                    # default 0.25 s budget for the lock, and then (rightly) answers with nothing found yet.
+                    deadline = time.monotonic() + 60
+                    results.append(len(idx.search(artist="beyonce", track="crazy in love", deadline=deadline)))
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
