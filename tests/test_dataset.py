@@ -313,3 +313,19 @@ def test_kill_9_half_way_then_rerun_completes_and_recomputes_only_the_rest(tmp_p
     # And a third run has nothing left to do.
     again = build_dataset(corpus, out, workers=1)
     assert (again.computed, again.reused) == (0, 40)
+
+
+def test_a_name_that_is_not_utf8_is_built_like_any_other(small_corpus, tmp_path):
+    jazz = small_corpus / "jazz"
+    first = sorted(jazz.glob("*.wav"))[0]
+    odd = jazz / os.fsdecode(b"caf\xe9.wav")  # Latin-1 bytes: not UTF-8
+    sf.write(tmp_path / "plain.wav", generate_clip("jazz", seed=11, sr=22050, duration=3.0), 22050)
+    (tmp_path / "plain.wav").rename(odd)
+    first.unlink()  # and a vanished file, dropped by the rerun by its name
+    out = tmp_path / "odd.gdb"
+    summary = build_dataset(small_corpus, out, features=FAST, workers=1)
+    assert summary.statuses == {"ok": 6}
+    assert _statuses(out)[odd.name].status == "ok"  # the name comes back as it is on disk
+    again = build_dataset(small_corpus, out, features=FAST, workers=1)
+    assert (again.computed, again.reused) == (0, 6)
+    _assert_index_and_store_agree(out)

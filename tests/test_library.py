@@ -287,3 +287,18 @@ def test_files_that_cannot_be_tagged_are_refused_untouched(tmp_path):
             assert str(path.name) in str(err.value) and "\n" not in str(err.value)
             assert (path.read_bytes() if path.exists() else None) == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp3", "raw.pcm"]
+
+
+def test_a_name_that_is_not_utf8_is_indexed_listed_and_rescanned(tmp_path, library):
+    odd = library / os.fsdecode(b"Caf\xe9 - Cr\xe8me.wav")  # Latin-1 bytes: not UTF-8
+    write_wav(tmp_path / "plain.wav").rename(odd)
+    with LibraryIndex(tmp_path / "odd.sqlite") as idx:
+        summary = idx.scan(library)
+        assert summary.failed == () and summary.added == 6
+        (track,) = [t for t in idx.tracks() if t.path == str(odd)]
+        assert (track.artist, track.title) == ("Caf\ufffd", "Cr\ufffdme")  # shown as text, stored losslessly
+        assert idx.path_for(track.id) == odd
+        again = idx.scan(library)
+        assert (again.unchanged, again.added, again.removed) == (6, 0, 0)
+        odd.unlink()
+        assert idx.scan(library).removed == 1

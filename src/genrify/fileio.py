@@ -249,3 +249,36 @@ def terminal_safe(text: str | os.PathLike, *, lines: bool = False) -> str:
     if lines:
         return "\n".join(_UNSAFE.sub(_escape, line) for line in text.split("\n"))
     return _UNSAFE.sub(_escape, text)
+
+
+# ---------------------------------------------------------------------------- names stored in SQLite
+
+
+def stored_path(path: str | os.PathLike) -> str | bytes:
+    """``path`` as every SQLite file genrify writes stores it (results index, tag journal, library and
+    dataset indexes): the text itself when it is valid UTF-8, else the name's own bytes
+    (:func:`os.fsencode`), which SQLite keeps as a BLOB.
+
+    sqlite3 cannot encode a name that is not UTF-8 (``x\\xe9.mp3``, read by Python as a
+    lone surrogate); its bytes store it losslessly. Every UTF-8 name stays the text it
+    always was, so databases written before read and match as they did, and a BLOB never
+    equals a TEXT in SQLite, so the two forms cannot collide. :func:`path_from_stored` reverses it.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def path_from_stored(value: str | bytes) -> str:
+    """The path that :func:`stored_path` stored as ``value`` (a column read back), as a ``str``."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def name_as_text(name: str) -> str:
+    """A file name (or text taken from one: an artist, a title) as plain text for a text column or a
+    page: a byte that is not UTF-8 becomes U+FFFD, the replacement character. Lossy, unlike
+    :func:`stored_path`: for names shown, never for names opened."""
+    return os.fsencode(name).decode("utf-8", "replace")

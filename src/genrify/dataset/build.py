@@ -21,7 +21,7 @@ from genrify.config import AudioConfig, FeatureConfig
 from genrify.dataset.index import TrackIndex
 from genrify.dataset.store import FeatureStore
 from genrify.errors import DatasetError, GenrifyError
-from genrify.fileio import read_regular
+from genrify.fileio import read_regular, terminal_safe
 from genrify.sources.folder import scan_labelled
 
 
@@ -41,7 +41,7 @@ class BuildSummary:
                f"features computed for {self.computed}, reused for {self.reused}" +
                (f", {self.removed} vanished tracks dropped" if self.removed else "")]
         for path, reason in self.problems[:20]:
-            out.append(f"  skipped {path}: {reason}")
+            out.append(terminal_safe(f"  skipped {path}: {reason}"))
         if len(self.problems) > 20:
             out.append(f"  ... and {len(self.problems) - 20} more (see the index)")
         return out
@@ -147,8 +147,10 @@ def _compute_all(pending, *, index, store, features, audio, workers, progress):
 
 
 def _record(index: TrackIndex, result: dict) -> None:
+    error = result.get("error")  # text that may quote the file's name, which need not be UTF-8
     index.set_result(result["path"], status=result["status"], sha256=result.get("sha256"),
-                     duration=result.get("duration"), n_frames=result.get("n_frames"), error=result.get("error"))
+                     duration=result.get("duration"), n_frames=result.get("n_frames"),
+                     error=None if error is None else terminal_safe(error))
     # Committing each result is what makes a killed build resumable.
     index.commit()
 
@@ -216,6 +218,6 @@ def _mark_duplicates(index: TrackIndex) -> None:
                                      error=f"same audio also filed under {', '.join(other)}")
                 elif i > 0:
                     index.set_result(t.path, status="duplicate", sha256=sha, duration=t.duration, n_frames=t.n_frames,
-                                     error=f"same audio as {group[0].path}")
+                                     error=terminal_safe(f"same audio as {group[0].path}"))
                 else:
                     index.set_result(t.path, status="ok", sha256=sha, duration=t.duration, n_frames=t.n_frames)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genrify.errors import DatasetError
+from genrify.fileio import name_as_text, path_from_stored, stored_path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,6 +95,9 @@ class TrackIndex:
     def upsert(self, *, path: str, genre: str, artist: str | None, title: str | None, size: int | None,
                mtime: float | None) -> None:
         """Add a track, or mark it pending again if its file or label changed."""
+        path = stored_path(path)
+        # Artist and title may come from the file's name (no manifest): text, whatever the name's bytes.
+        artist, title = (None if v is None else name_as_text(v) for v in (artist, title))
         row = self.conn.execute("SELECT size, mtime, genre, status FROM tracks WHERE path=?", (path,)).fetchone()
         if row is None:
             self.conn.execute(
@@ -106,14 +110,14 @@ class TrackIndex:
 
     def remove_missing(self, keep: set[str]) -> int:
         """Drop tracks whose path is not in ``keep``; returns how many were dropped."""
-        gone = [r[0] for r in self.conn.execute("SELECT path FROM tracks") if r[0] not in keep]
+        gone = [r[0] for r in self.conn.execute("SELECT path FROM tracks") if path_from_stored(r[0]) not in keep]
         self.conn.executemany("DELETE FROM tracks WHERE path=?", [(p,) for p in gone])
         return len(gone)
 
     def set_result(self, path: str, *, status: str, sha256: str | None = None, duration: float | None = None,
                    n_frames: int | None = None, error: str | None = None) -> None:
         self.conn.execute("UPDATE tracks SET status=?, sha256=?, duration=?, n_frames=?, error=? WHERE path=?",
-                          (status, sha256, duration, n_frames, error, path))
+                          (status, sha256, duration, n_frames, error, stored_path(path)))
 
     def commit(self) -> None:
         self.conn.commit()
@@ -126,7 +130,8 @@ class TrackIndex:
             statuses = (status,) if isinstance(status, str) else tuple(status)
             query += f" WHERE status IN ({','.join('?' * len(statuses))})"
             args = statuses
-        return [Track(**dict(r)) for r in self.conn.execute(query + " ORDER BY id", args)]
+        return [Track(**(dict(r) | {"path": path_from_stored(r["path"])}))
+                for r in self.conn.execute(query + " ORDER BY id", args)]
 
     def counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.conn.execute("SELECT status, COUNT(*) FROM tracks GROUP BY status")}

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genrify.errors import DatasetError, NotFoundError
+from genrify.fileio import name_as_text, path_from_stored, stored_path
 from genrify.sources.base import SongRef
 from genrify.sources.matching import parse_filename
 from genrify.sources.scan import FolderScan, ScanSummary, file_tags, inside
@@ -165,8 +166,9 @@ class LibraryIndex:
 
         with self._lock:
             known = {
-                row["path"]: (row["size"], row["mtime_ns"])
-                for row in self._conn.execute("SELECT path, size, mtime_ns FROM tracks WHERE root = ?", (root_key,))
+                path_from_stored(row["path"]): (row["size"], row["mtime_ns"])
+                for row in self._conn.execute("SELECT path, size, mtime_ns FROM tracks WHERE root = ?",
+                                              (stored_path(root_key),))
             }
         scan = FolderScan(root=root_path, known=known)
         for real in scan.audio_files():
@@ -176,7 +178,7 @@ class LibraryIndex:
 
         vanished = [p for p in known if p not in scan.seen]
         with self._lock:
-            self._conn.executemany("DELETE FROM tracks WHERE path = ?", [(p,) for p in vanished])
+            self._conn.executemany("DELETE FROM tracks WHERE path = ?", [(stored_path(p),) for p in vanished])
             self._conn.commit()
         return scan.summary(removed=len(vanished), seconds=time.perf_counter() - t0)
 
@@ -206,7 +208,7 @@ class LibraryIndex:
             scan.failed.append((key, reason))
             self._upsert_error(root_key, key, st.st_size, st.st_mtime_ns, reason)
             return
-        fa, ft = parse_filename(real)
+        fa, ft = parse_filename(name_as_text(real.name))  # text to search and show, whatever the name's bytes
         artist = info.get("artist") or fa
         title = info.get("title") or ft
         self._upsert(
@@ -216,7 +218,7 @@ class LibraryIndex:
 
     def _status_of(self, path: str) -> tuple[str, str | None] | None:
         with self._lock:
-            row = self._conn.execute("SELECT status, error FROM tracks WHERE path = ?", (path,)).fetchone()
+            row = self._conn.execute("SELECT status, error FROM tracks WHERE path = ?", (stored_path(path),)).fetchone()
         return None if row is None else (row["status"], row["error"])
 
     def _upsert(self, root, path, size, mtime_ns, *, artist, title, album, duration, genre) -> None:
@@ -231,8 +233,8 @@ class LibraryIndex:
                      norm_artist=excluded.norm_artist, norm_title=excluded.norm_title,
                      norm_title_short=excluded.norm_title_short,
                      status='ok', error=NULL""",
-                (track_id(path), root, path, size, mtime_ns, artist, title, album, duration, genre,
-                 *indexed_names(artist=artist, title=title)),
+                (track_id(path), stored_path(root), stored_path(path), size, mtime_ns, artist, title, album, duration,
+                 genre, *indexed_names(artist=artist, title=title)),
             )
             self._conn.commit()
 
@@ -243,7 +245,7 @@ class LibraryIndex:
                    VALUES (?, ?, ?, ?, ?, 'error', ?)
                    ON CONFLICT(path) DO UPDATE SET root=excluded.root, size=excluded.size,
                      mtime_ns=excluded.mtime_ns, status='error', error=excluded.error""",
-                (track_id(path), root, path, size, mtime_ns, reason),
+                (track_id(path), stored_path(root), stored_path(path), size, mtime_ns, reason),
             )
             self._conn.commit()
 
@@ -320,7 +322,8 @@ class LibraryIndex:
     @staticmethod
     def _track(row: sqlite3.Row) -> Track:
         return Track(
-            id=row["id"], root=row["root"], path=row["path"], size=row["size"], mtime_ns=row["mtime_ns"],
+            id=row["id"], root=path_from_stored(row["root"]), path=path_from_stored(row["path"]), size=row["size"],
+            mtime_ns=row["mtime_ns"],
             artist=row["artist"], title=row["title"], album=row["album"], duration=row["duration"],
             genre=row["genre"], status=row["status"], error=row["error"],
         )
