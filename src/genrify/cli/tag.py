@@ -161,17 +161,29 @@ def _export(summary, target: str) -> None:
     import io
     import json
 
-    from genrify.fileio import write_text_atomic
+    from genrify.fileio import write_bytes_atomic, write_text_atomic
     from genrify.tagging import export_rows
 
     rows = export_rows(summary)
     if target.lower().endswith(".json"):
-        write_text_atomic(target, json.dumps(rows, indent=2) + "\n")
+        write_text_atomic(target, json.dumps(rows, indent=2) + "\n")  # a name that is not UTF-8: \udcXX escapes
         return
     out = io.StringIO()
     fields = ["path", "artist", "album", "title", "genres", "styles", "certainty", "verdict"]
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
     for row in rows:  # several values in one cell, joined as most taggers show them
-        writer.writerow(row | {"genres": "; ".join(row["genres"]), "styles": "; ".join(row["styles"])})
-    write_text_atomic(target, out.getvalue())
+        row = row | {"genres": "; ".join(row["genres"]), "styles": "; ".join(row["styles"])}
+        writer.writerow({k: _spreadsheet_safe(v) for k, v in row.items()})
+    # A file name that is not UTF-8 is written as its own bytes, as `ls > list.csv` would.
+    write_bytes_atomic(target, out.getvalue().encode("utf-8", "surrogateescape"))
+
+
+#: What a spreadsheet takes for the start of a formula (a tag "=HYPERLINK(...)" would be one).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(value):
+    """``value`` for a CSV cell: text a spreadsheet would run as a formula gets a leading ``'``, as
+    OWASP's CSV-injection advice has it; numbers and other text are unchanged."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value

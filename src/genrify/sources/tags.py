@@ -5,8 +5,11 @@ album, genre, duration). :func:`write_genre` writes the genre with mutagen,
 atomically: the file is copied beside itself (``.<name>.genrify-<random>.part``),
 the copy is tagged, given the original's owner, group, mode and extended
 attributes, and renamed over the original, so an interruption leaves the old
-file or the new one, never a half-written song. Audio data is not touched; a
-link is followed and the file it points to is tagged (the link stays a link).
+file or the new one, never a half-written song. Audio data is not touched, nor are
+the other fields of an ID3v1 tag (comment, track, year). A link is followed and the file
+it points to is tagged (the link stays a link), but not out of the ``root`` the caller
+names, and the file renamed over must still be the very file (device and inode) that was
+read and analysed.
 A file with several hard links is refused: replacing it would split the links.
 The previous genre is recorded in the tag journal the caller hands in (a
 :class:`Journal`: genrify's is :class:`genrify.tagging.index.TagJournal`, tagging's
@@ -122,7 +125,8 @@ def id3v1_genre(genre: str | None) -> int:
 
 
 def write_genre(path: str | os.PathLike, genre: str | Sequence[str], *, journal: Journal,
-                id3_separator: str | None = None, expect: tuple[int, int] | None = None) -> list[str]:
+                id3_separator: str | None = None, expect: tuple[int, ...] | None = None,
+                root: str | os.PathLike | None = None) -> list[str]:
     """Set the genre tag of the audio file ``path`` to ``genre`` (replacing any earlier genre).
 
     ``genre`` is one name or a list of names, written as the container's
@@ -131,8 +135,11 @@ def write_genre(path: str | os.PathLike, genre: str | Sequence[str], *, journal:
     Opus), one ``©gen`` atom with several values (MP4 / M4A). With
     ``id3_separator`` an ID3 tag is saved as ID3v2.3 instead, the values joined
     by that separator (for players that read only v2.3). ``expect``: the
-    ``(size, mtime_ns)`` the file had when it was analysed; a file that differs
-    is not written. Returns the genre values as the file now holds them.
+    ``(size, mtime_ns)``, or ``(size, mtime_ns, st_dev, st_ino)``, the file had
+    when it was analysed; a file that differs (another file linked or renamed
+    into its place too) is not written. ``root``: a folder the resolved file
+    must lie in (a link leading out of the tagged folder is refused). Returns
+    the genre values as the file now holds them.
 
     The file's previous genre values are recorded in ``journal`` before the file is touched, so
     :func:`undo_genres` can restore them. Leftover temporary copies of runs that
@@ -142,16 +149,16 @@ def write_genre(path: str | os.PathLike, genre: str | Sequence[str], *, journal:
     with the file untouched, for a file that is missing, not a regular file or
     over :data:`~genrify.fileio.MAX_FILE_BYTES`, has several hard links, belongs
     to an owner this user cannot give the rewritten file, cannot be tagged,
-    changed since it was analysed, or whose old genre cannot be recorded.
+    changed since it was analysed, lies outside ``root``, or whose old genre cannot be recorded.
     """
     values = [genre] if isinstance(genre, str) else [str(g) for g in genre]
     if not values or not all(v.strip() for v in values):
         raise TagError(f"{path}: no genre to write (an empty name)")
-    path, st = _target(path)
+    path, st = _target(path, root=root)
     if not st.st_mode & 0o222 or not os.access(path, os.W_OK):
         # Replacing it would work (the folder is writable) but would override the owner's wish.
         raise TagError(f"{path}: is read-only; left untouched")
-    if expect is not None and (st.st_size, st.st_mtime_ns) != tuple(expect):
+    if expect is not None and (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)[:len(expect)] != tuple(expect):
         raise TagError(f"{path}: changed since it was analysed; not written (analyse it again)")
     audio = _open(path)  # refuse what cannot be tagged before copying anything
     kind, old = type(audio), _genres(audio)
@@ -178,7 +185,8 @@ def undo_genres(*, journal: Journal, run: str | None = None,
     :class:`~genrify.errors.TagError` when there is nothing to undo.
     """
     if under is not None:
-        changes = [c for c in journal.changes_under(Path(under).resolve()) if c.state in ("written", "pending")]
+        under = Path(under).resolve()
+        changes = [c for c in journal.changes_under(under) if c.state in ("written", "pending")]
         what = f"any run in {under}"
     else:
         run = run or journal.last_run()
@@ -186,12 +194,12 @@ def undo_genres(*, journal: Journal, run: str | None = None,
         what = f"run {run}" if run else "any run"
     if not changes:
         raise TagError(f"{journal.path}: no genre tag written by {what} is left to undo")
-    return [(change.path, _undo_one(change, journal)) for change in reversed(changes)]
+    return [(change.path, _undo_one(change, journal, root=under)) for change in reversed(changes)]
 
 
-def _undo_one(change, journal: Journal) -> str:
+def _undo_one(change, journal: Journal, *, root: Path | None) -> str:
     try:
-        path, st = _target(change.path)
+        path, st = _target(change.path, root=root)
         audio = _open(path)
         now = _genres(audio)
         if now != change.values:
@@ -207,10 +215,14 @@ def _undo_one(change, journal: Journal) -> str:
     return f"restored genre {', '.join(change.old)}" if change.old else "restored: no genre tag"
 
 
-def _target(path: str | os.PathLike) -> tuple[Path, os.stat_result]:
-    """The resolved regular file behind ``path`` with its stat, or :class:`TagError`."""
+def _target(path: str | os.PathLike, *, root: str | os.PathLike | None = None) -> tuple[Path, os.stat_result]:
+    """The resolved regular file behind ``path`` with its stat, or :class:`TagError`; with ``root``,
+    only a file inside that folder (both resolved: a link, or a ``..``, leading out is refused)."""
+    given = path
     try:
         path = Path(path).resolve(strict=True)
+        if root is not None and not path.is_relative_to(Path(root).resolve(strict=True)):
+            raise TagError(f"{given}: leads outside {root} (to {path}); left untouched")
         st = stat_regular(path)
     except FileNotFoundError:
         raise TagError(f"{path}: no such file") from None
@@ -232,7 +244,7 @@ def _replace_tagged(path: Path, st: os.stat_result, kind, genres: list[str] | No
     with atomic_path(path) as tmp:
         try:
             os.chmod(tmp, 0o600)  # private while it is worked on: the original may not be readable by everyone
-            shutil.copyfile(path, tmp)
+            id3v1 = _copy_same_file(path, tmp, st)
         except OSError as exc:
             raise TagError(f"{path}: cannot copy it to write its tags ({exc.strerror or exc})") from None
         try:  # the copy's temporary name hides its type from mutagen's guess: open it as the original
@@ -260,10 +272,32 @@ def _replace_tagged(path: Path, st: os.stat_result, kind, genres: list[str] | No
             raise TagError(f"{path}: cannot write its tags ({_reason(exc)})") from None
         with open(tmp, "rb+") as f:
             if isinstance(audio, ID3FileType):
-                _set_id3v1_genre(f, id3v1_genre(genres[0] if genres else None))
+                _set_id3v1(f, id3v1, id3v1_genre(genres[0] if genres else None))
             os.fsync(f.fileno())
         _copy_owner_and_mode(path, tmp, st)
+        # Last look before the rename: the name must still be the file that was read, not a link or
+        # another file put in its place meanwhile.
+        _check_same(path, os.lstat(path), st)
     return written
+
+
+def _check_same(path: Path, now: os.stat_result, st: os.stat_result) -> None:
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        raise TagError(f"{path}: changed since it was analysed (another file took its place); not written")
+
+
+def _copy_same_file(path: Path, tmp: Path, st: os.stat_result) -> bytes | None:
+    """Copy ``path`` to ``tmp`` from one open handle that is checked to be the file ``st`` describes;
+    returns the file's 128-byte ID3v1 tag, or ``None`` when it has none."""
+    with open(path, "rb") as src:
+        _check_same(path, os.fstat(src.fileno()), st)
+        with open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        if st.st_size < 128:
+            return None
+        src.seek(-128, os.SEEK_END)
+        block = src.read(128)
+    return block if block[:3] == b"TAG" else None
 
 
 def _copy_owner_and_mode(path: Path, tmp: Path, st: os.stat_result) -> None:
@@ -282,19 +316,23 @@ def _copy_owner_and_mode(path: Path, tmp: Path, st: os.stat_result) -> None:
         raise TagError(f"{path}: cannot copy its permissions ({exc.strerror or exc})") from None
 
 
-def _set_id3v1_genre(f, byte: int) -> None:
-    """Set the genre byte of the ID3v1 tag at the end of the open file ``f``, if it has one.
+def _set_id3v1(f, original: bytes | None, byte: int) -> None:
+    """Give the ID3v1 tag at the end of the open file ``f``, if it has one, the fields of the
+    ``original`` tag (the file's before the write, if it had one) and the genre byte ``byte``.
 
-    mutagen writes 255 unless the ID3v2 genre is spelt exactly as in ID3v1's
-    list ("Metal", not "metal"), so a file whose ID3v1 tag named its genre would lose it.
+    mutagen rebuilds the ID3v1 tag from the ID3v2 frames: its comment (kept in a COMM
+    frame mutagen's own rebuild does not look up), track and anything ID3v2 lacks are
+    lost, and the genre byte is 255 unless the ID3v2 genre is spelt exactly as in
+    ID3v1's list ("Metal", not "metal").
     """
     f.seek(0, os.SEEK_END)
     if f.tell() < 128:
         return
     f.seek(-128, os.SEEK_END)
-    if f.read(3) == b"TAG":
-        f.seek(-1, os.SEEK_END)
-        f.write(bytes([byte]))
+    block = f.read(128)
+    if block[:3] == b"TAG":
+        f.seek(-128, os.SEEK_END)
+        f.write((original or block)[:127] + bytes([byte]))
 
 
 def read_tags(path: Path) -> dict:

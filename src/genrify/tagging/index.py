@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genrify.errors import DatasetError, TagError
-from genrify.fileio import default_data_dir
+from genrify.fileio import default_data_dir, path_from_stored, stored_path, terminal_safe
 
 INDEX_NAME = "tag-journal.sqlite"  # one file: the index and the tag journal of its writes
 
@@ -99,6 +99,13 @@ def _reason(exc: Exception) -> str:
 
 def _json(text: str | None):
     return None if text is None else json.loads(text)
+
+
+def song_path(value: str | bytes) -> str:
+    """A song's path as the index stored it (:func:`~genrify.fileio.stored_path`), as a ``str``. A
+    relative path (stored by an earlier genrify, as it was given) is taken from the current folder,
+    the best guess left; the next ``genrify tag`` of that folder stores it absolute."""
+    return os.path.abspath(path_from_stored(value))
 
 
 def _connect(path: Path, schema: str, *, wal: bool) -> sqlite3.Connection:
@@ -187,7 +194,7 @@ class ResultsIndex:
         """The song id of ``path`` when it was seen with this size and modification time and
         analysed by ``model``, else ``None`` (the fast skip: no read of the file)."""
         return self._one("SELECT p.song FROM paths p JOIN songs s ON s.id = p.song WHERE p.path = ? AND p.size = ? "
-                         "AND p.mtime_ns = ? AND s.model = ?", (path, size, mtime_ns, model))
+                         "AND p.mtime_ns = ? AND s.model = ?", (stored_path(path), size, mtime_ns, model))
 
     def known_hash(self, digest: str, *, model: str) -> int | None:
         """The song id whose file has had the content hash ``digest`` and was analysed by ``model``."""
@@ -205,13 +212,13 @@ class ResultsIndex:
         rows = self._read("SELECT * FROM songs WHERE id = ?", (song_id,))
         if not rows:
             raise DatasetError(f"{self.path}: no song {song_id} in the results index")
-        return _as_dict(rows[0])
+        return _as_dict(rows[0], index=self.path)
 
     def rows(self) -> list[dict]:
         """Every song, by path: ``id``, ``path``, ``hash``, ``model``, ``analysis`` (dict), ``tags``
         (dict), ``written`` and ``previous`` (lists or ``None``), ``at`` (unix time), plus the
         page's columns ``genre``, ``styles``, ``certainty`` and ``verdict`` taken from the analysis."""
-        return [_as_dict(r) for r in self._read("SELECT * FROM songs ORDER BY path")]
+        return [_as_dict(r, index=self.path) for r in self._read("SELECT * FROM songs ORDER BY path")]
 
     # ------------------------------------------------------------------ changes
 
@@ -224,11 +231,11 @@ class ResultsIndex:
                 "INSERT INTO songs (hash, path, model, analysis, tags, at) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(hash) DO UPDATE SET path = excluded.path, model = excluded.model, "
                 "analysis = excluded.analysis, tags = excluded.tags, at = excluded.at RETURNING id",
-                (digest, path, model, json.dumps(analysis), json.dumps(tags), time.time()))
+                (digest, stored_path(path), model, json.dumps(analysis), json.dumps(tags), time.time()))
             song = int(cur.fetchone()[0])
             conn.execute("INSERT OR REPLACE INTO hashes (hash, song) VALUES (?, ?)", (digest, song))
             conn.execute("INSERT OR REPLACE INTO paths (path, song, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                         (path, song, size, mtime_ns))
+                         (stored_path(path), song, size, mtime_ns))
             return song
 
         return self._write(work)
@@ -239,8 +246,8 @@ class ResultsIndex:
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO paths (path, song, size, mtime_ns) VALUES (?, ?, ?, ?)",
-                         (path, song, size, mtime_ns))
-            conn.execute("UPDATE songs SET path = ? WHERE id = ?", (path, song))
+                         (stored_path(path), song, size, mtime_ns))
+            conn.execute("UPDATE songs SET path = ? WHERE id = ?", (stored_path(path), song))
             if digest is not None:
                 conn.execute("INSERT OR REPLACE INTO hashes (hash, song) VALUES (?, ?)", (digest, song))
 
@@ -252,9 +259,12 @@ class ResultsIndex:
         if not rows:
             raise DatasetError(f"{self.path}: no song {song} in the results index")
         row = rows[0]
-        if row["written"] is not None:
-            previous = json.loads(row["previous"]) if row["previous"] else None  # the first "before" stays
-        tags = json.loads(row["tags"]) | {"genres": written}  # the tags as the file now holds them
+        try:
+            if row["written"] is not None:
+                previous = json.loads(row["previous"]) if row["previous"] else None  # the first "before" stays
+            tags = json.loads(row["tags"]) | {"genres": written}  # the tags as the file now holds them
+        except (ValueError, TypeError):
+            raise _damaged(self.path, song) from None
         self._write(lambda conn: conn.execute(
             "UPDATE songs SET written = ?, previous = ?, tags = ? WHERE id = ?",
             (json.dumps(written), None if previous is None else json.dumps(previous), json.dumps(tags), song)))
@@ -270,16 +280,25 @@ class ResultsIndex:
         self.close()
 
 
-def _as_dict(row: sqlite3.Row) -> dict:
-    analysis = json.loads(row["analysis"])
-    top = analysis.get("top") or []
-    return {
-        "id": row["id"], "path": row["path"], "hash": row["hash"], "model": row["model"], "analysis": analysis,
-        "tags": json.loads(row["tags"]), "written": _json(row["written"]), "previous": _json(row["previous"]),
-        "at": row["at"],
-        "genre": analysis.get("genre"), "styles": [s["name"] for s in analysis.get("styles", ())],
-        "certainty": top[0][1] if top else None, "verdict": analysis.get("verdict"),
-    }
+def _damaged(index: Path, song) -> DatasetError:
+    # No advice to delete the file: it holds the tag journal too, which --undo needs.
+    return DatasetError(f"{index}: the results index is damaged (song {song} is not valid JSON)")
+
+
+def _as_dict(row: sqlite3.Row, *, index: Path) -> dict:
+    """One ``songs`` row as a dict; a row whose JSON does not parse is a one-line DatasetError."""
+    try:
+        analysis, tags = json.loads(row["analysis"]), json.loads(row["tags"])
+        top = analysis.get("top") or []
+        return {
+            "id": row["id"], "path": song_path(row["path"]), "hash": row["hash"], "model": row["model"],
+            "analysis": analysis, "tags": tags, "written": _json(row["written"]),
+            "previous": _json(row["previous"]), "at": row["at"],
+            "genre": analysis.get("genre"), "styles": [s["name"] for s in analysis.get("styles", ())],
+            "certainty": top[0][1] if top else None, "verdict": analysis.get("verdict"),
+        }
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        raise _damaged(index, row["id"]) from None
 
 
 # ---------------------------------------------------------------------------------------- read-only
@@ -322,9 +341,15 @@ def read_songs(path: str | os.PathLike) -> list[dict] | None:
     with _read_only(Path(path)) as conn:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'songs'").fetchall():
             return None
-        return [{"id": r["id"], "path": r["path"], "tags": json.loads(r["tags"] or "{}"), "genre": r["genre"],
-                 "verdict": r["verdict"], "certainty": r["certainty"], "styles": json.loads(r["styles"] or "[]")}
-                for r in conn.execute(_SUMMARY_SQL).fetchall()]
+        songs = []
+        for r in conn.execute(_SUMMARY_SQL).fetchall():
+            try:
+                songs.append({"id": r["id"], "path": song_path(r["path"]), "tags": json.loads(r["tags"] or "{}"),
+                              "genre": r["genre"], "verdict": r["verdict"], "certainty": r["certainty"],
+                              "styles": json.loads(r["styles"] or "[]")})
+            except ValueError:
+                raise _damaged(Path(path), r["id"]) from None
+        return songs
 
 
 def read_song(path: str | os.PathLike, song_id: int) -> dict | None:
@@ -332,7 +357,10 @@ def read_song(path: str | os.PathLike, song_id: int) -> dict | None:
     genre values genrify wrote, or ``None``); ``None`` when there is no such song."""
     with _read_only(Path(path)) as conn:
         row = conn.execute("SELECT analysis, written FROM songs WHERE id = ?", (song_id,)).fetchone()
-    return None if row is None else {"analysis": json.loads(row["analysis"]), "written": _json(row["written"])}
+    try:
+        return None if row is None else {"analysis": json.loads(row["analysis"]), "written": _json(row["written"])}
+    except ValueError:
+        raise _damaged(Path(path), song_id) from None
 
 
 # ---------------------------------------------------------------------------------------- tag journal
@@ -404,7 +432,7 @@ class TagJournal:
         new = [new] if isinstance(new, str) else list(new)
         cur = self._execute("INSERT INTO changes (run, at, path, old, new, state, old_id3) "
                             "VALUES (?, ?, ?, ?, ?, 'pending', ?)",
-                            (self.run, time.time(), os.fspath(path), None if old is None else json.dumps(old),
+                            (self.run, time.time(), stored_path(path), None if old is None else json.dumps(old),
                              _encode_new(new), old_id3))
         return int(cur.lastrowid)
 
@@ -427,14 +455,29 @@ class TagJournal:
         return self._rows("SELECT * FROM changes WHERE run = ? ORDER BY id", (run,))
 
     def changes_under(self, folder: str | os.PathLike) -> list[TagChange]:
-        """The changes of every run to files inside ``folder`` (a resolved path), oldest first."""
-        folder = Path(folder)
-        return [c for c in self._rows("SELECT * FROM changes ORDER BY id") if Path(c.path).is_relative_to(folder)]
+        """The changes of every run to files inside ``folder``, oldest first. Both sides are resolved
+        before they are compared: a recorded ``folder/../elsewhere/song.mp3``, or a link inside that now
+        leads out, is not inside ``folder``."""
+        folder = Path(os.path.realpath(folder))
+        return [c for c in self._rows("SELECT * FROM changes ORDER BY id")
+                if Path(os.path.realpath(c.path)).is_relative_to(folder)]
 
     def _rows(self, sql: str, params: tuple = ()) -> list[TagChange]:
-        rows = self._execute(sql, params).fetchall()
-        return [TagChange(id=r["id"], run=r["run"], at=r["at"], path=r["path"],
-                          old=_json(r["old"]), new=r["new"], state=r["state"], old_id3=r["old_id3"]) for r in rows]
+        return [self._change(r) for r in self._execute(sql, params).fetchall()]
+
+    def _change(self, r: sqlite3.Row) -> TagChange:
+        """One ``changes`` row; a row whose genre values do not parse is a one-line TagError."""
+        try:
+            old = _json(r["old"])
+            if old is not None and not (isinstance(old, list) and all(isinstance(v, str) for v in old)):
+                raise ValueError("not a list of names")
+            if not isinstance(r["new"], str):
+                raise ValueError("no genre written")
+        except ValueError:
+            raise TagError(f"{self.path}: the tag journal is damaged (change {r['id']} of "
+                           f"{terminal_safe(path_from_stored(r['path']))} is not valid); nothing was undone") from None
+        return TagChange(id=r["id"], run=r["run"], at=r["at"], path=path_from_stored(r["path"]), old=old,
+                         new=r["new"], state=r["state"], old_id3=r["old_id3"])
 
     def close(self) -> None:
         """Close the database."""

@@ -6,9 +6,12 @@ knows by path, size and time is not read at all. The others go to the analyser
 which hashes, reads and analyses each one where it runs and skips the analysis of a
 content hash the index knows (a moved, copied or touched song). The answers are
 committed to the :class:`~genrify.tagging.index.ResultsIndex` in batches as they
-come, so a killed run is resumed by running it again. Writing goes through
+come, so a killed run is resumed by running it again. Files are named by their
+absolute, resolved paths; a link leading out of the folder being tagged is skipped
+with its reason, as ``genrify library scan`` skips it. Writing goes through
 :func:`~genrify.sources.tags.write_genre` (atomic, journaled, undoable) and only
-to a file still exactly as it was analysed.
+to a file still exactly as it was analysed: the same device and inode, size and
+time, inside the same folder.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ class FileOutcome:
     choice: Choice | None = None
     action: str = ""
     error: str | None = None
-    seen: tuple[int, int] | None = None  # (size, mtime_ns) as analysed or last recorded
+    seen: tuple[int, int, int, int] | None = None  # (size, mtime_ns, dev, ino) as analysed or last recorded
+    root: str | None = None  # the folder it was found in (a file given by name: its own folder)
 
 
 @dataclass
@@ -99,14 +103,32 @@ def _silent(stage: str, done: int, total: int) -> None:
 
 
 def list_files(paths) -> list[FileOutcome]:
-    """A :class:`FileOutcome` per audio file of ``paths`` (folders walked recursively, files kept as
-    given); a folder with no audio files in it is one outcome with that error, not silently nothing."""
+    """A :class:`FileOutcome` per audio file of ``paths`` (folders walked recursively, files as given),
+    named by its absolute, resolved path; a link whose file lies outside the folder walked (or, for a
+    file given by name, outside its own folder) is an outcome with that error, and so is a folder
+    with no audio files in it, not silently nothing."""
     found: list[FileOutcome] = []
     for p in map(Path, paths):
-        inside = audio_files(p) if p.is_dir() else [p]
-        found += [FileOutcome(str(f)) for f in inside] or [
-            FileOutcome(str(p), error=f"{p}: is a folder with no audio files in it")]
+        is_dir = p.is_dir()
+        root = _resolved(p if is_dir else p.absolute().parent)
+        inside = [_outcome(f, root=root, given=p) for f in audio_files(p)] if is_dir else [
+            _outcome(p, root=root, given=p.parent)]
+        found += inside or [FileOutcome(str(p), error=f"{p}: is a folder with no audio files in it")]
     return found
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a link loop: named as given, it fails with its reason later
+        return path.absolute()
+
+
+def _outcome(path: Path, *, root: Path, given: Path) -> FileOutcome:
+    real = _resolved(path)
+    if not real.is_relative_to(root):
+        return FileOutcome(str(path.absolute()), error=f"{path}: links outside {given} (to {real}); skipped")
+    return FileOutcome(str(real), root=str(root))
 
 
 def run_tag_job(paths, *, index: ResultsIndex, config: TagJobConfig = TagJobConfig(),
@@ -160,7 +182,7 @@ def _lookup(files, index, config, summary, progress) -> dict[str, list[FileOutco
             if song is None:
                 todo.setdefault(f.path, []).append(f)
                 continue
-            f.song, f.seen = index.song(song), (st.st_size, st.st_mtime_ns)
+            f.song, f.seen = index.song(song), (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
             summary.reused += 1
         except OSError as exc:
             f.error = f"{f.path}: cannot read it ({exc.strerror or type(exc).__name__})"
@@ -183,7 +205,7 @@ def _analyse(todo, analyse: Analyser, index: ResultsIndex, config, summary, prog
                 continue
             row = index.song(song)
             for f in outcomes:
-                f.song, f.seen = row, (result.facts.size, result.facts.mtime_ns)
+                f.song, f.seen = row, result.facts.identity
             summary.analysed += fresh
             summary.reused += len(outcomes) - fresh
 
@@ -262,7 +284,8 @@ def _write(f: FileOutcome, index: ResultsIndex, journal: TagJournal, config: Tag
         if values is None:
             f.action = why
             return
-        written = write_genre(f.path, values, journal=journal, id3_separator=config.id3_separator, expect=f.seen)
+        written = write_genre(f.path, values, journal=journal, id3_separator=config.id3_separator, expect=f.seen,
+                              root=f.root)
         digest, st = content_hash(f.path)
         index.see(f.song["id"], path=f.path, size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest)
         index.set_written(f.song["id"], written=written, previous=previous or None)

@@ -22,14 +22,22 @@ from genrify.sources.tags import read_genres, read_tags
 
 @dataclass(frozen=True)
 class FileFacts:
-    """A file as the job saw it: ``size`` (bytes), ``mtime_ns``, ``digest`` (content hash) and ``tags``
-    (artist, album, title and ``genres``, the genre values, as read)."""
+    """A file as the job saw it: ``size`` (bytes), ``mtime_ns``, ``digest`` (content hash), ``tags``
+    (artist, album, title and ``genres``, the genre values, as read), and which file it was
+    (``dev``, ``ino``: a file put in its place later is not the one analysed)."""
 
     path: str
     size: int
     mtime_ns: int
     digest: str
     tags: dict
+    dev: int = 0
+    ino: int = 0
+
+    @property
+    def identity(self) -> tuple[int, int, int, int]:
+        """``(size, mtime_ns, dev, ino)``: what :func:`~genrify.sources.tags.write_genre` re-checks."""
+        return self.size, self.mtime_ns, self.dev, self.ino
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,8 @@ def file_facts(path: str | os.PathLike) -> FileFacts:
     except GenrifyError:
         genres = []
     tags = {k: tags.get(k) for k in ("artist", "album", "title")} | {"genres": genres}
-    return FileFacts(path=os.fspath(path), size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest, tags=tags)
+    return FileFacts(path=os.fspath(path), size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest, tags=tags,
+                     dev=st.st_dev, ino=st.st_ino)
 
 
 def analyse_song(path: str | os.PathLike, *, classifier, top_k: int = 2,
