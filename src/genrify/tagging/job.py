@@ -16,6 +16,8 @@ time, inside the same folder.
 
 from __future__ import annotations
 
+import os
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from genrify.sources.tags import read_genres, write_genre
 from genrify.tagging.analyser import Analyser, local_analyser
 from genrify.tagging.choose import EXISTING, Choice, ChoiceConfig, choose, choose_album, decide_tag
 from genrify.tagging.index import ResultsIndex, TagJournal
-from genrify.tagging.stage import SongResult, content_hash
+from genrify.tagging.stage import FileFacts, SongResult, content_hash
 
 
 @dataclass(frozen=True)
@@ -205,9 +207,23 @@ def _analyse(todo, analyse: Analyser, index: ResultsIndex, config, summary, prog
                 continue
             row = index.song(song)
             for f in outcomes:
-                f.song, f.seen = row, result.facts.identity
+                f.song, f.seen = row, _identity(result.facts)
             summary.analysed += fresh
             summary.reused += len(outcomes) - fresh
+
+
+def _identity(facts: FileFacts) -> tuple[int, int, int, int]:
+    """``(size, mtime_ns, dev, ino)`` of the file as analysed, for the write to re-check. Facts from another
+    machine (a Ray cluster on a shared file system) carry that machine's device numbers: this machine's
+    stat stands in for them when the size and time still agree."""
+    if facts.host == platform.node():
+        return facts.identity
+    try:
+        st = os.stat(facts.path)
+    except OSError:
+        return facts.identity  # the write then fails on its own, with the reason
+    here = (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+    return here if here[:2] == facts.identity[:2] else facts.identity
 
 
 def _record(index: ResultsIndex, result: SongResult, *, model_id: str) -> tuple[int, bool]:

@@ -11,6 +11,7 @@ analysis reads anyway, and it is spread over the workers with the analyses.
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from genrify.sources.tags import read_genres, read_tags
 class FileFacts:
     """A file as the job saw it: ``size`` (bytes), ``mtime_ns``, ``digest`` (content hash), ``tags``
     (artist, album, title and ``genres``, the genre values, as read), and which file it was
-    (``dev``, ``ino``: a file put in its place later is not the one analysed)."""
+    (``dev``, ``ino``: a file put in its place later is not the one analysed) on which machine (``host``)."""
 
     path: str
     size: int
@@ -33,6 +34,7 @@ class FileFacts:
     tags: dict
     dev: int = 0
     ino: int = 0
+    host: str = ""
 
     @property
     def identity(self) -> tuple[int, int, int, int]:
@@ -85,7 +87,7 @@ def file_facts(path: str | os.PathLike) -> FileFacts:
         genres = []
     tags = {k: tags.get(k) for k in ("artist", "album", "title")} | {"genres": genres}
     return FileFacts(path=os.fspath(path), size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest, tags=tags,
-                     dev=st.st_dev, ino=st.st_ino)
+                     dev=st.st_dev, ino=st.st_ino, host=platform.node())
 
 
 def analyse_song(path: str | os.PathLike, *, classifier, top_k: int = 2,
