@@ -432,7 +432,12 @@ def test_a_name_that_is_not_utf8_is_tagged_journaled_and_undone(tag_files, songs
     assert write_genre(path, "Jazz", journal=journal) == ["Jazz"]
     (change,) = journal.changes(run=journal.run)
     assert change.path == str(path)  # the name's bytes, back as they were
-    assert undo_genres(journal=journal)[0] == (str(path), "restored genre classical")
+    plain = _copy(tag_files["mp3"], songs, "plain.mp3")
+    write_genre(plain, "Jazz", journal=journal)
+    with sqlite3.connect(journal.path) as conn:  # a UTF-8 name stays TEXT: journals of earlier versions still match
+        kinds = dict(conn.execute("SELECT typeof(path), path FROM changes").fetchall())
+    assert kinds == {"blob": os.fsencode(path), "text": str(plain)}
+    assert undo_genres(journal=journal)[-1] == (str(path), "restored genre classical")  # newest first
     assert read_genre(path) == "classical"
 
 
