@@ -381,3 +381,29 @@ def test_predict_verbose_loads_the_model_once(synthetic_corpus, monkeypatch, cap
     out = capsys.readouterr()
     assert reads == ["gtzan"] and len(built) == 1
     assert out.err.count("genrify: model ") == 1 and out.out.count("jazz") >= 2
+
+
+# --------------------------------------------------------------------------- help texts, timeline titles, certainty
+
+
+def _option_help(help_text: str) -> dict[str, str]:
+    """``--option`` → its help text, read from argparse's "options:" section as printed."""
+    section = help_text.split("options:", 1)[1].split("\n\n", 1)[0]
+    out = {}
+    for entry in re.split(r"\n(?=  -)", section.strip("\n")):
+        first, *rest = entry.splitlines()
+        invocation, _, text = first.strip().partition("  ")
+        out[invocation.split()[0].rstrip(",")] = " ".join([text.strip(), *(line.strip() for line in rest)]).strip()
+    return out
+
+
+def test_dataset_build_help_explains_every_option(run_genrify):
+    """Each option says what it sets and its default (the feature options used to be bare names)."""
+    proc = run_genrify("dataset", "build", "--help", timeout=120)
+    assert proc.returncode == 0 and proc.stderr == ""
+    helps = _option_help(proc.stdout)
+    assert {"--features", "--sr", "--n-mfcc", "--n-mels", "--n-fft", "--hop-length"} <= set(helps)
+    assert all(text for text in helps.values()), {opt: text for opt, text in helps.items() if not text}
+    for option, default in (("--features", "mfcc"), ("--sr", "44100"), ("--n-mfcc", "10"), ("--n-mels", "128"),
+                            ("--n-fft", "2048"), ("--hop-length", "512")):
+        assert f"default {default}" in helps[option], (option, helps[option])
