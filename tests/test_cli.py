@@ -407,3 +407,27 @@ def test_dataset_build_help_explains_every_option(run_genrify):
     for option, default in (("--features", "mfcc"), ("--sr", "44100"), ("--n-mfcc", "10"), ("--n-mels", "128"),
                             ("--n-fft", "2048"), ("--hop-length", "512")):
         assert f"default {default}" in helps[option], (option, helps[option])
+
+
+def test_predict_timeline_png_is_titled_with_the_song_and_the_model(run_genrify, seeded_mlp_model, tmp_path):
+    """The saved plot names what it shows: the song (its tags' artist – title, else the file) and the model,
+    in the picture and in the PNG's Title field."""
+    import matplotlib.image
+    from mutagen.flac import FLAC
+    from PIL import Image
+
+    tagged, bare = tmp_path / "tagged.flac", tmp_path / "bare.wav"
+    sf.write(tagged, generate_clip("jazz", seed=3, sr=22050, duration=8.0), 22050, format="FLAC")
+    tags = FLAC(tagged)
+    tags["artist"], tags["title"] = "Miles Ahead", "Blue Circle"
+    tags.save()
+    sf.write(bare, generate_clip("metal", seed=4, sr=22050, duration=8.0), 22050)
+    proc = run_genrify("predict", tagged, bare, "--model", seeded_mlp_model, "--timeline", tmp_path / "plots")
+    assert proc.returncode == 0, proc.stderr
+    for png, song in ((tmp_path / "plots" / "tagged-timeline.png", "Miles Ahead – Blue Circle"),
+                      (tmp_path / "plots" / "bare-timeline.png", "bare.wav")):
+        assert Image.open(png).text.get("Title") == f"{song} · model seeded-mlp.genrify"
+        ink = matplotlib.image.imread(png)[:, :, :3].mean(axis=2) < 0.5
+        h, w = ink.shape
+        # The title is drawn above the chart: dark text in the top middle, where an untitled plot is blank.
+        assert ink[: int(h * 0.05), int(w * 0.25): int(w * 0.75)].sum() > 50
