@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from genrify.sources.synthetic import generate_clip
+from test_predict import write_model_just_above
 
 PIPELINE_COMMANDS = [["demo"], ["demo-data"], ["dataset", "build"], ["train"], ["evaluate"], ["predict"], ["explore"]]
 
@@ -431,3 +432,24 @@ def test_predict_timeline_png_is_titled_with_the_song_and_the_model(run_genrify,
         h, w = ink.shape
         # The title is drawn above the chart: dark text in the top middle, where an untitled plot is blank.
         assert ink[: int(h * 0.05), int(w * 0.25): int(w * 0.75)].sum() > 50
+
+
+def test_certainty_sentence_agrees_with_the_verdict(run_genrify, seeded_mlp_model, tmp_path):
+    """A top probability a hair under the threshold: the text and the JSON never say "only X% (below X%)";
+    the sentence's figure is the one the list shows, and it is below the threshold shown."""
+    song = tmp_path / "song.wav"
+    sf.write(song, generate_clip("edm", seed=2, sr=22050, duration=8.0), 22050)
+    model = tmp_path / "edge.genrify"
+    write_model_just_above(seeded_mlp_model, song=song, out=model)
+    text = run_genrify("predict", song, "--model", model, check=True).stdout
+    (result,) = json.loads(run_genrify("predict", song, "--model", model, "--json", check=True).stdout)
+    for sentence in (text, result["message"]):
+        below = re.search(r"only (\d+)% certainty \(below (\d+)%\)", sentence)
+        if below:
+            assert int(below[1]) < int(below[2]), sentence
+    listed = re.search(r"1\. [^,]+, certainty (\d+)%", text)
+    assert listed, text
+    if result["verdict"] == "unsure":
+        assert f"only {listed[1]}% certainty" in text
+    else:
+        assert result["verdict"] == "genre" and "Not sure" not in text

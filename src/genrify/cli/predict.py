@@ -240,9 +240,12 @@ def write_timeline(a, out: Path, *, title: str | None = None) -> Path:
 def format_top(a) -> str:
     """``1. Metal, certainty 93%  2. Rock, certainty 5%  (style: Heavy Metal, 61% of Metal)`` (or the
     unsure / not-music message)."""
+    from genrify.predict.checks import certainty_percent
+
     if a.verdict == "tags":
         return "tags: " + ", ".join(f"{g} {p:.0%}" for g, p in a.top)
-    ranked = "  ".join(f"{i}. {g}, certainty {p:.0%}" for i, (g, p) in enumerate(a.top, 1))
+    # The figure the unsure verdict compared and its sentence prints: the list never contradicts it.
+    ranked = "  ".join(f"{i}. {g}, certainty {certainty_percent(p)}%" for i, (g, p) in enumerate(a.top, 1))
     if a.verdict == "genre":
         styles = a.styles()
         if styles:
