@@ -108,10 +108,10 @@ def test_search_predict_listen_pause(page, server):
 
 def test_unknown_song_shows_the_not_found_message(page, server):
     _predict(page, "Nobody At All", "A Song That Does Not Exist")
-    page.wait_for_function("() => document.getElementById('status').textContent.includes('Searched')",
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('searched')",
                            timeout=15_000)
     status = page.locator("#status").inner_text()
-    assert status.startswith(NOT_FOUND_MESSAGE) and f"Searched: your library ({len(server.rows) + 1} songs)." in status
+    assert status.startswith(f"{NOT_FOUND_MESSAGE}; searched your library ({len(server.rows) + 1} songs).")
     assert page.locator("#result").is_hidden()
 
 
@@ -317,3 +317,42 @@ def test_without_the_real_demo_the_page_says_the_songs_are_synthetic(browser, re
         assert all(t.startswith("Synthetic") for t in page.locator("#examples button").all_inner_texts())
     finally:
         close()
+
+
+# --------------------------------------------------------------------------- the search page: a new user's first minutes
+# (not-found message in view and in the right words, no autoplay, the unsure sentence's figures)
+
+VIEWPORTS = [{"width": 1280, "height": 900}, {"width": 390, "height": 844}]
+
+
+def _context(browser, viewport):
+    phone = viewport["width"] < 500
+    return browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
+
+
+def _in_view(page, selector):
+    return page.eval_on_selector(selector, """el => { const r = el.getBoundingClientRect();
+                                                      return r.top >= 0 && r.bottom <= window.innerHeight; }""")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["desktop", "phone"])
+def test_not_found_is_scrolled_into_view_and_suggests_a_file(browser, server, viewport):
+    """Only the library was searched: no talk of previews; the message says a file can be dropped, and it
+    is on screen (on a phone it used to sit below the fold)."""
+    context = _context(browser, viewport)
+    page = context.new_page()
+    page.goto(server.base + "/")
+    _predict(page, "Nobody At All", "A Song That Does Not Exist")
+    page.wait_for_selector("#status.error", timeout=15_000)
+    page.wait_for_function("""() => { const r = document.getElementById('status').getBoundingClientRect();
+                                      return r.top >= 0 && r.bottom <= window.innerHeight; }""", timeout=5_000)
+    assert _in_view(page, "#drop")  # where the message points to
+    assert page.locator("#suggestions").is_hidden() or _in_view(page, "#suggestions")  # and "Did you mean"
+    status = page.locator("#status").inner_text()
+    assert "preview" not in status, status
+    assert status.startswith(f"{NOT_FOUND_MESSAGE}; searched your library ({len(server.rows) + 1} songs).")
+    assert "drop it" in status.lower(), status
+    # The API says the same: no preview was missed where none was looked for.
+    body = page.evaluate("""async () => (await fetch('/api/predict?artist=Nobody&track=Nothing%20Here')).json()""")
+    assert "preview" not in body["error"] and body["error"].startswith(NOT_FOUND_MESSAGE)
+    context.close()
