@@ -77,7 +77,7 @@ def _wait_for_result(page):
 
 
 def test_search_predict_listen_pause(page, server):
-    """The player's own control pauses; the page has no second "Pause song" button."""
+    """The player's own controls play and pause; the page has no second "Pause song" button."""
     row = next(r for r in server.rows if r["genre"] == "jazz")
     _predict(page, row["artist"], row["title"])
     _wait_for_result(page)
@@ -92,14 +92,15 @@ def test_search_predict_listen_pause(page, server):
     assert page.locator("#features-caption").inner_text().startswith(
         ("Log-mel spectrogram", "MFCC image"))  # the session's tiny CNN where the default is not installed
     assert page.eval_on_selector("#timeline", "img => img.complete && img.naturalWidth > 100")
-    # The audio element has a source the browser can play, and plays it.
+    # The audio element has a source the browser can play, and plays it when asked.
     src = page.eval_on_selector("#player", "a => a.currentSrc")
     assert "/api/audio/library/" in src
+    page.eval_on_selector("#player", "a => a.play()")  # what the player's own button does
     page.wait_for_function("() => { const a = document.getElementById('player'); "
                            "return a.readyState >= 2 && !a.paused && a.currentTime > 0; }", timeout=15_000)
     assert page.eval_on_selector("#player", "a => a.duration") > 1
     assert page.locator("#pause").count() == 0 and page.locator("button", has_text="Pause").count() == 0
-    page.eval_on_selector("#player", "a => a.pause()")  # what the player's own button does
+    page.eval_on_selector("#player", "a => a.pause()")
     assert page.eval_on_selector("#player", "a => a.paused")
     t = page.eval_on_selector("#player", "a => a.currentTime")
     page.wait_for_timeout(300)
@@ -262,8 +263,6 @@ def test_screenshots(browser, tmp_path, request):
                 page.wait_for_selector("#examples:not([hidden])")
                 _predict(page, song.artist, song.title)
                 _wait_for_result(page)
-                page.wait_for_function("() => !document.getElementById('player').paused")
-                page.eval_on_selector("#player", "a => a.pause()")
                 page.evaluate("() => window.scrollTo(0, 0)")
                 page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
                 context.close()
@@ -355,4 +354,23 @@ def test_not_found_is_scrolled_into_view_and_suggests_a_file(browser, server, vi
     # The API says the same: no preview was missed where none was looked for.
     body = page.evaluate("""async () => (await fetch('/api/predict?artist=Nobody&track=Nothing%20Here')).json()""")
     assert "preview" not in body["error"] and body["error"].startswith(NOT_FOUND_MESSAGE)
+    context.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["desktop", "phone"])
+def test_the_song_does_not_play_by_itself(browser, server, viewport):
+    """After Predict the player is ready but silent: it plays when the user asks (even where the browser
+    would allow autoplay, as this one is launched to)."""
+    context = _context(browser, viewport)
+    page = context.new_page()
+    page.goto(server.base + "/")
+    row = next(r for r in server.rows if r["genre"] == "classical")
+    _predict(page, row["artist"], row["title"])
+    _wait_for_result(page)
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1", timeout=15_000)
+    page.wait_for_timeout(1_000)
+    assert page.eval_on_selector("#player", "a => a.paused && a.currentTime === 0 && !a.autoplay")
+    assert page.eval_on_selector("#player", "a => a.play().then(() => true)")  # the player's own button
+    page.wait_for_function("() => { const a = document.getElementById('player'); return !a.paused && a.currentTime > 0; }",
+                           timeout=15_000)
     context.close()

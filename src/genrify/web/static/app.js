@@ -103,10 +103,9 @@
     result.hidden = false;
     reveal(data, name);
     if (audioUrl) {
+      // Ready, not playing: sound that starts by itself startles (and may be somewhere it should not be).
       player.src = audioUrl;
       player.hidden = false;
-      const playing = player.play();
-      if (playing && playing.catch) playing.catch(function () { /* autoplay refused: the controls remain */ });
     } else {
       player.removeAttribute("src");
       player.hidden = true;
