@@ -374,3 +374,37 @@ def test_the_song_does_not_play_by_itself(browser, server, viewport):
     page.wait_for_function("() => { const a = document.getElementById('player'); return !a.paused && a.currentTime > 0; }",
                            timeout=15_000)
     context.close()
+
+
+def test_the_unsure_sentence_agrees_with_the_figures_on_the_page(browser, seeded_mlp_model, tmp_path):
+    """A song whose top probability is a hair under the model's threshold: the page never says
+    "only 35% certainty (below 35%)", and a sentence's figure is the one its list shows."""
+    import re
+
+    import soundfile as sf
+
+    from genrify.predict import GenreClassifier
+    from genrify.sources.synthetic import generate_clip
+    from test_predict import write_model_just_above
+
+    song = tmp_path / "edge.wav"
+    sf.write(song, generate_clip("edm", seed=2, sr=22050, duration=8.0), 22050)
+    write_model_just_above(seeded_mlp_model, song=song, out=tmp_path / "edge.genrify")
+    clf = GenreClassifier.from_file(tmp_path / "edge.genrify")
+    (tmp_path / "empty").mkdir()
+    settings = Settings(library=str(tmp_path / "empty"), library_db=str(tmp_path / "empty.sqlite"), scan="blocking")
+    with ServerThread(create_app(settings, classifier=clf)) as srv:
+        context = _context(browser, VIEWPORTS[1])
+        page = context.new_page()
+        page.goto(srv.base + "/")
+        page.set_input_files("#file", str(song))
+        _wait_for_result(page)
+        first = page.locator("#top li").first.inner_text()
+        shown = re.search(r"certainty: (\d+)%", first)[1]
+        if page.locator("#verdict").is_visible():
+            sentence = page.locator("#verdict").inner_text()
+            figures = re.search(r"only (\d+)% certainty \(below (\d+)%\)", sentence)
+            assert figures and figures[1] == shown and int(figures[1]) < int(figures[2]), (sentence, first)
+        else:
+            assert page.locator("#best-heading").inner_text() == "The best prediction of the model:"
+        context.close()
