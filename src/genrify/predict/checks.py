@@ -21,6 +21,8 @@ Which rules a model gets (the same for every model that can support them):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from genrify.config import VerdictConfig
@@ -113,8 +115,6 @@ def certainty_percent(p: float) -> int:
     ``Math.round(p * 100)`` of the same answer; the unsure verdict compares these figures, so
     the sentence that states it can never read "only 35% certainty (below 35%)".
     """
-    import math
-
     return int(math.floor(round(float(p), 4) * 100 + 0.5))
 
 
