@@ -261,3 +261,48 @@ def test_omp_num_threads_keeps_the_users_choice():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "2"},
                          capture_output=True, text=True, check=True).stdout
     assert out.split() == ["2", "2"]
+
+
+def test_the_unsure_sentence_compares_the_figures_it_prints():
+    """Round once: the verdict compares the whole percents the sentence (and every list) prints, so it
+    never reads "only 35% certainty (below 35%)", and a top shown as 35% is not "unsure" under 35%."""
+    import re
+
+    from genrify.config import VerdictConfig
+    from genrify.predict.checks import certainty_percent, verdict
+
+    y = generate_clip("jazz", seed=1, sr=22050, duration=3.0)
+    for threshold in (0.35, 0.5, 0.347, 0.0049):
+        config = VerdictConfig(unsure_below=threshold)
+        for top in np.linspace(max(0.0, threshold - 0.02), threshold + 0.02, 401):
+            if top <= 0:
+                continue
+            n = int(np.ceil((1.0 - top) / top))  # the rest shared by genres that stay at or under the top
+            probs = np.array([top] + [(1.0 - top) / n] * n)
+            kind, message = verdict(y, probs, {}, config=config)
+            shown, limit = certainty_percent(top), certainty_percent(threshold)
+            assert kind == ("unsure" if shown < limit else "genre"), (threshold, top, kind)
+            if kind == "unsure":
+                figures = re.search(r"only (\d+)% certainty \(below (\d+)%\)", message)
+                assert figures and (int(figures[1]), int(figures[2])) == (shown, limit), message
+    # The figure is the page's: JavaScript's Math.round(p * 100) on the 4-decimal probability of the JSON.
+    assert [certainty_percent(p) for p in (0.345, 0.3449, 0.34449, 0.005, 0.995, 1.0, 0.0)] == [35, 34, 34, 1, 100, 100, 0]
+
+
+def write_model_just_above(model_path, *, song, out):
+    """``model_path`` re-saved to ``out`` with ``unsure_below`` a hair above its real top probability on
+    ``song``, both rounding to the same whole percent: where "only 35% certainty (below 35%)" was printed.
+    Returns (top probability, threshold)."""
+    import dataclasses
+
+    from genrify.models.modelfile import load_model_file, save_model_file
+    from genrify.predict import GenreClassifier
+
+    model = load_model_file(model_path)
+    top = float(GenreClassifier.from_file(model_path).analyse(str(song)).probabilities.max())
+    threshold = top + 1e-4
+    assert round(top * 100) == round(threshold * 100), top  # the song sits in the awkward band
+    config = dataclasses.replace(model.config, verdict=dataclasses.replace(model.config.verdict,
+                                                                           unsure_below=threshold))
+    save_model_file(out, dataclasses.replace(model, config=config))
+    return top, threshold

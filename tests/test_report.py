@@ -86,3 +86,27 @@ def test_timeline_fontsize_reaches_the_legend_and_the_legend_fits():
     assert legend_rows(large, 0.70) > 1.3 * legend_rows(default, 0.83)
     # … and still fit: nothing drawn at the picture's right edge (no cut-off "Soul & R&B").
     assert large[:, -int(large.shape[1] * 0.03):].min() > 0.9
+
+
+def test_timeline_title_is_drawn_above_the_chart_and_stored_in_the_png():
+    """A saved timeline names its song and model: the text above the plot and the PNG's Title field."""
+    import matplotlib.image
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(4), size=8)
+    labels = ["Jazz", "Rock", "Pop", "Blues"]
+    title = "Miles Ahead – Blue Circle · model default.genrify"
+
+    def top_ink(png: bytes) -> int:  # dark pixels in the top middle of the picture, above the chart
+        img = matplotlib.image.imread(io.BytesIO(png))[:, :, :3].mean(axis=2)
+        h, w = img.shape
+        return int((img[: int(h * 0.05), int(w * 0.25): int(w * 0.75)] < 0.5).sum())
+
+    for kwargs in ({}, {"fontsize": 13, "height": 3.0}):
+        plain = timeline_png(np.arange(8) * 3.0, probs, labels, duration=24.0, **kwargs)
+        titled = timeline_png(np.arange(8) * 3.0, probs, labels, duration=24.0, title=title, **kwargs)
+        assert top_ink(plain) == 0 and top_ink(titled) > 50
+        assert _size(titled) == _size(plain)
+        assert Image.open(io.BytesIO(titled)).text.get("Title") == title
+        assert "Title" not in Image.open(io.BytesIO(plain)).text

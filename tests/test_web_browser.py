@@ -77,7 +77,7 @@ def _wait_for_result(page):
 
 
 def test_search_predict_listen_pause(page, server):
-    """The player's own control pauses; the page has no second "Pause song" button."""
+    """The player's own controls play and pause; the page has no second "Pause song" button."""
     row = next(r for r in server.rows if r["genre"] == "jazz")
     _predict(page, row["artist"], row["title"])
     _wait_for_result(page)
@@ -92,14 +92,15 @@ def test_search_predict_listen_pause(page, server):
     assert page.locator("#features-caption").inner_text().startswith(
         ("Log-mel spectrogram", "MFCC image"))  # the session's tiny CNN where the default is not installed
     assert page.eval_on_selector("#timeline", "img => img.complete && img.naturalWidth > 100")
-    # The audio element has a source the browser can play, and plays it.
+    # The audio element has a source the browser can play, and plays it when asked.
     src = page.eval_on_selector("#player", "a => a.currentSrc")
     assert "/api/audio/library/" in src
+    page.eval_on_selector("#player", "a => a.play()")  # what the player's own button does
     page.wait_for_function("() => { const a = document.getElementById('player'); "
                            "return a.readyState >= 2 && !a.paused && a.currentTime > 0; }", timeout=15_000)
     assert page.eval_on_selector("#player", "a => a.duration") > 1
     assert page.locator("#pause").count() == 0 and page.locator("button", has_text="Pause").count() == 0
-    page.eval_on_selector("#player", "a => a.pause()")  # what the player's own button does
+    page.eval_on_selector("#player", "a => a.pause()")
     assert page.eval_on_selector("#player", "a => a.paused")
     t = page.eval_on_selector("#player", "a => a.currentTime")
     page.wait_for_timeout(300)
@@ -108,10 +109,10 @@ def test_search_predict_listen_pause(page, server):
 
 def test_unknown_song_shows_the_not_found_message(page, server):
     _predict(page, "Nobody At All", "A Song That Does Not Exist")
-    page.wait_for_function("() => document.getElementById('status').textContent.includes('Searched')",
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('searched')",
                            timeout=15_000)
     status = page.locator("#status").inner_text()
-    assert status.startswith(NOT_FOUND_MESSAGE) and f"Searched: your library ({len(server.rows) + 1} songs)." in status
+    assert status.startswith(f"{NOT_FOUND_MESSAGE}; searched your library ({len(server.rows) + 1} songs).")
     assert page.locator("#result").is_hidden()
 
 
@@ -262,8 +263,6 @@ def test_screenshots(browser, tmp_path, request):
                 page.wait_for_selector("#examples:not([hidden])")
                 _predict(page, song.artist, song.title)
                 _wait_for_result(page)
-                page.wait_for_function("() => !document.getElementById('player').paused")
-                page.eval_on_selector("#player", "a => a.pause()")
                 page.evaluate("() => window.scrollTo(0, 0)")
                 page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
                 context.close()
@@ -317,3 +316,95 @@ def test_without_the_real_demo_the_page_says_the_songs_are_synthetic(browser, re
         assert all(t.startswith("Synthetic") for t in page.locator("#examples button").all_inner_texts())
     finally:
         close()
+
+
+# --------------------------------------------------------------------------- the search page: a new user's first minutes
+# (not-found message in view and in the right words, no autoplay, the unsure sentence's figures)
+
+VIEWPORTS = [{"width": 1280, "height": 900}, {"width": 390, "height": 844}]
+
+
+def _context(browser, viewport):
+    phone = viewport["width"] < 500
+    return browser.new_context(viewport=viewport, is_mobile=phone, has_touch=phone)
+
+
+def _in_view(page, selector):
+    return page.eval_on_selector(selector, """el => { const r = el.getBoundingClientRect();
+                                                      return r.top >= 0 && r.bottom <= window.innerHeight; }""")
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["desktop", "phone"])
+def test_not_found_is_scrolled_into_view_and_suggests_a_file(browser, server, viewport):
+    """Only the library was searched: no talk of previews; the message says a file can be dropped, and it
+    is on screen (on a phone it used to sit below the fold)."""
+    context = _context(browser, viewport)
+    page = context.new_page()
+    page.goto(server.base + "/")
+    _predict(page, "Nobody At All", "A Song That Does Not Exist")
+    page.wait_for_selector("#status.error", timeout=15_000)
+    page.wait_for_function("""() => { const r = document.getElementById('status').getBoundingClientRect();
+                                      return r.top >= 0 && r.bottom <= window.innerHeight; }""", timeout=5_000)
+    assert _in_view(page, "#drop")  # where the message points to
+    assert page.locator("#suggestions").is_hidden() or _in_view(page, "#suggestions")  # and "Did you mean"
+    status = page.locator("#status").inner_text()
+    assert "preview" not in status, status
+    assert status.startswith(f"{NOT_FOUND_MESSAGE}; searched your library ({len(server.rows) + 1} songs).")
+    assert "drop it" in status.lower(), status
+    # The API says the same: no preview was missed where none was looked for.
+    body = page.evaluate("""async () => (await fetch('/api/predict?artist=Nobody&track=Nothing%20Here')).json()""")
+    assert "preview" not in body["error"] and body["error"].startswith(NOT_FOUND_MESSAGE)
+    context.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["desktop", "phone"])
+def test_the_song_does_not_play_by_itself(browser, server, viewport):
+    """After Predict the player is ready but silent: it plays when the user asks (even where the browser
+    would allow autoplay, as this one is launched to)."""
+    context = _context(browser, viewport)
+    page = context.new_page()
+    page.goto(server.base + "/")
+    row = next(r for r in server.rows if r["genre"] == "classical")
+    _predict(page, row["artist"], row["title"])
+    _wait_for_result(page)
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1", timeout=15_000)
+    page.wait_for_timeout(1_000)
+    assert page.eval_on_selector("#player", "a => a.paused && a.currentTime === 0 && !a.autoplay")
+    assert page.eval_on_selector("#player", "a => a.play().then(() => true)")  # the player's own button
+    page.wait_for_function("() => { const a = document.getElementById('player'); return !a.paused && a.currentTime > 0; }",
+                           timeout=15_000)
+    context.close()
+
+
+def test_the_unsure_sentence_agrees_with_the_figures_on_the_page(browser, seeded_mlp_model, tmp_path):
+    """A song whose top probability is a hair under the model's threshold: the page never says
+    "only 35% certainty (below 35%)", and a sentence's figure is the one its list shows."""
+    import re
+
+    import soundfile as sf
+
+    from genrify.predict import GenreClassifier
+    from genrify.sources.synthetic import generate_clip
+    from test_predict import write_model_just_above
+
+    song = tmp_path / "edge.wav"
+    sf.write(song, generate_clip("edm", seed=2, sr=22050, duration=8.0), 22050)
+    write_model_just_above(seeded_mlp_model, song=song, out=tmp_path / "edge.genrify")
+    clf = GenreClassifier.from_file(tmp_path / "edge.genrify")
+    (tmp_path / "empty").mkdir()
+    settings = Settings(library=str(tmp_path / "empty"), library_db=str(tmp_path / "empty.sqlite"), scan="blocking")
+    with ServerThread(create_app(settings, classifier=clf)) as srv:
+        context = _context(browser, VIEWPORTS[1])
+        page = context.new_page()
+        page.goto(srv.base + "/")
+        page.set_input_files("#file", str(song))
+        _wait_for_result(page)
+        first = page.locator("#top li").first.inner_text()
+        shown = re.search(r"certainty: (\d+)%", first)[1]
+        if page.locator("#verdict").is_visible():
+            sentence = page.locator("#verdict").inner_text()
+            figures = re.search(r"only (\d+)% certainty \(below (\d+)%\)", sentence)
+            assert figures and figures[1] == shown and int(figures[1]) < int(figures[2]), (sentence, first)
+        else:
+            assert page.locator("#best-heading").inner_text() == "The best prediction of the model:"
+        context.close()

@@ -29,9 +29,10 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _png(fig, *, tight: bool = False) -> bytes:
+def _png(fig, *, tight: bool = False, title: str | None = None) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, **({"bbox_inches": "tight"} if tight else {}))
+    fig.savefig(buf, format="png", dpi=DPI, **({"bbox_inches": "tight"} if tight else {}),
+                **({"metadata": {"Title": title}} if title else {}))  # image viewers and file managers show it
     return buf.getvalue()
 
 
@@ -121,6 +122,7 @@ def timeline_png(
     width: float = 6.4,
     height: float = 2.0,
     fontsize: float | None = None,
+    title: str | None = None,
 ) -> bytes:
     """Render genre probability over time as a stacked area chart (PNG).
 
@@ -136,6 +138,8 @@ def timeline_png(
         width, height: figure size in inches.
         fontsize: points for the axis labels, ticks and legend (default: matplotlib's, legend 8);
             larger for a picture shown small, as on a phone.
+        title: optional line above the chart (e.g. the song and the model), also stored as
+            the PNG's ``Title``; a plot saved to a file needs it, the web page has its own heading.
 
     Returns:
         PNG bytes. A single window is drawn as a flat band across the clip.
@@ -148,11 +152,15 @@ def timeline_png(
             f"got {probs.shape}"
         )
     fig = _figure(width, height)
-    # Larger text needs room: the legend's longest name ("Soul & R&B") and the y label must fit.
-    ax = fig.add_axes((0.09, 0.24, 0.72, 0.7) if not fontsize else (0.12, 0.22, 0.56, 0.7))
+    # Larger text needs room: the legend's longest name ("Soul & R&B") and the y label must fit; so does a title.
+    top = 0.6 if title else 0.7
+    ax = fig.add_axes((0.09, 0.24, 0.72, top) if not fontsize else (0.12, 0.22, 0.56, top))
+    if title:
+        # parse_math off: a song title is plain text ("Ke$ha", "$uicideboy$" are not formulas).
+        fig.suptitle(title, x=0.5, y=0.985, va="top", fontsize=fontsize or 10, parse_math=False)
     if probs.shape[0] == 0:
         ax.text(0.5, 0.5, "no windows", ha="center", va="center", transform=ax.transAxes)
-        return _png(fig)
+        return _png(fig, title=title)
     probs = np.clip(np.nan_to_num(probs), 0.0, 1.0)
     order = np.argsort(-probs.mean(axis=0), kind="stable")[: max(1, int(top))]
     series = [probs[:, i] for i in order]
@@ -178,7 +186,7 @@ def timeline_png(
     if fontsize is not None:
         ax.tick_params(labelsize=fontsize)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=fontsize or 8, frameon=False)
-    return _png(fig)
+    return _png(fig, title=title)
 
 
 def markdown(metrics: dict, *, title: str, context: list[str] = ()) -> str:

@@ -53,12 +53,20 @@ def _register_dataset(sub) -> None:
                                               "genrify dataset build manifest.csv --out my.gdb --features logmel --workers 2"))
     p.add_argument("root", help="folder with one sub-folder per genre, or a CSV manifest (path,genre[,artist,title])")
     p.add_argument("--out", required=True, help="dataset folder to create or update (e.g. my.gdb)")
-    p.add_argument("--features", choices=("mfcc", "logmel"), default=FeatureConfig.kind)
-    p.add_argument("--sr", type=int, default=FeatureConfig.sr)
-    p.add_argument("--n-mfcc", type=int, default=FeatureConfig.n_mfcc)
-    p.add_argument("--n-mels", type=int, default=FeatureConfig.n_mels)
-    p.add_argument("--n-fft", type=int, default=FeatureConfig.n_fft)
-    p.add_argument("--hop-length", type=int, default=FeatureConfig.hop_length)
+    p.add_argument("--features", choices=("mfcc", "logmel"), default=FeatureConfig.kind,
+                   help="the picture of each song a model learns from: 'mfcc' (the original system's "
+                        "coefficients) or 'logmel' (a log-mel spectrogram); default %(default)s")
+    p.add_argument("--sr", type=int, default=FeatureConfig.sr, metavar="HZ",
+                   help="sample rate every file is resampled to before its features, in Hz (default %(default)s)")
+    p.add_argument("--n-mfcc", type=int, default=FeatureConfig.n_mfcc, metavar="N",
+                   help="MFCC coefficients per frame, with --features mfcc (default %(default)s)")
+    p.add_argument("--n-mels", type=int, default=FeatureConfig.n_mels, metavar="N",
+                   help="mel bands: the rows of a log-mel picture, and what the MFCCs are computed from "
+                        "(default %(default)s)")
+    p.add_argument("--n-fft", type=int, default=FeatureConfig.n_fft, metavar="SAMPLES",
+                   help="length of each analysis frame (FFT size), in samples (default %(default)s)")
+    p.add_argument("--hop-length", type=int, default=FeatureConfig.hop_length, metavar="SAMPLES",
+                   help="samples between the starts of two frames: the picture's time step (default %(default)s)")
     p.add_argument("--max-duration", type=float, default=AudioConfig.max_duration,
                    help=f"seconds analysed per file (default {AudioConfig.max_duration:g})")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")

@@ -101,7 +101,8 @@ def cmd_predict(args) -> int:
             else:
                 results.append({"path": r.path, **r.analysis.to_dict()})
                 if args.timeline:
-                    results[-1]["timeline"] = str(write_timeline(r.analysis, timelines[r.path]))
+                    results[-1]["timeline"] = str(write_timeline(r.analysis, timelines[r.path],
+                                                                 title=timeline_title(r.path, model=model)))
                 if args.write_tags:
                     failed += _tag(results[-1], r.analysis, overwrite=args.overwrite)
             if not args.json:
@@ -198,8 +199,31 @@ def timeline_paths(paths: list[str], target: str) -> dict[str, Path]:
     return where
 
 
-def write_timeline(a, out: Path) -> Path:
-    """Plot ``a``'s genre-over-time as a PNG at ``out`` (its folder is created); returns ``out``."""
+#: Longest song name a timeline's title shows (about the width of the plot at its font size).
+TITLE_SONG_CHARS = 70
+
+
+def timeline_title(path: str, *, model) -> str:
+    """What a saved timeline says it shows: ``Artist – Title · model default.genrify``, the file's name
+    where its tags have no title (or it cannot be read here, like a Ray run's ``s3://`` URL); ``model``
+    is the run's :class:`~genrify.predict.resolve.ModelRef`."""
+    from genrify.errors import GenrifyError
+    from genrify.sources.tags import read_tags
+
+    try:
+        tags = read_tags(Path(path))
+    except (GenrifyError, OSError):
+        tags = {}
+    artist, title = tags.get("artist"), tags.get("title")
+    song = (f"{artist} – {title}" if artist else title) if title else Path(path).name
+    if len(song) > TITLE_SONG_CHARS:
+        song = song[: TITLE_SONG_CHARS - 1] + "…"
+    return f"{song} · model {Path(model.source).name}"
+
+
+def write_timeline(a, out: Path, *, title: str | None = None) -> Path:
+    """Plot ``a``'s genre-over-time as a PNG at ``out`` (its folder is created), headed by ``title``
+    (:func:`timeline_title`); returns ``out``."""
     from genrify.errors import WriteError
     from genrify.fileio import write_bytes_atomic
     from genrify.report import timeline_png
@@ -208,16 +232,20 @@ def write_timeline(a, out: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WriteError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    write_bytes_atomic(out, timeline_png(a.window_starts, a.window_probabilities, a.labels, duration=a.duration))
+    write_bytes_atomic(out, timeline_png(a.window_starts, a.window_probabilities, a.labels, duration=a.duration,
+                                         title=title))
     return out
 
 
 def format_top(a) -> str:
     """``1. Metal, certainty 93%  2. Rock, certainty 5%  (style: Heavy Metal, 61% of Metal)`` (or the
     unsure / not-music message)."""
+    from genrify.predict.checks import certainty_percent
+
     if a.verdict == "tags":
         return "tags: " + ", ".join(f"{g} {p:.0%}" for g, p in a.top)
-    ranked = "  ".join(f"{i}. {g}, certainty {p:.0%}" for i, (g, p) in enumerate(a.top, 1))
+    # The figure the unsure verdict compared and its sentence prints: the list never contradicts it.
+    ranked = "  ".join(f"{i}. {g}, certainty {certainty_percent(p)}%" for i, (g, p) in enumerate(a.top, 1))
     if a.verdict == "genre":
         styles = a.styles()
         if styles:

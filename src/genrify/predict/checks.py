@@ -21,6 +21,8 @@ Which rules a model gets (the same for every model that can support them):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from genrify.config import VerdictConfig
@@ -106,11 +108,21 @@ def not_music_class(labels) -> int | None:
     return None
 
 
+def certainty_percent(p: float) -> int:
+    """A probability as the whole percent every front door prints (the CLI, the JSON's message, the page).
+
+    Rounded from the 4 decimals the JSON carries, halves up, so it is the page's
+    ``Math.round(p * 100)`` of the same answer; the unsure verdict compares these figures, so
+    the sentence that states it can never read "only 35% certainty (below 35%)".
+    """
+    return int(math.floor(round(float(p), 4) * 100 + 0.5))
+
+
 def verdict(y: np.ndarray, probabilities: np.ndarray, details: dict, *, config: VerdictConfig,
             multi_label: bool = False) -> tuple[str, str]:
     """``(verdict, message)`` for a song: ``"not_music"`` (silence, or a backend's not-music finding),
-    ``"tags"`` (a multi-label tagger), ``"unsure"`` (top probability below ``config.unsure_below``)
-    or ``"genre"``."""
+    ``"tags"`` (a multi-label tagger), ``"unsure"`` (top probability below ``config.unsure_below``,
+    both as the whole percents printed: :func:`certainty_percent`) or ``"genre"``."""
     level = rms_dbfs(y - np.float32(np.mean(y, dtype=np.float64)))  # a constant offset is not sound
     if level < config.silence_dbfs:
         return "not_music", f"This sounds like silence ({level:.0f} dBFS), not music."
@@ -118,8 +130,7 @@ def verdict(y: np.ndarray, probabilities: np.ndarray, details: dict, *, config: 
         return "not_music", details.get("not_music_reason", "This does not sound like music.")
     if multi_label:
         return "tags", "musicnn tags (independent probabilities)"
-    top = float(probabilities.max())
-    if top < config.unsure_below:
-        return "unsure", (f"Not sure: the most likely genre has only {top:.0%} certainty "
-                          f"(below {config.unsure_below:.0%}).")
+    top, below = certainty_percent(probabilities.max()), certainty_percent(config.unsure_below)
+    if top < below:
+        return "unsure", f"Not sure: the most likely genre has only {top}% certainty (below {below}%)."
     return "genre", "ok"

@@ -30,7 +30,7 @@ PREDICT = {
 }
 
 NOT_FOUND = {
-    "error": "The song could not be found or has no available preview; searched your library (9 songs)",
+    "error": "The song could not be found; searched your library (9 songs)",
     "searched": ["your library (9 songs)"],
     "suggestions": [{"artist": "Shawn Parrotte", "title": "Motion"}],
 }

@@ -17,7 +17,9 @@ from genrify.web.state import AppState
 log = logging.getLogger("genrify.web")
 
 #: The message shown (and returned by the API) when no source has the song.
-NOT_FOUND_MESSAGE = "The song could not be found or has no available preview"
+NOT_FOUND_MESSAGE = "The song could not be found"
+#: Added when an online provider was searched: a match there may have had no preview to listen to.
+NO_PREVIEW = " or has no available preview"
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -39,6 +41,7 @@ class NotFound:
     problems: tuple[str, ...] = ()
     searched: tuple[str, ...] = ()
     closest: tuple[SongRef, ...] = ()
+    previews: bool = False  #: an online provider was searched (the library's songs always have audio)
 
 
 def find_song(state: AppState, *, artist: str, track: str, candidates: int = 3) -> Found | NotFound:
@@ -64,7 +67,8 @@ def find_song(state: AppState, *, artist: str, track: str, candidates: int = 3) 
                 log.warning("audio of %s %s failed: %s", src.name, ref.id, exc)
                 problems.append(f"{src.name}: {exc}")
                 break
-    return NotFound(tuple(problems), searched=tuple(_searched(state)), closest=tuple(_closest(state, artist, track)))
+    return NotFound(tuple(problems), searched=tuple(_searched(state)), closest=tuple(_closest(state, artist, track)),
+                    previews=any(src.name != "library" for src in state.sources))
 
 
 
@@ -94,7 +98,7 @@ def _closest(state: AppState, artist: str, track: str) -> list[SongRef]:
 def not_found_error(result: NotFound) -> NotFoundError:
     """The 404: says what was searched; ``suggestions`` (artist, title) of near misses ride along."""
     where = "; searched " + ", ".join(result.searched) if result.searched else ""
-    err = NotFoundError(NOT_FOUND_MESSAGE + where)
+    err = NotFoundError(NOT_FOUND_MESSAGE + (NO_PREVIEW if result.previews else "") + where)
     err.problems = result.problems  # type: ignore[attr-defined]
     err.details = {"searched": list(result.searched),  # type: ignore[attr-defined]
                    "suggestions": [{"artist": r.artist, "title": r.title} for r in result.closest]}

@@ -3,7 +3,6 @@
 "use strict";
 
 (function () {
-  const NOT_FOUND = "The song could not be found or has no available preview";
   const $ = (id) => document.getElementById(id);
   const form = $("search-form");
   const artistInput = $("artist");
@@ -18,9 +17,19 @@
   let busy = false;
   let touched = false; // the user typed: never replace their text with an example
 
+  function smoothly() {
+    return window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches ? "auto" : "smooth";
+  }
+
   function setStatus(text, kind) {
     statusEl.textContent = text || "";
     statusEl.className = "status" + (kind ? " " + kind : "");
+    // On a phone the status line sits below the fold: an error nobody sees is no answer. Centred, so
+    // the suggestions and the drop box above it come into view with it.
+    const box = statusEl.getBoundingClientRect();
+    if (kind === "error" && (box.top < 0 || box.bottom > window.innerHeight)) {
+      statusEl.scrollIntoView({ block: "center", behavior: smoothly() });
+    }
   }
 
   function setBusy(on) {
@@ -51,8 +60,7 @@
   // On a phone the result starts below the fold: bring it into view once it is there.
   function reveal(data, name) {
     $("announce").textContent = summary(data, name);
-    const reduce = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-    result.scrollIntoView({ block: "start", behavior: reduce ? "auto" : "smooth" });
+    result.scrollIntoView({ block: "start", behavior: smoothly() });
     result.focus({ preventScroll: true });
   }
 
@@ -95,10 +103,9 @@
     result.hidden = false;
     reveal(data, name);
     if (audioUrl) {
+      // Ready, not playing: sound that starts by itself startles (and may be somewhere it should not be).
       player.src = audioUrl;
       player.hidden = false;
-      const playing = player.play();
-      if (playing && playing.catch) playing.catch(function () { /* autoplay refused: the controls remain */ });
     } else {
       player.removeAttribute("src");
       player.hidden = true;
@@ -129,10 +136,11 @@
       if (response.status === 404) {
         let body = {};
         try { body = await response.json(); } catch (e) { /* not JSON */ }
-        const searched = (body.searched || []).length ? " Searched: " + body.searched.join(", ") + "." : "";
-        setStatus(NOT_FOUND + "." + searched + (body.retry ? " (A music service did not answer; try again later.)" : ""),
-                  "error");
-        showSuggestions(body.suggestions || []);
+        showSuggestions(body.suggestions || []); // first: they move the status line, which then scrolls into view
+        // The server's words: they say what was searched, and mention previews only where one was looked for.
+        setStatus((body.error || "The song could not be found") + "." +
+                  (body.retry ? " (A music service did not answer; try again later.)" : "") +
+                  " Have it as a file? Drop it in the box above, or choose it there.", "error");
         return;
       }
       if (!response.ok) {
