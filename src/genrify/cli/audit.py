@@ -42,8 +42,13 @@ def cmd_audit(args) -> int:
 
     if args.folds < 2:
         raise ConfigError("--folds must be at least 2")
-    result = audit_dataset(args.dataset, config=AuditConfig(folds=args.folds, seed=args.seed),
-                           fingerprints=not args.no_fingerprints, progress=sys.stderr.isatty())
+    from genrify.cli.tag import _Progress
+
+    # One bar per stage (embedding, cross-validation, fingerprints, checks) on a terminal: the
+    # cross-validation alone is most of a minute on a few dozen songs.
+    with _Progress() as bar:
+        result = audit_dataset(args.dataset, config=AuditConfig(folds=args.folds, seed=args.seed),
+                               fingerprints=not args.no_fingerprints, progress=bar if sys.stderr.isatty() else None)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

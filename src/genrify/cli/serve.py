@@ -186,7 +186,12 @@ def run_serve(args) -> int:
     # Head and body deadlines, connection caps and Retry-After on refusals: see genrify.web.connections.
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level, **server_options())
     if args.workers == 1:
-        uvicorn.run(create_app(settings, classifier=classifier, audit=args.audit, library_index=args.index), **common)
+        app = create_app(settings, classifier=classifier, audit=args.audit, library_index=args.index)
+        if args.audit:  # reused from 'genrify audit' or computed on first visit, and why
+            from genrify.fileio import terminal_safe
+
+            print(terminal_safe(f"genrify: {app.state.audit_page.origin}"), file=sys.stderr, flush=True)
+        uvicorn.run(app, **common)
     else:
         # Worker processes rebuild the same settings from the environment.
         del classifier
