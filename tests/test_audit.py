@@ -386,7 +386,7 @@ def test_serve_reuses_the_stored_audit_and_says_why_it_would_recompute(audited, 
     assert stored_audit(copy)[1] is None  # the same tracks and files elsewhere: still current
     why = stored_audit(copy, config=AuditConfig(folds=3))[1]
     assert "settings differ" in why and "folds 5 → 3" in why
-    assert "without Chromaprint" in stored_audit(copy, fingerprints=False)[1]
+    assert "fingerprints, now without" in stored_audit(copy, fingerprints=False)[1]
     ds = Dataset(copy)
     try:
         track = ds.tracks()[0]

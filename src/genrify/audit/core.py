@@ -127,7 +127,8 @@ def _stale_because(stored: dict, key: dict) -> str | None:
     if stored.get("format") != key["format"] or stored.get("model") != key["model"]:
         return f"it was made by another model or genrify version ({stored.get('model')}, now {key['model']})"
     if stored.get("fingerprints") != key["fingerprints"]:
-        return "it was made " + ("without" if key["fingerprints"] else "with") + " Chromaprint fingerprints"
+        return ("it was made without Chromaprint fingerprints, now with" if key["fingerprints"]
+                else "it was made with Chromaprint fingerprints, now without")
     old = stored.get("config") or {}
     changed = [f"{k} {old.get(k)} → {v}" for k, v in key["config"].items() if old.get(k) != v]
     if changed:

@@ -17,7 +17,7 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=example_epilog("genrify audit my.gdb", "genrify audit my.gdb --out report/",
                               "genrify audit my.gdb --apply    # train and evaluate then leave the suspects out",
-                              "genrify serve --audit my.gdb    # listen to each finding, accept or dismiss it"))
+                              "genrify serve --audit my.gdb    # listen to each finding: accept, relabel or dismiss it"))
     p.add_argument("dataset", help="a dataset folder built by 'genrify dataset build'")
     p.add_argument("--out", metavar="DIR", help="write audit.md, audit.json and label-pairs.png into DIR")
     p.add_argument("--apply", action="store_true",

@@ -82,7 +82,8 @@ def register(subparsers) -> None:
                    help="server processes (each loads the model; default 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--audit", metavar="DATASET", help="also serve /audit: the findings of 'genrify audit DATASET' "
-                   "with players side by side, to accept or dismiss (one worker)")
+                   "with players side by side, to accept, relabel or dismiss; reuses the audit 'genrify audit' stored "
+                   "while current (one worker)")
     p.add_argument("--index", metavar="PATH", help="results index of 'genrify tag' that the /library page shows "
                    "(default: the one 'genrify tag' uses; one worker)")
     p.set_defaults(handler=run_serve)
