@@ -149,8 +149,7 @@ async def audit_json(page: Page) -> dict:
                              "excluded": t["path"] in f["exclude"]} for t in f["tracks"]]}
                 for f in result["findings"]]
     return {"dataset": Path(result["dataset"]).name, "tracks": result["tracks"], "genres": result["genres"],
-            "counts": result["counts"], "findings": findings, "notes": result.get("notes", []),
-            "reused": page.stale is None}
+            "counts": result["counts"], "findings": findings, "reused": page.stale is None}
 
 
 @router.get("/api/audit/label-pairs.png", tags=["audit"],
