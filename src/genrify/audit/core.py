@@ -138,7 +138,8 @@ def _stale_because(stored: dict, key: dict) -> str | None:
     return None
 
 
-def stored_audit(path, *, config: AuditConfig = AuditConfig(), fingerprints: bool = True) -> tuple[dict | None, str]:
+def stored_audit(path, *, config: AuditConfig = AuditConfig(),
+                 fingerprints: bool = True) -> tuple[dict | None, str | None]:
     """``(result, None)`` when the dataset ``path`` holds a current audit (same tracks, files, model and
     settings as now), else ``(None, why)``: the reason, in words, an audit has to be computed."""
     import json
@@ -151,14 +152,14 @@ def stored_audit(path, *, config: AuditConfig = AuditConfig(), fingerprints: boo
     try:
         stored = json.loads((dataset.root / STORED).read_text(encoding="utf-8"))
         why = _stale_because(stored["key"], key)
-        result = stored["result"]
+        result = dict(stored["result"], dataset=str(dataset.root))  # the folder as named now, wherever it moved
     except FileNotFoundError:
         return None, "no audit of this dataset is stored yet"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, f"the stored audit ({STORED}) is unreadable"
     if why is not None:
         return None, f"the stored audit is out of date: {why}"
-    return dict(result, dataset=str(dataset.root)), None
+    return result, None
 
 
 def current_audit(path, *, config: AuditConfig = AuditConfig(), fingerprints: bool = True,
