@@ -356,6 +356,10 @@ def test_every_page_links_to_the_other_two_and_audit_says_how_to_start(browser, 
     start.wait_for(state="visible", timeout=10_000)
     assert "genrify serve --audit my.gdb" in start.inner_text()
     assert '"error"' not in page.locator("body").inner_text()
+    import httpx
+
+    api = httpx.get(server.base + "/api/audit", timeout=10)
+    assert api.status_code == 404 and "genrify serve --audit" in api.json()["error"]
     assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
     context.close()
     assert not errors, errors
@@ -404,6 +408,11 @@ def test_audit_page_decisions_read_differently_and_relabel_is_kept_apart(browser
     app = create_app(settings, classifier=real_classifier(request), audit=str(ds))
     assert app.state.audit_page.stale is None  # the stored audit of the copied dataset is current
     with ServerThread(app) as srv:
+        api = httpx.get(srv.base + "/api/audit", timeout=60).json()
+        assert api["reused"] is True
+        plain = next(f for f in api["findings"] if not f["relabel"])
+        refused = httpx.post(srv.base + f"/api/audit/{plain['key']}", json={"decision": "relabel"}, timeout=10)
+        assert refused.status_code == 400 and "no other genre" in refused.json()["error"]
         context = _context(browser, viewport)
         page = context.new_page()
         errors: list[str] = []
