@@ -314,10 +314,13 @@ def test_mislabel_evidence_names_the_cross_validation_that_was_run():
 def audited(real_embedded, tmp_path_factory):
     """gtzan-mini (4 genres × 7, built from folders: no artists) audited once by ``python -m genrify audit
     --out`` with stderr on a real pseudo-terminal; its stderr as the terminal showed it."""
+    import fcntl
     import os
     import pty
+    import struct
     import subprocess
     import sys
+    import termios
     import threading
 
     from conftest import genrify_env
@@ -326,6 +329,8 @@ def audited(real_embedded, tmp_path_factory):
     ds = tmp / "real.gdb"
     shutil.copytree(real_embedded, ds)
     master, slave = pty.openpty()
+    # A terminal has a size; a fresh pseudo-terminal's is 0×0, where tqdm draws nothing.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     shown = bytearray()
 
     def read():  # drained as it comes, so a chatty bar can never fill the terminal and block the audit
