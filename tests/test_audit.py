@@ -198,7 +198,11 @@ def test_no_artists_is_a_finding_not_a_crash():
     tracks = [SimpleNamespace(genre=g, artist=None) for g in ("a", "a", "b", "b")]
     inp = Inputs(tracks, ["a", "b"], np.array([0, 0, 1, 1]), [], [1.0] * 4, [])
     (finding,) = artist_findings(inp, AuditConfig())
-    assert finding.title == "no track names its artist" and "artist column" in finding.action
+    assert finding.title == "no track names its artist"
+    # Someone who built from genre folders learns which input carries artists, not "add a column" to a
+    # manifest they never wrote.
+    assert "dataset build" in finding.action and "CSV manifest" in finding.action
+    assert "gtzan-artists.csv" in finding.action
 
 
 @pytest.mark.slow
@@ -243,3 +247,188 @@ def test_audit_page_plays_both_copies_and_accepting_excludes(faulty, tmp_path, r
             assert not errors, errors
     excluded = read_exclusions(ds)
     assert len(excluded) == 2 and set(excluded) <= {faulty["copy"], faulty["mini"], faulty["mp3"]}
+
+
+# ---------------------------------------------------------------------------- findings say what was found
+
+
+def _track_row(i: int, genre: str, artist: str | None = None):
+    from genrify.dataset.index import Track
+
+    return Track(id=i, path=f"/music/{genre}/{i:02d}.wav", sha256=f"{i:064x}", genre=genre, artist=artist,
+                 title=None, duration=30.0, n_frames=None, status="ok", error=None)
+
+
+def test_similar_passages_are_probably_the_same_piece_and_only_near_one_is_a_copy():
+    """A cosine well under 1 joins two tracks as "probably the same piece"; "copies of one recording" needs
+    proof (identical audio, fingerprints) or a cosine at ``same_recording_cosine``."""
+    from genrify.audit.checks import duplicate_findings
+    from genrify.audit.duplicates import embedding_pairs
+    from genrify.audit.findings import AuditConfig, Inputs
+
+    rng = np.random.default_rng(3)
+    windows = [rng.normal(size=(4, 64)).astype(np.float32) for _ in range(12)]
+    windows[1] = windows[0] + 0.6 * rng.normal(size=(4, 64)).astype(np.float32)  # alike, not identical
+    cosine = {(i, j): s for i, j, s in embedding_pairs(windows, threshold=-1.0)}[(0, 1)]
+    others = max(s for (i, j), s in {(i, j): s for i, j, s in embedding_pairs(windows, threshold=-1.0)}.items()
+                 if (i, j) != (0, 1))
+    assert others < cosine < 0.999
+    inp = Inputs([_track_row(i, "rock") for i in range(12)], ["rock"], np.zeros(12, int), windows, [30.0] * 12, [])
+    near = (cosine + others) / 2
+    (found,) = duplicate_findings(inp, None, None, AuditConfig(near_cosine=near, same_recording_cosine=cosine + 1e-4))
+    assert "probably the same piece" in found.title and "copies" not in found.title
+    (found,) = duplicate_findings(inp, None, None, AuditConfig(near_cosine=near, same_recording_cosine=cosine - 1e-4))
+    assert "2 copies of one recording" in found.title
+    # Identical decoded audio is always a copy, whatever the cosine thresholds.
+    windows[2] = windows[0].copy()
+    inp.durations[2] = inp.durations[0]
+    found = duplicate_findings(inp, None, None, AuditConfig(near_cosine=0.999999, same_recording_cosine=1.0))
+    assert [f.title.split(":")[0] for f in found] == ["2 copies of one recording in rock"]
+
+
+def test_mislabel_evidence_names_the_cross_validation_that_was_run():
+    """Without artists the folds hold out single tracks: the evidence must not claim leave-artist-out."""
+    from genrify.audit.checks import cross_validation_kind, mislabel_findings
+    from genrify.audit.findings import Inputs
+
+    y = np.array([0] * 8 + [1] * 8)
+    oof = np.where(np.eye(2)[y] == 1, 0.95, 0.05)
+    oof[0] = [0.02, 0.98]  # filed as a, sounds like b
+    for artists, said in ((lambda i: None, "cross-validation by track"),
+                          (lambda i: f"artist {i % 4}", "leave-artist-out cross-validation"),
+                          (lambda i: "x" if i % 2 else None, "by artist where known, else by track")):
+        tracks = [_track_row(i, "ab"[k], artists(i)) for i, k in enumerate(y)]
+        assert said in cross_validation_kind(tracks)
+        inp = Inputs(tracks, ["a", "b"], y, [], [30.0] * len(y), [])
+        found = [f for f in mislabel_findings(inp, oof) if f.tracks[0]["path"] == tracks[0].path]
+        assert found and said in found[0].evidence
+        assert found[0].relabel == {tracks[0].path: "b"}  # what the page offers instead of excluding
+    no_artists = cross_validation_kind([_track_row(i, "a") for i in range(3)])
+    assert "leave-artist-out" not in no_artists
+
+
+# ---------------------------------------------------------------------------- progress, reuse, relabels
+
+
+@pytest.fixture(scope="module")
+def audited(real_embedded, tmp_path_factory):
+    """gtzan-mini (4 genres × 7, built from folders: no artists) audited once by ``python -m genrify audit
+    --out`` with stderr on a real pseudo-terminal; its stderr as the terminal showed it."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import threading
+
+    from conftest import genrify_env
+
+    tmp = tmp_path_factory.mktemp("audited")
+    ds = tmp / "real.gdb"
+    shutil.copytree(real_embedded, ds)
+    master, slave = pty.openpty()
+    # A terminal has a size; a fresh pseudo-terminal's is 0×0, where tqdm draws nothing.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    shown = bytearray()
+
+    def read():  # drained as it comes, so a chatty bar can never fill the terminal and block the audit
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    proc = subprocess.run([sys.executable, "-m", "genrify", "audit", str(ds), "--out", str(tmp / "report")],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=genrify_env(),
+                          timeout=600)
+    os.close(slave)
+    reader.join(timeout=10)
+    os.close(master)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    return {"ds": ds, "report": tmp / "report", "stderr": shown.decode(errors="replace"),
+            "stdout": proc.stdout.decode()}
+
+
+def test_audit_shows_a_bar_for_every_long_stage_on_a_terminal(audited):
+    for stage in ("cross-validation", "checks"):  # fingerprints too, unless an earlier test cached them
+        assert stage in audited["stderr"], audited["stderr"][-2000:]
+    assert "Traceback" not in audited["stderr"]
+    assert "cross-validation" not in audited["stdout"]  # bars go to stderr only
+
+
+def test_no_artists_findings_say_what_was_done(audited):
+    result = json.loads((audited["report"] / "audit.json").read_text())
+    (no_artist,) = [f for f in result["findings"] if f["title"] == "no track names its artist"]
+    assert "CSV manifest" in no_artist["action"] and "add an artist column" not in no_artist["action"]
+    assert not any("leave-artist-out" in f["evidence"] for f in result["findings"])
+    assert not any("leave-artist-out" in n for n in result["notes"])
+
+
+def test_serve_reuses_the_stored_audit_and_says_why_it_would_recompute(audited, tmp_path, capsys):
+    """``serve --audit`` takes the audit ``audit --out`` stored while it is current; a change of the
+    dataset or of the settings is named instead."""
+    import time
+
+    from genrify.audit import AuditConfig, stored_audit
+    from genrify.dataset.exclusions import write_exclusions
+    from genrify.web.audit import AuditPage
+
+    page = AuditPage(audited["ds"])
+    assert page.stale is None and "reusing the stored audit" in page.origin
+    start = time.perf_counter()
+    result = page.result()
+    assert time.perf_counter() - start < 1.0  # no embedding, folds or fingerprints: read, not recomputed
+    assert result["findings"] == json.loads((audited["report"] / "audit.json").read_text())["findings"]
+
+    copy = tmp_path / "copy.gdb"
+    shutil.copytree(audited["ds"], copy)
+    assert stored_audit(copy)[1] is None  # the same tracks and files elsewhere: still current
+    why = stored_audit(copy, config=AuditConfig(folds=3))[1]
+    assert "settings differ" in why and "folds 5 → 3" in why
+    assert "fingerprints, now without" in stored_audit(copy, fingerprints=False)[1]
+    ds = Dataset(copy)
+    try:
+        track = ds.tracks()[0]
+    finally:
+        ds.close()
+    other = next(g for g in result["genres"] if g != track.genre)
+    write_exclusions(copy, {}, relabelled={track.path: other})
+    assert "dataset changed" in stored_audit(copy)[1]
+    page = AuditPage(copy)
+    assert page.stale and "computing the audit" in page.origin and "dataset changed" in page.origin
+    # Off a terminal the audit draws no bars (a log or a pipe gets the report alone).
+    assert main(["audit", str(copy), "--no-fingerprints", "--top", "1"]) == 0
+    assert "cross-validation" not in capsys.readouterr().err
+
+
+def test_relabels_are_honoured_by_the_dataset_and_kept_by_apply(synthetic_dataset, tmp_path):
+    """A relabel (written by the audit page) files a track under another genre for train, evaluate and
+    embed (they all read Dataset.tracks); the index and the audio stay as they were; ``audit --apply``
+    rewrites exclusions without dropping relabels."""
+    from genrify.dataset.exclusions import read_relabels, write_exclusions
+
+    ds_path = tmp_path / "relabel.gdb"
+    shutil.copytree(synthetic_dataset, ds_path)
+    ds = Dataset(ds_path)
+    try:
+        tracks = ds.tracks()
+        moved, dropped = tracks[0], tracks[1]
+        other = next(g for g in ds.labels() if g != moved.genre)
+        audio = Path(moved.path).read_bytes()
+        write_exclusions(ds_path, {dropped.path: "test"}, relabelled={moved.path: other})
+        now = {t.path: t.genre for t in ds.tracks()}
+        assert now[moved.path] == other and dropped.path not in now
+        assert {t.path: t.genre for t in ds.tracks(include_excluded=True)}[dropped.path] == dropped.genre
+        assert {t.path: t.genre for t in ds.index.tracks(status="ok")}[moved.path] == moved.genre  # index untouched
+        assert Path(moved.path).read_bytes() == audio
+    finally:
+        ds.close()
+    write_exclusions(ds_path, {}, note="as audit --apply writes it")
+    assert read_relabels(ds_path) == {moved.path: other}

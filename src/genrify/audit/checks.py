@@ -11,8 +11,21 @@ def _track(t) -> dict:
     return {"path": t.path, "genre": t.genre, "artist": t.artist, "title": t.title}
 
 
-def oof_or_none(inp: Inputs, config: AuditConfig) -> tuple[np.ndarray | None, str | None]:
-    """Leave-artist-out out-of-fold probabilities, or ``None`` and the one-line reason they cannot be had."""
+def cross_validation_kind(tracks) -> str:
+    """What the mislabel check's cross-validation really holds out, in words: artists when every track names
+    one, artists and single tracks when some do, single tracks when none does."""
+    named = sum(1 for t in tracks if t.artist and t.artist.strip())
+    if named == len(tracks):
+        return "leave-artist-out cross-validation"
+    if named == 0:
+        # Said plainly: with no artists, one artist's songs can sit on both sides of a fold.
+        return "cross-validation by track (no track names its artist, so one artist may be on both sides)"
+    return "cross-validation by artist where known, else by track"
+
+
+def oof_or_none(inp: Inputs, config: AuditConfig, *, progress=None) -> tuple[np.ndarray | None, str | None]:
+    """Out-of-fold probabilities (grouped by artist where known, else by track), or ``None`` and the
+    one-line reason they cannot be had; ``progress(stage, done, total)`` hears of each fold."""
     from genrify.audit.labels import out_of_fold_probabilities
 
     groups = [t.group_for("artist") for t in inp.tracks]
@@ -22,27 +35,34 @@ def oof_or_none(inp: Inputs, config: AuditConfig) -> tuple[np.ndarray | None, st
         small = [inp.labels[lab] for lab in range(len(inp.labels))
                  if len({g for g, k in zip(groups, inp.y) if k == lab}) < 2]
         return None, (f"no mislabel check: {', '.join(small)} has a single artist/track group, so no "
-                      "leave-artist-out cross-validation can test it")
-    note = None if folds == config.folds else f"mislabel check on {folds} folds (a genre has only {per_genre} artist groups)"
+                      f"{cross_validation_kind(inp.tracks)} can test it")
+    note = None if folds == config.folds else f"mislabel check on {folds} folds (a genre has only {per_genre} groups: artists, or tracks without one)"
     means = np.stack([w.mean(axis=0) for w in inp.windows])
     return out_of_fold_probabilities(means, inp.y, groups, labels=inp.labels, folds=folds, C=config.C,
-                                     seed=config.seed), note
+                                     seed=config.seed, progress=progress), note
 
 
 def duplicate_findings(inp: Inputs, oof, fps: dict | None, config: AuditConfig) -> list[Finding]:
-    """Groups of tracks that are one recording (identical audio, re-encoded, trimmed, another excerpt)."""
+    """Groups of tracks that are one recording (identical audio, re-encoded, trimmed) or probably one piece
+    (a similar passage by embeddings alone)."""
     from genrify.audit.duplicates import embedding_pairs, exact_pairs, group_pairs
     from genrify.audit.fingerprints import matching_pairs
 
     evidence: dict[tuple[int, int], str] = {}
+    # A pair is "one recording" only on proof: identical audio, agreeing fingerprints or a near-1 cosine.
+    # A cosine of 0.9-0.99 also joins a live take, a cover or two songs of one album: "probably the same piece".
+    same: dict[tuple[int, int], bool] = {}
     for i, j, s in embedding_pairs(inp.windows, threshold=config.near_cosine, neighbours=config.neighbours):
         evidence[(i, j)] = f"a passage of one matches the other (embedding cosine {s:.3f})"
+        same[(i, j)] = s >= config.same_recording_cosine
     if fps is not None:
         have = [i for i, t in enumerate(inp.tracks) if t.sha256 in fps]
         for a, b, s, off in matching_pairs([fps[inp.tracks[i].sha256] for i in have], threshold=config.fingerprint_match):
             evidence[(have[a], have[b])] = f"Chromaprint fingerprints agree on {s:.1%} of bits (offset {off * 0.124:+.1f} s)"
+            same[(have[a], have[b])] = True
     for i, j in exact_pairs(inp.windows, inp.durations):
         evidence[(i, j)] = "the same decoded audio (identical embeddings and duration)"
+        same[(i, j)] = True
     out = []
     for group in group_pairs(len(inp.tracks), list(evidence)):
         tracks = [inp.tracks[i] for i in group]
@@ -50,20 +70,28 @@ def duplicate_findings(inp: Inputs, oof, fps: dict | None, config: AuditConfig) 
         # Keep the copy the model finds most typical of its label (else the longest); the rest are extra.
         own = [oof[i, inp.y[i]] if oof is not None else 0.0 for i in group]
         keep = max(range(len(group)), key=lambda k: (own[k], inp.durations[group[k]]))
-        lines = sorted({e for (i, j), e in evidence.items() if i in group and j in group})
+        inside = [(i, j) for (i, j) in evidence if i in group and j in group]
+        lines = sorted({evidence[p] for p in inside})
+        proven = all(same[p] for p in inside)
         names = ", ".join(f"{t.title or t.path.rsplit('/', 1)[-1]} [{t.genre}]" for t in tracks)
+        extra = [t.path for k, t in enumerate(tracks) if k != keep]
         if len(genres) > 1:
             believed = f"; the model believes {inp.labels[int(oof[group[keep]].argmax())]}" if oof is not None else ""
-            out.append(Finding("cross-genre-duplicate", f"one recording filed under {' and '.join(genres)}: {names}",
-                               "; ".join(lines), f"keep one copy, under the genre it belongs to{believed}",
-                               [_track(t) for t in tracks], [t.path for k, t in enumerate(tracks) if k != keep],
-                               float(len(group))))
-        else:
+            what = "one recording" if proven else "probably the same piece"
+            out.append(Finding("cross-genre-duplicate", f"{what} filed under {' and '.join(genres)}: {names}",
+                               "; ".join(lines), f"keep one copy, under the genre it belongs to{believed}"
+                               + ("" if proven else " (listen first: similar passages, not identical audio)"),
+                               [_track(t) for t in tracks], extra, float(len(group))))
+        elif proven:
             out.append(Finding("duplicate", f"{len(group)} copies of one recording in {genres[0]}: {names}",
                                "; ".join(lines), "keep one copy: repeats weigh the song several times and, when a "
                                "split separates them, let the model recognise instead of generalise",
-                               [_track(t) for t in tracks], [t.path for k, t in enumerate(tracks) if k != keep],
-                               float(len(group))))
+                               [_track(t) for t in tracks], extra, float(len(group))))
+        else:
+            out.append(Finding("duplicate", f"{len(group)} tracks in {genres[0]} are probably the same piece: {names}",
+                               "; ".join(lines), "listen to them: if they are one recording keep one copy (repeats "
+                               "let the model recognise instead of generalise); a live take or a cover may stay",
+                               [_track(t) for t in tracks], extra, float(len(group))))
     return out
 
 
@@ -99,20 +127,22 @@ def not_music_findings(inp: Inputs, config: AuditConfig) -> list[Finding]:
 
 
 def mislabel_findings(inp: Inputs, oof) -> list[Finding]:
-    """Tracks that confident learning over leave-artist-out probabilities says carry the wrong genre."""
+    """Tracks that confident learning over out-of-fold probabilities says carry the wrong genre; ``relabel``
+    holds the genre the page offers instead of excluding the track."""
     from genrify.audit.labels import label_issues
 
     if oof is None:
         return []
     out = []
+    how = cross_validation_kind(inp.tracks)
     for i in label_issues(inp.y, oof):
         t = inp.tracks[i]
         believed = inp.labels[int(oof[i].argmax())]
         out.append(Finding("mislabelled", f"{t.path.rsplit('/', 1)[-1]} is filed as {t.genre}, sounds like {believed}",
                            f"out-of-fold probability {oof[i, inp.y[i]]:.0%} for {t.genre}, {oof[i].max():.0%} for "
-                           f"{believed} (leave-artist-out cross-validation)",
+                           f"{believed} ({how})",
                            f"listen and relabel it as {believed}, or drop it", [_track(t)], [t.path],
-                           float(1.0 - oof[i, inp.y[i]])))
+                           float(1.0 - oof[i, inp.y[i]]), {t.path: believed}))
     return out
 
 
@@ -124,8 +154,11 @@ def artist_findings(inp: Inputs, config: AuditConfig) -> list[Finding]:
     if all(row["artists"] == 0 for row in table.values()):
         return [Finding("artist-concentration", "no track names its artist",
                         "neither tags nor a manifest 'artist' column gave an artist",
-                        "add an artist column to the manifest: without it a split may test a model on songs by "
-                        "artists it trained on, and accuracy reads higher than it is", [], [], 1.0)]
+                        "name the artists: besides genre folders, 'genrify dataset build manifest.csv --out my.gdb' "
+                        "takes a CSV manifest with path,genre,artist[,title] columns (gtzan-artists.csv is one), "
+                        "or give the files artist tags; "
+                        "without artists a split may test a model on songs by artists it trained on, and "
+                        "accuracy reads higher than it is", [], [], 1.0)]
     out = []
     for genre, row in table.items():
         if row["artists"] < config.min_artists or row["top_share"] > config.max_artist_share:

@@ -19,7 +19,9 @@ class AuditConfig:
     """Thresholds of every detector.
 
     ``near_cosine``: best window-to-window cosine of standardised embeddings from which two
-    tracks share a passage; ``fingerprint_match``: share of equal Chromaprint bits from which
+    tracks share a passage ("probably the same piece"); ``same_recording_cosine``: from which
+    that cosine alone calls them copies of one recording (identical audio and matching
+    Chromaprint fingerprints always do); ``fingerprint_match``: share of equal Chromaprint bits from which
     two tracks are one recording; ``min_artists`` / ``max_artist_share``: an artist-concentration
     warning below / above these; ``min_seconds``: shorter tracks are "too short to be a song";
     ``imbalance``: largest/smallest genre (in tracks) from which balance is a finding.
@@ -29,6 +31,7 @@ class AuditConfig:
     seed: int = 0
     C: float = ModelConfig.C
     near_cosine: float = 0.9
+    same_recording_cosine: float = 0.99
     neighbours: int = 5
     fingerprint_match: float = 0.85
     min_artists: int = 5
@@ -41,7 +44,8 @@ class AuditConfig:
 @dataclass
 class Finding:
     """One thing wrong with the collection: ``tracks`` are ``{path, genre, artist, title}``;
-    ``exclude`` the paths ``genrify audit --apply`` leaves out of training (may be empty)."""
+    ``exclude`` the paths ``genrify audit --apply`` leaves out of training (may be empty);
+    ``relabel`` ``{path: genre}``, the genre the audit page offers instead (mislabels only)."""
 
     kind: str
     title: str
@@ -50,6 +54,7 @@ class Finding:
     tracks: list[dict] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     score: float = 0.0
+    relabel: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -45,13 +45,12 @@ def fingerprint_store(dataset: Dataset) -> FeatureStore:
     return FeatureStore(dataset.root / "fingerprints")
 
 
-def dataset_fingerprints(dataset: Dataset, tracks, *, workers: int = 2, progress: bool = False) -> dict[str, np.ndarray]:
+def dataset_fingerprints(dataset: Dataset, tracks, *, workers: int = 2, progress=None) -> dict[str, np.ndarray]:
     """``{sha256: fingerprint}`` of ``tracks``, computing (and caching) only the missing ones.
 
     A track that no longer decodes is left out (the audit reports it as not fingerprinted).
+    ``progress(stage, done, total)``, if given, hears of each fingerprinted track.
     """
-    from tqdm import tqdm
-
     store = fingerprint_store(dataset)
     todo = {t.sha256: t.path for t in tracks if not store.has(t.sha256)}
 
@@ -68,9 +67,9 @@ def dataset_fingerprints(dataset: Dataset, tracks, *, workers: int = 2, progress
     if todo:
         # load_audio decodes in its own worker process, so threads are enough to use every core.
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for _ in tqdm(pool.map(one, todo.items()), total=len(todo), desc="fingerprints", unit="track",
-                          disable=not progress, leave=False):
-                pass
+            for done, _ in enumerate(pool.map(one, todo.items()), 1):
+                if progress is not None:
+                    progress("fingerprints", done, len(todo))
     return {t.sha256: np.asarray(store.read(t.sha256)) for t in tracks if store.has(t.sha256)}
 
 

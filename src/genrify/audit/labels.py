@@ -49,13 +49,29 @@ def music_probabilities(windows: list[np.ndarray], tensors: dict[str, np.ndarray
 
 
 def out_of_fold_probabilities(means: np.ndarray, y: np.ndarray, groups: list[str], *, labels: list[str],
-                              folds: int, C: float, seed: int) -> np.ndarray:
+                              folds: int, C: float, seed: int, progress=None) -> np.ndarray:
     """Out-of-fold genre probabilities ``(n_tracks, n_genres)`` of genrify's linear probe over per-track
-    mean embeddings ``means (n_tracks, dim)``: every track scored by a probe that never saw its group."""
-    from genrify.predict.heads import song_softmax
-    from genrify.train.probe import probe_oof_logits
+    mean embeddings ``means (n_tracks, dim)``: every track scored by a probe that never saw its group.
 
-    logits = probe_oof_logits([m[None, :] for m in means], y, groups, labels=labels, folds=folds, C=C, seed=seed)
+    ``progress(stage, done, total)``, if given, hears of each fitted fold: on a large collection the
+    folds are most of an audit's time."""
+    from genrify.predict.heads import probe_logits, song_softmax
+    from genrify.train.crossval import out_of_fold
+    from genrify.train.probe import fit_probe
+
+    fitted = 0
+
+    def score(tr, te):
+        nonlocal fitted
+        t = fit_probe([means[i][None, :] for i in tr], y[tr], C=C, seed=seed, n_classes=len(labels))
+        fitted += 1
+        if progress is not None:
+            progress("cross-validation", fitted, folds)
+        return [probe_logits(t, means[i][None, :]) for i in te]
+
+    if progress is not None:
+        progress("cross-validation", 0, folds)
+    logits = out_of_fold(y, groups, labels=labels, folds=folds, seed=seed, score_fold=score)[0]
     return song_softmax(logits)
 
 

@@ -17,7 +17,7 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=example_epilog("genrify audit my.gdb", "genrify audit my.gdb --out report/",
                               "genrify audit my.gdb --apply    # train and evaluate then leave the suspects out",
-                              "genrify serve --audit my.gdb    # listen to each finding, accept or dismiss it"))
+                              "genrify serve --audit my.gdb    # listen to each finding: accept, relabel or dismiss it"))
     p.add_argument("dataset", help="a dataset folder built by 'genrify dataset build'")
     p.add_argument("--out", metavar="DIR", help="write audit.md, audit.json and label-pairs.png into DIR")
     p.add_argument("--apply", action="store_true",
@@ -42,8 +42,13 @@ def cmd_audit(args) -> int:
 
     if args.folds < 2:
         raise ConfigError("--folds must be at least 2")
-    result = audit_dataset(args.dataset, config=AuditConfig(folds=args.folds, seed=args.seed),
-                           fingerprints=not args.no_fingerprints, progress=sys.stderr.isatty())
+    from genrify.cli.tag import _Progress
+
+    # One bar per stage (embedding, cross-validation, fingerprints, checks) on a terminal: the
+    # cross-validation alone is most of a minute on a few dozen songs.
+    with _Progress() as bar:
+        result = audit_dataset(args.dataset, config=AuditConfig(folds=args.folds, seed=args.seed),
+                               fingerprints=not args.no_fingerprints, progress=bar if sys.stderr.isatty() else None)
     if args.json:
         print(json.dumps(result, indent=1))
     else:

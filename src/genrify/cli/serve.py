@@ -82,7 +82,8 @@ def register(subparsers) -> None:
                    help="server processes (each loads the model; default 1)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--audit", metavar="DATASET", help="also serve /audit: the findings of 'genrify audit DATASET' "
-                   "with players side by side, to accept or dismiss (one worker)")
+                   "with players side by side, to accept, relabel or dismiss; reuses the audit 'genrify audit' stored "
+                   "while current (one worker)")
     p.add_argument("--index", metavar="PATH", help="results index of 'genrify tag' that the /library page shows "
                    "(default: the one 'genrify tag' uses; one worker)")
     p.set_defaults(handler=run_serve)
@@ -186,7 +187,12 @@ def run_serve(args) -> int:
     # Head and body deadlines, connection caps and Retry-After on refusals: see genrify.web.connections.
     common = dict(host=settings.host, port=settings.port, log_level=args.log_level, **server_options())
     if args.workers == 1:
-        uvicorn.run(create_app(settings, classifier=classifier, audit=args.audit, library_index=args.index), **common)
+        app = create_app(settings, classifier=classifier, audit=args.audit, library_index=args.index)
+        if args.audit:  # reused from 'genrify audit' or computed on first visit, and why
+            from genrify.fileio import terminal_safe
+
+            print(terminal_safe(f"genrify: {app.state.audit_page.origin}"), file=sys.stderr, flush=True)
+        uvicorn.run(app, **common)
     else:
         # Worker processes rebuild the same settings from the environment.
         del classifier

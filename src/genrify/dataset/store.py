@@ -55,12 +55,22 @@ class Dataset:
 
     def tracks(self, *, include_excluded: bool = False) -> list[Track]:
         """Usable tracks (status ``ok``), less those on the dataset's exclusion list
-        (:mod:`genrify.dataset.exclusions`, written by ``genrify audit --apply``) unless ``include_excluded``."""
-        tracks = self.index.tracks(status="ok")
+        (:mod:`genrify.dataset.exclusions`, written by ``genrify audit --apply``) unless ``include_excluded``,
+        each under the genre the audit page relabelled it to, if any."""
+        from dataclasses import replace
+
+        from genrify.dataset.exclusions import read_exclusions, read_relabels
+
+        try:
+            relabelled = read_relabels(self.root)
+        except DatasetError:
+            if not include_excluded:
+                raise
+            relabelled = {}  # the audit reads past a damaged list, so that 'audit --apply' can rewrite it
+        tracks = [replace(t, genre=relabelled[t.path]) if t.path in relabelled else t
+                  for t in self.index.tracks(status="ok")]
         if include_excluded:
             return tracks
-        from genrify.dataset.exclusions import read_exclusions
-
         excluded = read_exclusions(self.root)
         return [t for t in tracks if t.path not in excluded] if excluded else tracks
 

@@ -206,10 +206,9 @@ def create_app(settings: Settings | None = None, *, classifier: Any = None, audi
     _add_error_handlers(app, settings)
 
     app.include_router(routes.router)
-    if audit:
-        from genrify.web import audit as audit_page
+    from genrify.web import audit as audit_page
 
-        audit_page.register(app, audit)
+    audit_page.register(app, audit or None)  # without a dataset, /audit says how to start one
     from genrify.web import library_page
 
     library_page.register(app, index=library_index, library=settings.library)
