@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from genrify.audio.decode import DECODE_BUDGET_BYTES, decode_audio, resample
+from genrify.audio.decode import DECODE_BUDGET_BYTES, DECODE_WORK_SAMPLES, decode_audio, resample
 from genrify.audio.formats import AUDIO_EXTENSIONS, MEDIA_TYPES, SNIFFED_EXTENSIONS, media_type, not_audio_kind, sniff_audio
 from genrify.errors import AudioDecodeError
 from genrify.fileio import MAX_FILE_BYTES
 
-__all__ = ["AUDIO_EXTENSIONS", "DECODE_BUDGET_BYTES", "MAX_FILE_BYTES", "MEDIA_TYPES", "SNIFFED_EXTENSIONS",
-           "load_audio", "media_type", "prewarm_decoder", "resample", "sniff_audio"]
+__all__ = ["AUDIO_EXTENSIONS", "DECODE_BUDGET_BYTES", "DECODE_WORK_SAMPLES", "MAX_FILE_BYTES", "MEDIA_TYPES",
+           "SNIFFED_EXTENSIONS", "load_audio", "media_type", "prewarm_decoder", "resample", "sniff_audio"]
 
 
 def load_audio(
@@ -42,7 +42,9 @@ def load_audio(
     Args:
         source: a file path, or the encoded file's bytes.
         sr: target sample rate in Hz; ``None`` keeps the file's own rate.
-        max_duration: decode at most this many seconds (``None``: everything).
+        max_duration: decode at most this many seconds (``None``: everything). Either way at most
+            :data:`DECODE_WORK_SAMPLES` samples (channels × frames) are decoded; a file cut
+            short by that is logged as a warning naming the seconds kept.
         offset: start this many seconds into the file.
         name: how to name the input in error messages (defaults to the path).
         isolate: decode in a disposable worker process; ``False`` decodes in

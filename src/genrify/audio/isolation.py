@@ -27,10 +27,11 @@ import time
 
 import numpy as np
 
+from genrify.audio.decode import log
 from genrify.errors import AudioDecodeError, InvalidAudioError
 
-#: Seconds one file may take to decode before its worker is killed
-#: (a 600 s, 8-channel, 192 kHz FLAC decodes in about 10 s on one core).
+#: Seconds one file may take to decode before its worker is killed (the work budget,
+#: :data:`~genrify.audio.decode.DECODE_WORK_SAMPLES`, decodes in a few seconds on one core).
 DECODE_TIMEOUT_S = 120.0
 
 #: Address-space limit of a decoder worker. The worker's own libraries map
@@ -158,6 +159,8 @@ class DecoderPool:
         self._give_back(worker)
         if not answer.get("ok"):
             raise _ERRORS.get(answer.get("error"), AudioDecodeError)(answer.get("message") or f"{label}: failed")
+        if answer.get("cut"):
+            log.warning("%s", answer["cut"])
         return samples, int(answer["sr"])
 
     def close(self) -> None:

@@ -22,9 +22,9 @@ def _serve(inp, out) -> None:
         req = json.loads(line)
         source = inp.read(req["nbytes"]) if req["nbytes"] else req["path"]
         try:
-            chunks, sr = decode_chunks(source, sr=req["sr"], max_duration=req["max_duration"],
-                                       offset=req["offset"], label=req["label"])
-            answer = {"ok": True, "sr": sr, "n": sum(int(c.size) for c in chunks)}
+            chunks, sr, cut = decode_chunks(source, sr=req["sr"], max_duration=req["max_duration"],
+                                            offset=req["offset"], label=req["label"])
+            answer = {"ok": True, "sr": sr, "n": sum(int(c.size) for c in chunks), "cut": cut}
         except GenrifyError as exc:
             answer, chunks = {"ok": False, "error": type(exc).__name__, "message": str(exc)}, []
         except MemoryError:
