@@ -426,3 +426,73 @@ def test_a_pickled_feature_file_is_refused_without_running_it(synthetic_dataset,
     finally:
         ds.close()
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------- tags read within a memory bound
+
+#: A decoder worker's address-space limit lowered for the tests (GENRIFY_DECODER_ADDRESS_SPACE): room for
+#: the worker itself (its libraries map well under 160 MB) and a file's ordinary tags, not for 192 MB of pictures.
+TAG_TEST_ADDRESS_SPACE = 200 * 2**20
+
+
+def _flac_with_pictures(path: Path, *, pictures: int, artist: str = "Pic Artist", title: str = "Pic Song") -> Path:
+    """A 1 s tagged FLAC carrying ``pictures`` cover images of 16 MB each (the most one FLAC block holds),
+    written block by block as a tagger would have saved them."""
+    import struct
+
+    from mutagen.flac import FLAC
+
+    sf.write(path, generate_clip("jazz", seed=3, sr=22050, duration=1.0), 22050, format="FLAC")
+    tags = FLAC(path)
+    tags["artist"], tags["title"] = artist, title
+    tags.save()
+    data = path.read_bytes()
+    blocks, pos = [], 4
+    while True:  # the metadata blocks: 1 byte flag + type, 3 bytes length
+        flag, length = data[pos], int.from_bytes(data[pos + 1 : pos + 4], "big")
+        blocks.append((flag & 0x7F, data[pos + 4 : pos + 4 + length]))
+        pos += 4 + length
+        if flag & 0x80:
+            break
+    mime, size = b"image/jpeg", 2**24 - 1 - 42
+    picture_head = struct.pack(">II", 3, len(mime)) + mime + struct.pack(">IIIIII", 0, 600, 600, 24, 0, size)
+    with open(path, "wb") as f:
+        f.write(b"fLaC")
+        for kind, body in blocks:
+            f.write(bytes([kind]) + len(body).to_bytes(3, "big") + body)
+        for i in range(pictures):
+            last = 0x80 if i == pictures - 1 else 0
+            f.write(bytes([last | 6]) + (len(picture_head) + size).to_bytes(3, "big") + picture_head)
+            f.write(b"\xff\xd8\xff" + bytes(size - 3))
+        f.write(data[pos:])
+    return path
+
+
+def test_tags_are_read_in_a_worker_within_its_memory_limit(tmp_path):
+    """192 MB of pictures meet the worker's address-space limit (one file's error); ordinary tags read as before."""
+    from genrify.audio.isolation import DecoderPool
+    from genrify.errors import DatasetError
+
+    heavy = _flac_with_pictures(tmp_path / "heavy.flac", pictures=12)
+    light = _flac_with_pictures(tmp_path / "light.flac", pictures=1, artist="Light Artist")
+    pool = DecoderPool(address_space=TAG_TEST_ADDRESS_SPACE)
+    try:
+        with pytest.raises(DatasetError, match=r"^heavy\.flac: needs more memory to read its tags than a decoder"):
+            pool.read_tags(heavy, label="heavy.flac")
+        tags = pool.read_tags(light, label="light.flac")
+        assert tags["artist"] == "Light Artist" and tags["title"] == "Pic Song" and abs(tags["duration"] - 1) < 0.01
+    finally:
+        pool.close()
+
+
+def test_library_scan_skips_a_file_whose_tags_need_too_much_memory(tmp_path):
+    """``library scan`` reads tags in decoder workers: the picture-laden file is one skipped line, the rest indexed."""
+    music = tmp_path / "music"
+    music.mkdir()
+    heavy = _flac_with_pictures(music / "heavy.flac", pictures=12)
+    _flac_with_pictures(music / "light.flac", pictures=1, artist="Light Artist")
+    env = {**genrify_env(), "GENRIFY_DECODER_ADDRESS_SPACE": str(TAG_TEST_ADDRESS_SPACE)}
+    proc = _genrify("library", "scan", music, "--db", tmp_path / "library.sqlite", env=env, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert f"skipped {heavy}: needs more memory to read its tags than a decoder may use" in proc.stderr.splitlines()
+    assert "1 playable tracks" in proc.stdout, proc.stdout
