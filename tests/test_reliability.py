@@ -496,3 +496,58 @@ def test_library_scan_skips_a_file_whose_tags_need_too_much_memory(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     assert f"skipped {heavy}: needs more memory to read its tags than a decoder may use" in proc.stderr.splitlines()
     assert "1 playable tracks" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "m4a", "wav", "flac"])
+def test_tag_bytes_measures_pictures_from_the_headers(tmp_path, fmt):
+    """A 2 MB cover counts in every container whose tags genrify rewrites; the audio itself does not."""
+    from genrify.audio.formats import tag_bytes
+    from genrify.sources.synthetic import encode_tagged
+
+    path = tmp_path / f"song.{fmt}"
+    encode_tagged(path, generate_clip("jazz", seed=1, sr=22050, duration=3.0), sr=22050, fmt=fmt, artist="A",
+                  title="T")
+    bare = tag_bytes(path)
+    assert bare < 64 * 1024 or fmt == "m4a" and bare < path.stat().st_size
+    cover = b"\xff\xd8\xff" + bytes(2 * 2**20)
+    if fmt == "m4a":
+        from mutagen.mp4 import MP4, MP4Cover
+
+        tags = MP4(path)
+        tags["covr"] = [MP4Cover(cover, imageformat=MP4Cover.FORMAT_JPEG)]
+    elif fmt == "flac":
+        from mutagen.flac import FLAC, Picture
+
+        tags, picture = FLAC(path), Picture()
+        picture.type, picture.mime, picture.data = 3, "image/jpeg", cover
+        tags.add_picture(picture)
+    else:
+        import mutagen
+        from mutagen.id3 import APIC
+
+        tags = mutagen.File(path)
+        if tags.tags is None:
+            tags.add_tags()
+        tags.tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=cover))
+    tags.save()
+    assert len(cover) <= tag_bytes(path) - bare < len(cover) + 64 * 1024
+
+
+def test_tags_too_large_to_rewrite_are_refused_before_mutagen_loads_them(tmp_path):
+    """``predict --write-tags`` / ``genrify tag``: a file with 80 MB of pictures is one line, left untouched."""
+    from genrify.errors import TagError
+    from genrify.sources.tags import read_genres, write_genre
+    from genrify.tagging.index import TagJournal
+
+    heavy = _flac_with_pictures(tmp_path / "heavy.flac", pictures=5)
+    before = heavy.stat()
+    with pytest.raises(TagError, match=r"heavy\.flac: its tags take 80 MB \(pictures\?\), more than the 64 MB"):
+        read_genres(heavy)
+    with TagJournal(path=tmp_path / "journal.sqlite") as journal, pytest.raises(TagError, match="its tags take 80 MB"):
+        write_genre(heavy, "Jazz", journal=journal)
+    after = heavy.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no copy left beside it
+    light = _flac_with_pictures(tmp_path / "light.flac", pictures=1)
+    with TagJournal(path=tmp_path / "journal.sqlite") as journal:
+        assert write_genre(light, "Jazz", journal=journal) == ["Jazz"]

@@ -62,9 +62,16 @@ def _reason(exc: Exception) -> str:
 def _open(path: Path):
     import mutagen
 
+    from genrify.audio.formats import MAX_TAG_BYTES, tag_bytes
+
     try:
         stat_regular(path)  # mutagen would block on a FIFO and read a device without end
+        if (size := tag_bytes(path)) > MAX_TAG_BYTES:  # mutagen holds every tag block whole, and copies to save
+            raise TagError(f"{path}: its tags take {size / 2**20:.0f} MB (pictures?), more than the "
+                           f"{MAX_TAG_BYTES // 2**20} MB genrify reads or rewrites")
         audio = mutagen.File(str(path), easy=True)
+    except TagError:
+        raise
     except FileNotFoundError:
         raise TagError(f"{path}: no such file") from None
     except OSError as exc:
