@@ -318,36 +318,8 @@ def health_client(port: int, seconds: float) -> tuple[int, int, float, Counter]:
     return answers["200"], sum(answers.values()), longest, answers
 
 
-def part_slowloris(srv: Server, sockets: int, seconds: float, settle: float) -> None:
-    print(f"\n-- (b) slowloris: {sockets} sockets from {ATTACKER} (a header line every 5 s, reconnecting when cut); "
-          f"a client on {HOST} asks GET /healthz every 0.5 s for {seconds:g} s")
-    print(f"server: {srv.command}  (default per-client cap)")
-    ok0, n0, worst0, _ = health_client(srv.port, seconds)
-    stop, lock, tally = threading.Event(), threading.Lock(), Counter()
-    threads = [threading.Thread(target=loris, args=(srv.port, stop, tally, lock), daemon=True)
-               for _ in range(sockets)]
-    try:
-        for t in threads:
-            t.start()
-        time.sleep(settle)  # let the attackers connect
-        ok, n, worst, answers = health_client(srv.port, seconds)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=10)
-    alive = srv.proc.poll() is None
-    print(f"reference, no attackers: {ok0}/{n0} answered 200, longest wait {worst0 * 1e3:.0f} ms")
-    print(f"under slowloris:         {ok}/{n} answered 200, longest wait {worst * 1e3:.0f} ms; "
-          f"answers {dict(answers)}; server alive: {alive}")
-    print(f"attackers: {tally['connections']} connections made, {tally['cut or refused']} cut or refused")
-
-
-def part_spread(srv: Server, sockets: int, per_address: int, seconds: float, settle: float) -> None:
-    sources = [f"127.0.0.{2 + i // per_address}" for i in range(sockets)]
-    print(f"\n-- (c) slowloris spread: {sockets} sockets, {per_address} from each of {sources[0]} … {sources[-1]} "
-          f"(a header line every 5 s, reconnecting when cut); a client on {HOST} asks GET /healthz every 0.5 s "
-          f"for {seconds:g} s")
-    print(f"server: {srv.command}  (default caps: 200 connections, 32 per address)")
+def under_loris(srv: Server, sources: list[str], seconds: float, settle: float) -> None:
+    """One slowloris socket from each of ``sources`` while :func:`health_client` runs; prints both sides."""
     stop, lock, tally = threading.Event(), threading.Lock(), Counter()
     threads = [threading.Thread(target=loris, args=(srv.port, stop, tally, lock, source), daemon=True)
                for source in sources]
@@ -360,9 +332,27 @@ def part_spread(srv: Server, sockets: int, per_address: int, seconds: float, set
         stop.set()
         for t in threads:
             t.join(timeout=10)
-    print(f"under spread slowloris:  {ok}/{n} answered 200, longest wait {worst * 1e3:.0f} ms; "
+    print(f"under slowloris:         {ok}/{n} answered 200, longest wait {worst * 1e3:.0f} ms; "
           f"answers {dict(answers)}; server alive: {srv.proc.poll() is None}")
     print(f"attackers: {tally['connections']} connections made, {tally['cut or refused']} cut or refused")
+
+
+def part_slowloris(srv: Server, sockets: int, seconds: float, settle: float) -> None:
+    print(f"\n-- (b) slowloris: {sockets} sockets from {ATTACKER} (a header line every 5 s, reconnecting when cut); "
+          f"a client on {HOST} asks GET /healthz every 0.5 s for {seconds:g} s")
+    print(f"server: {srv.command}  (default per-client cap)")
+    ok0, n0, worst0, _ = health_client(srv.port, seconds)
+    print(f"reference, no attackers: {ok0}/{n0} answered 200, longest wait {worst0 * 1e3:.0f} ms")
+    under_loris(srv, [ATTACKER] * sockets, seconds, settle)
+
+
+def part_spread(srv: Server, sockets: int, per_address: int, seconds: float, settle: float) -> None:
+    sources = [f"127.0.0.{2 + i // per_address}" for i in range(sockets)]
+    print(f"\n-- (c) slowloris spread: {sockets} sockets, {per_address} from each of {sources[0]} … {sources[-1]} "
+          f"(a header line every 5 s, reconnecting when cut); a client on {HOST} asks GET /healthz every 0.5 s "
+          f"for {seconds:g} s")
+    print(f"server: {srv.command}  (default caps: 200 connections, 32 per address)")
+    under_loris(srv, sources, seconds, settle)
 
 
 # --------------------------------------------------------------------------- main
