@@ -110,6 +110,10 @@ def declared_not_audio(content_type: str | None) -> str | None:
     return ctype if ctype.startswith(("text/", "image/")) or ctype in _NOT_AUDIO_TYPES else None
 
 
+#: The ID3 frames behind mutagen's easy tag names, for files whose ID3 tags mutagen gives as
+#: frames (WAV, AIFF).
+ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "title": "TIT2", "album": "TALB", "genre": "TCON"}
+
 #: The most bytes of tags (pictures included) genrify lets mutagen load in the caller's own
 #: process, where it rewrites a file's tags: mutagen holds every tag block whole, and saving
 #: copies them again. Reading tags for an index happens in a decoder worker instead.

@@ -27,8 +27,8 @@ def read_tags_in_process(path: str | os.PathLike) -> dict:
     """
     import mutagen
 
+    from genrify.audio.formats import ID3_FRAMES
     from genrify.errors import DatasetError
-    from genrify.sources.tags import _ID3_FRAMES
 
     path = str(path)
     info: dict = {}
@@ -43,7 +43,7 @@ def read_tags_in_process(path: str | os.PathLike) -> dict:
         from mutagen.id3 import ID3
 
         if isinstance(tags, ID3):  # WAV / AIFF: plain ID3 frames, no "easy" keys
-            tags = {key: list(tags[frame].text) for key, frame in _ID3_FRAMES.items() if frame in tags}
+            tags = {key: list(tags[frame].text) for key, frame in ID3_FRAMES.items() if frame in tags}
 
         def first(key):
             try:
