@@ -429,3 +429,16 @@ def test_stalled_heads_from_several_addresses_leave_room_for_a_new_one(seeded_ml
             s.close()
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+def test_the_victim_is_a_stalled_head_of_an_address_over_its_share():
+    from genrify.web.connections import pick_victim
+
+    stalled, kept_alive, busy = (True, True), (True, False), (False, False)
+    heavy = {"a": [busy, stalled, stalled], "b": [kept_alive, stalled], "c": [busy]}
+    assert pick_victim(heavy, newcomer="new") == ("a", 1)  # the most, the oldest that never sent a head
+    assert pick_victim(heavy, newcomer="c") == ("a", 1)  # 3 against 1: "a" still holds more afterwards
+    assert pick_victim(heavy, newcomer="b") is None  # 3 against 2: it would not
+    assert pick_victim({"a": [kept_alive] * 3, "b": [busy, stalled]}, newcomer="new") == ("b", 1)  # stalled first
+    assert pick_victim({"a": [kept_alive] * 3}, newcomer="c") == ("a", 0)
+    assert pick_victim({"a": [busy] * 5, "b": [busy] * 5}, newcomer="new") is None  # requests under way stay
