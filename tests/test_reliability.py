@@ -426,4 +426,3 @@ def test_a_pickled_feature_file_is_refused_without_running_it(synthetic_dataset,
     finally:
         ds.close()
     assert not marker.exists()
-
