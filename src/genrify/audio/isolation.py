@@ -55,6 +55,7 @@ class _WorkerGone(Exception):
 class _Worker:
     def __init__(self, *, address_space: int | None):
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env.pop("GENRIFY_DECODER_ADDRESS_SPACE", None)  # this pool's limit, not the one default_pool read
         if address_space:
             env["GENRIFY_DECODER_ADDRESS_SPACE"] = str(address_space)
         # stderr goes nowhere: decoders print notes about damaged streams there.
