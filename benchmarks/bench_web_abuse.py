@@ -3,6 +3,7 @@
     python benchmarks/bench_web_abuse.py                 # 100 x 19 MB held 10 s; 200 slowloris sockets, 30 s
     python benchmarks/bench_web_abuse.py --uploads 50 --hold 5 --sockets 100 --seconds 15
     python benchmarks/bench_web_abuse.py --smoke         # 10 x 2 MB held 2 s; 20 sockets, 4 s (CI)
+    python benchmarks/bench_web_abuse.py --parts spread --seconds 20   # (c) only
 
 Each part starts its own ``python -m genrify serve`` (bundled default model,
 ``--scan off``, private GENRIFY_CACHE_DIR / GENRIFY_DATA_DIR in a temporary
@@ -22,6 +23,12 @@ folder) on 127.0.0.1 and a free port, and kills it afterwards.
     ``--header-timeout 10`` (default per-client cap). Meanwhile a client on
     127.0.0.1 asks ``GET /healthz`` (new connection, 5 s timeout) every 0.5 s
     for T s. Reference, same server: the same client for T s with no attackers.
+
+(c) **Slowloris spread over addresses.** The same sockets as (b), but 30 from
+    each of 127.0.0.2, 127.0.0.3, … (under the per-client cap of 32) until S
+    are open, more than ``--max-connections`` (200) holds; the same client on
+    127.0.0.1 for T s. Without a fair share of the connections the attackers
+    fill the server and the client gets 503 throughout.
 
 Only loopback addresses are ever contacted.
 """
@@ -272,11 +279,11 @@ def part_held(srv: Server, n: int, mb: float, hold: float, wav: Path, settle: fl
 # --------------------------------------------------------------------------- (b) slowloris
 
 
-def loris(port: int, stop: threading.Event, tally: Counter, lock: threading.Lock) -> None:
+def loris(port: int, stop: threading.Event, tally: Counter, lock: threading.Lock, source: str = ATTACKER) -> None:
     while not stop.is_set():
         s = socket.socket()
         try:
-            s.bind((ATTACKER, 0))
+            s.bind((source, 0))
             s.settimeout(6)
             s.connect((HOST, port))
             with lock:
@@ -311,14 +318,11 @@ def health_client(port: int, seconds: float) -> tuple[int, int, float, Counter]:
     return answers["200"], sum(answers.values()), longest, answers
 
 
-def part_slowloris(srv: Server, sockets: int, seconds: float, settle: float) -> None:
-    print(f"\n-- (b) slowloris: {sockets} sockets from {ATTACKER} (a header line every 5 s, reconnecting when cut); "
-          f"a client on {HOST} asks GET /healthz every 0.5 s for {seconds:g} s")
-    print(f"server: {srv.command}  (default per-client cap)")
-    ok0, n0, worst0, _ = health_client(srv.port, seconds)
+def under_loris(srv: Server, sources: list[str], seconds: float, settle: float) -> None:
+    """One slowloris socket from each of ``sources`` while :func:`health_client` runs; prints both sides."""
     stop, lock, tally = threading.Event(), threading.Lock(), Counter()
-    threads = [threading.Thread(target=loris, args=(srv.port, stop, tally, lock), daemon=True)
-               for _ in range(sockets)]
+    threads = [threading.Thread(target=loris, args=(srv.port, stop, tally, lock, source), daemon=True)
+               for source in sources]
     try:
         for t in threads:
             t.start()
@@ -328,11 +332,27 @@ def part_slowloris(srv: Server, sockets: int, seconds: float, settle: float) -> 
         stop.set()
         for t in threads:
             t.join(timeout=10)
-    alive = srv.proc.poll() is None
-    print(f"reference, no attackers: {ok0}/{n0} answered 200, longest wait {worst0 * 1e3:.0f} ms")
     print(f"under slowloris:         {ok}/{n} answered 200, longest wait {worst * 1e3:.0f} ms; "
-          f"answers {dict(answers)}; server alive: {alive}")
+          f"answers {dict(answers)}; server alive: {srv.proc.poll() is None}")
     print(f"attackers: {tally['connections']} connections made, {tally['cut or refused']} cut or refused")
+
+
+def part_slowloris(srv: Server, sockets: int, seconds: float, settle: float) -> None:
+    print(f"\n-- (b) slowloris: {sockets} sockets from {ATTACKER} (a header line every 5 s, reconnecting when cut); "
+          f"a client on {HOST} asks GET /healthz every 0.5 s for {seconds:g} s")
+    print(f"server: {srv.command}  (default per-client cap)")
+    ok0, n0, worst0, _ = health_client(srv.port, seconds)
+    print(f"reference, no attackers: {ok0}/{n0} answered 200, longest wait {worst0 * 1e3:.0f} ms")
+    under_loris(srv, [ATTACKER] * sockets, seconds, settle)
+
+
+def part_spread(srv: Server, sockets: int, per_address: int, seconds: float, settle: float) -> None:
+    sources = [f"127.0.0.{2 + i // per_address}" for i in range(sockets)]
+    print(f"\n-- (c) slowloris spread: {sockets} sockets, {per_address} from each of {sources[0]} … {sources[-1]} "
+          f"(a header line every 5 s, reconnecting when cut); a client on {HOST} asks GET /healthz every 0.5 s "
+          f"for {seconds:g} s")
+    print(f"server: {srv.command}  (default caps: 200 connections, 32 per address)")
+    under_loris(srv, sources, seconds, settle)
 
 
 # --------------------------------------------------------------------------- main
@@ -345,28 +365,38 @@ def main() -> None:
     ap.add_argument("--hold", type=float, default=10, help="seconds each upload is held one byte short (default 10)")
     ap.add_argument("--sockets", type=int, default=200, help="slowloris sockets (default 200)")
     ap.add_argument("--seconds", type=float, default=30, help="seconds the /healthz client runs (default 30)")
+    ap.add_argument("--spread", type=int, default=210, help="slowloris sockets of (c), 30 per address (default 210)")
+    ap.add_argument("--parts", default="held,slowloris,spread", help="parts to run (default %(default)s)")
     ap.add_argument("--smoke", action="store_true", help="10 x 2 MB held 2 s; 20 sockets, 4 s")
     a = ap.parse_args()
     if a.smoke:
-        a.uploads, a.mb, a.hold, a.sockets, a.seconds = 10, 2, 2, 20, 4
+        a.uploads, a.mb, a.hold, a.sockets, a.seconds, a.spread = 10, 2, 2, 20, 4, 20
+    parts = {p.strip() for p in a.parts.split(",")}
     with contextlib.ExitStack() as stack:
-        # both servers load at once (seconds each); the one not under test sits idle meanwhile
-        held_srv, loris_srv = Server("--max-per-client", "0"), Server("--header-timeout", "10")
-        for srv in (held_srv, loris_srv):
-            stack.callback(srv.__exit__)
-            srv.start()
+        # the servers load at once (seconds each); those not under test sit idle meanwhile
+        servers = {"held": Server("--max-per-client", "0"), "slowloris": Server("--header-timeout", "10"),
+                   "spread": Server("--header-timeout", "10")}
+        for name, srv in servers.items():
+            if name in parts:
+                stack.callback(srv.__exit__)
+                srv.start()
         machine_header("genrify serve under abuse: held uploads and slowloris", librosa=False,
                        extra={"sizes": f"uploads={a.uploads} mb={a.mb:g} hold={a.hold:g}s sockets={a.sockets} "
-                                       f"seconds={a.seconds:g}", "rss": "VmRSS of the server and its children, "
-                                                                       "sampled every 0.2 s"})
+                                       f"spread={a.spread} seconds={a.seconds:g}",
+                              "rss": "VmRSS of the server and its children, sampled every 0.2 s"})
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="genrify-abuse-wav-"))
         wav = synthetic_song(Path(tmp) / "ref.wav", style="jazz", seed=1, sr=22050, duration=5.0)
-        held_srv.wait()
-        loris_srv.wait()
-        part_held(held_srv, a.uploads, a.mb, a.hold, wav, settle=0.5 if a.smoke else 1.0)
-        held_srv.__exit__()  # stopped before (b), so it costs (b) nothing
-        part_slowloris(loris_srv, a.sockets, a.seconds, settle=1.0 if a.smoke else 2.0)
-
+        for name in parts & set(servers):
+            servers[name].wait()
+        if "held" in parts:
+            part_held(servers["held"], a.uploads, a.mb, a.hold, wav, settle=0.5 if a.smoke else 1.0)
+            servers["held"].__exit__()  # stopped before the others, so it costs them nothing
+        if "slowloris" in parts:
+            part_slowloris(servers["slowloris"], a.sockets, a.seconds, settle=1.0 if a.smoke else 2.0)
+            servers["slowloris"].__exit__()
+        if "spread" in parts:
+            part_spread(servers["spread"], a.spread, 30 if not a.smoke else 4, a.seconds,
+                        settle=1.0 if a.smoke else 3.0)
 
 if __name__ == "__main__":
     main()

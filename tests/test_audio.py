@@ -309,6 +309,7 @@ def test_a_fifo_or_device_is_refused_without_reading(tmp_path):
 def test_ten_minutes_of_8_channel_192k_flac_decodes_within_the_memory_budget(tmp_path):
     from helpers.badinput import _flac_8ch_192k
 
+    from genrify.audio import DECODE_WORK_SAMPLES
     from genrify.audio.isolation import DecoderPool
 
     path = tmp_path / "bomb.flac"
@@ -316,7 +317,8 @@ def test_ten_minutes_of_8_channel_192k_flac_decodes_within_the_memory_budget(tmp
     pool = DecoderPool()
     try:
         y, sr = pool.decode(path, sr=16000, max_duration=600.0, offset=0.0, label="bomb.flac")
-        assert (y.size, sr) == (600 * 16000, 16000)
+        # 921 million samples: decoded up to the work budget (87 s of the 600), in bounded memory.
+        assert sr == 16000 and abs(y.size - DECODE_WORK_SAMPLES // 8 * 16000 / 192000) <= 1
         status = Path(f"/proc/{pool._idle[0].proc.pid}/status").read_text()
         peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
         assert peak_kb < 500 * 1024, f"decoder peak RSS {peak_kb / 1024:.0f} MB"
@@ -366,3 +368,53 @@ def test_a_text_file_named_mp3_is_not_audio(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(AudioDecodeError, match=r"notes\.mp3: not an audio file \(looks like plain text\)"):
         load_audio(path, sr=SR)
+
+
+# ---------------------------------------------------------------------------- work per file
+
+
+def _silence(path: Path, *, sr: int, channels: int, seconds: float, fmt: str = "FLAC") -> Path:
+    """``seconds`` of ``channels``-channel silence at ``sr`` Hz: a few KB on disk, any number of samples decoded."""
+    block = np.zeros((sr, channels), np.int16)
+    with sf.SoundFile(path, "w", samplerate=sr, channels=channels, format=fmt, subtype="PCM_16") as f:
+        for _ in range(int(seconds)):
+            f.write(block)
+    return path
+
+
+def test_the_work_of_one_file_is_bounded_and_the_cut_is_stated(tmp_path, monkeypatch, caplog):
+    """Samples decoded (channels x rate x seconds) are capped per file, whichever decoder reads it; the cut is logged."""
+    import genrify.audio.decode as decode
+
+    flac = _silence(tmp_path / "hires.flac", sr=384000, channels=8, seconds=3)
+    m4a = tmp_path / "song.m4a"  # AAC: libsndfile refuses it, FFmpeg reads it
+    m4a.write_bytes(encode_m4a(generate_clip("metal", seed=0, sr=48000, duration=3.0), 48000))
+    # One second of 8 x 384 kHz: the FLAC is cut after 1 s by libsndfile's reader ...
+    monkeypatch.setattr(decode, "DECODE_WORK_SAMPLES", 8 * 384000)
+    with caplog.at_level("WARNING", logger="genrify.audio"):
+        y, sr = load_audio(flac, sr=16000, isolate=False)
+    assert sr == 16000 and abs(len(y) / sr - 1.0) < 0.01
+    assert "hires.flac: decoded only the first 1.0 s: 8 channels at 384000 Hz" in caplog.text
+    # ... the AAC by FFmpeg's after 1.5 s of its one channel at 48 kHz; under the budget, no cut and no warning.
+    caplog.clear()
+    monkeypatch.setattr(decode, "DECODE_WORK_SAMPLES", 48000 * 3 // 2)
+    with caplog.at_level("WARNING", logger="genrify.audio"):
+        y, sr = load_audio(m4a, sr=16000, isolate=False)
+        assert abs(len(y) / sr - 1.5) < 0.01 and "song.m4a: decoded only the first 1.5 s" in caplog.text
+        caplog.clear()
+        y, _ = load_audio(m4a, sr=16000, max_duration=1.0, isolate=False)
+    assert abs(len(y) / 16000 - 1.0) < 0.01 and "decoded only" not in caplog.text
+
+
+@pytest.mark.slow
+def test_a_file_cut_by_the_work_budget_in_a_worker_is_stated_in_the_caller(tmp_path, caplog):
+    """At the real budget: 8 channels at 384 kHz stop after DECODE_WORK_SAMPLES, and the worker says so."""
+    from genrify.audio import DECODE_WORK_SAMPLES
+
+    flac = _silence(tmp_path / "hires.flac", sr=384000, channels=8, seconds=50)
+    kept = DECODE_WORK_SAMPLES / (8 * 384000)
+    assert kept < 50
+    with caplog.at_level("WARNING", logger="genrify.audio"):
+        y, sr = load_audio(flac, sr=8000)
+    assert abs(len(y) / sr - kept) < 0.01
+    assert f"hires.flac: decoded only the first {kept:.1f} s: 8 channels at 384000 Hz" in caplog.text

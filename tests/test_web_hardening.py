@@ -350,3 +350,95 @@ def test_malformed_requests_and_foreign_hosts_get_json_errors(web):
         s.close()
         assert status_of(answer) == 400, answer[:100]
         assert header(answer, "content-type") == "application/json" and b'"error"' in answer
+
+
+# ---------------------------------------------------------------------------- fair share of connections (genrify serve)
+
+
+def _serve(model, tmp_path, *flags):
+    """A real ``genrify serve`` process on 127.0.0.1 and a free port, started and answering; ``(proc, port)``."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import genrify_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "library").mkdir()
+    env = {**genrify_env(), "GENRIFY_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genrify", "serve", "--model", str(model), "--library", str(tmp_path / "library"),
+         "--providers", "library", "--scan", "off", "--port", str(port), "--log-level", "warning", *flags],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=os.getcwd())
+    deadline = time.monotonic() + 60
+    while True:
+        try:  # a whole answer, read until the server closes: that connection no longer counts
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                if status_of(read_until_closed(s)) == 200:
+                    return proc, port
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"genrify serve did not start: {proc.communicate()[0][-2000:]}")
+        time.sleep(0.1)
+
+
+def _answered(sockets) -> list[socket.socket]:
+    """The sockets on which the server has sent something (an answer, or the close)."""
+    import select
+
+    return select.select(sockets, [], [], 0)[0] if sockets else []
+
+
+def test_stalled_heads_from_several_addresses_leave_room_for_a_new_one(seeded_mlp_model, tmp_path):
+    """Addresses each under --max-per-client fill --max-connections with heads that never end; a new
+    address is still served, in place of the oldest stalled connection of an address holding the most."""
+    cap, per_client = 12, 4
+    proc, port = _serve(seeded_mlp_model, tmp_path, "--max-connections", str(cap), "--max-per-client",
+                        str(per_client), "--header-timeout", "30")
+    stalled = []
+    try:
+        for address in range(2, 6):  # 4 addresses x 4 connections: one address more than the cap holds
+            for _ in range(per_client):
+                s = connect(port, source=f"127.0.0.{address}")
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # ... and the head never ends
+                stalled.append(s)
+        # The fourth address takes the oldest place of each fuller one, then is at its share: 3 places each.
+        assert wait_for(lambda: len(_answered(stalled)) == per_client)
+        for tries in range(5):
+            s = connect(port, source="127.0.0.1")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            answer = read_until_closed(s)
+            s.close()
+            assert status_of(answer) == 200, (tries, answer[:300])
+        # The first try took one stalled place; the others found it free again.
+        assert wait_for(lambda: len(_answered(stalled)) == per_client + 1)
+        closed = _answered(stalled)
+        for s in closed:
+            answer = read_until_closed(s)
+            assert status_of(answer) == 503 and int(header(answer, "retry-after")) >= 1, answer[:300]
+            assert b"too many open connections" in answer
+        left = [s.getsockname()[0] for s in stalled if s not in closed]
+        assert len(left) == cap - 1 and max(left.count(a) for a in set(left)) <= per_client - 1
+    finally:
+        for s in stalled:
+            s.close()
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_the_victim_is_a_stalled_head_of_an_address_over_its_share():
+    from genrify.web.connections import pick_victim
+
+    stalled, kept_alive, busy = (True, True), (True, False), (False, False)
+    heavy = {"a": [busy, stalled, stalled], "b": [kept_alive, stalled], "c": [busy]}
+    assert pick_victim(heavy, newcomer="new") == ("a", 1)  # the most, the oldest that never sent a head
+    assert pick_victim(heavy, newcomer="c") == ("a", 1)  # 3 against 1: "a" still holds more afterwards
+    assert pick_victim(heavy, newcomer="b") is None  # 3 against 2: it would not
+    assert pick_victim({"a": [kept_alive] * 3, "b": [busy, stalled]}, newcomer="new") == ("b", 1)  # stalled first
+    assert pick_victim({"a": [kept_alive] * 3}, newcomer="c") == ("a", 0)
+    assert pick_victim({"a": [busy] * 5, "b": [busy] * 5}, newcomer="new") is None  # requests under way stay

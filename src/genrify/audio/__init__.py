@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from genrify.audio.decode import DECODE_BUDGET_BYTES, decode_audio, resample
+from genrify.audio.decode import DECODE_BUDGET_BYTES, DECODE_WORK_SAMPLES, decode_audio, resample
 from genrify.audio.formats import AUDIO_EXTENSIONS, MEDIA_TYPES, SNIFFED_EXTENSIONS, media_type, not_audio_kind, sniff_audio
 from genrify.errors import AudioDecodeError
 from genrify.fileio import MAX_FILE_BYTES
 
-__all__ = ["AUDIO_EXTENSIONS", "DECODE_BUDGET_BYTES", "MAX_FILE_BYTES", "MEDIA_TYPES", "SNIFFED_EXTENSIONS",
-           "load_audio", "media_type", "prewarm_decoder", "resample", "sniff_audio"]
+__all__ = ["AUDIO_EXTENSIONS", "DECODE_BUDGET_BYTES", "DECODE_WORK_SAMPLES", "MAX_FILE_BYTES", "MEDIA_TYPES",
+           "SNIFFED_EXTENSIONS", "load_audio", "media_type", "prewarm_decoder", "read_file_tags", "resample",
+           "sniff_audio"]
 
 
 def load_audio(
@@ -42,7 +43,9 @@ def load_audio(
     Args:
         source: a file path, or the encoded file's bytes.
         sr: target sample rate in Hz; ``None`` keeps the file's own rate.
-        max_duration: decode at most this many seconds (``None``: everything).
+        max_duration: decode at most this many seconds (``None``: everything). Either way at most
+            :data:`DECODE_WORK_SAMPLES` samples (channels × frames) are decoded; a file cut
+            short by that is logged as a warning naming the seconds kept.
         offset: start this many seconds into the file.
         name: how to name the input in error messages (defaults to the path).
         isolate: decode in a disposable worker process; ``False`` decodes in
@@ -58,13 +61,36 @@ def load_audio(
     kind = not_audio_kind(head)
     if kind:
         raise AudioDecodeError(f"{label}: not an audio file (looks like {kind})")
-    if isolate is None:
-        isolate = os.environ.get("GENRIFY_DECODE_IN_PROCESS", "") not in ("1", "true", "yes")
-    if not isolate:
+    if not _isolated(isolate):
         return decode_audio(source, sr=sr, max_duration=max_duration, offset=offset, label=label)
     from genrify.audio.isolation import default_pool
 
     return default_pool().decode(source, sr=sr, max_duration=max_duration, offset=offset, label=label)
+
+
+def read_file_tags(path: str | os.PathLike, *, isolate: bool | None = None) -> dict:
+    """Artist, title, album, genre and duration of the audio file ``path``, from its tags
+    (see :func:`genrify.audio.worker.read_tags_in_process`).
+
+    Read in a decoder worker, like :func:`load_audio` (``isolate`` as there): mutagen
+    loads every tag block whole, so a file carrying hundreds of MB of pictures meets
+    the worker's memory and time limits instead of the caller's. Raises a one-line
+    :class:`~genrify.errors.GenrifyError` naming the file.
+    """
+    if not _isolated(isolate):
+        from genrify.audio.worker import read_tags_in_process
+
+        return read_tags_in_process(path)
+    from genrify.audio.isolation import default_pool
+
+    return default_pool().read_tags(path, label=str(path))
+
+
+def _isolated(isolate: bool | None) -> bool:
+    """``isolate``, or where ``None``, whether the environment leaves decoding in workers (the default)."""
+    if isolate is not None:
+        return isolate
+    return os.environ.get("GENRIFY_DECODE_IN_PROCESS", "") not in ("1", "true", "yes")
 
 
 def prewarm_decoder() -> None:

@@ -9,6 +9,12 @@ whatever its channel count, rate or sample size. The output's size is checked
 against :data:`DECODE_BUDGET_BYTES` from the header before decoding and again
 while decoding (a header can lie).
 
+The time a file takes follows the samples decoded (channels × rate × seconds),
+not its size: a few hundred KB of FLAC can hold ten minutes of 8-channel
+384 kHz silence, a minute of work. At most :data:`DECODE_WORK_SAMPLES` are
+decoded per file; a file with more is cut there, and the cut is stated (a
+warning on the ``genrify.audio`` logger naming the file and the seconds kept).
+
 Decoders parse untrusted bytes in C; :func:`genrify.audio.load_audio` runs this
 module in a disposable worker process (:mod:`genrify.audio.isolation`).
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
 import threading
@@ -29,8 +36,15 @@ from genrify.errors import AudioDecodeError, InvalidAudioError
 #: 600 s at 44.1 kHz takes 106 MB.
 DECODE_BUDGET_BYTES = 256 * 1024 * 1024
 
+#: The most samples (channels × frames, before downmixing) decoded from one file: 600 s of
+#: stereo at 96 kHz fit; 8 channels at 384 kHz are cut after 44 s. The cost of decoding,
+#: downmixing and resampling follows this count (docs/reliability.md gives the time it bounds).
+DECODE_WORK_SAMPLES = 128 * 2**20
+
 #: Bytes of interleaved float32 input decoded per block (before downmixing).
 BLOCK_BYTES = 16 * 1024 * 1024
+
+log = logging.getLogger("genrify.audio")
 
 
 def decode_audio(source: str | os.PathLike | bytes, *, sr: int | None, max_duration: float | None,
@@ -40,19 +54,22 @@ def decode_audio(source: str | os.PathLike | bytes, *, sr: int | None, max_durat
     The caller has checked that ``source`` exists and is a regular file; see
     :func:`genrify.audio.load_audio` for the arguments.
     """
-    chunks, out_sr = decode_chunks(source, sr=sr, max_duration=max_duration, offset=offset, label=label)
+    chunks, out_sr, cut = decode_chunks(source, sr=sr, max_duration=max_duration, offset=offset, label=label)
+    if cut:
+        log.warning("%s", cut)
     return (chunks[0] if len(chunks) == 1 else np.concatenate(chunks)), out_sr
 
 
 def decode_chunks(source: str | os.PathLike | bytes, *, sr: int | None, max_duration: float | None,
-                  offset: float = 0.0, label: str) -> tuple[list[np.ndarray], int]:
+                  offset: float = 0.0, label: str) -> tuple[list[np.ndarray], int, str | None]:
     """:func:`decode_audio`'s samples as the consecutive blocks they were decoded in (never empty),
-    so that a caller streaming them on needs no second copy of the whole song."""
+    so that a caller streaming them on needs no second copy of the whole song; the rate; and, when
+    :data:`DECODE_WORK_SAMPLES` cut the file short, a sentence saying so (else ``None``)."""
     try:
-        chunks, native_sr = _decode_soundfile(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
+        sink = _decode_soundfile(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
     except _Unsupported:
-        chunks, native_sr = _decode_av(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
-    return chunks, (sr or native_sr)
+        sink = _decode_av(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
+    return sink.result(), sink.out_sr, sink.cut_note()
 
 
 def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -79,8 +96,27 @@ class _MonoSink:
             native_sr, self.out_sr, 1, dtype="float32", quality="HQ")
         self.chunks: list[np.ndarray] = []
         self.in_samples = self.out_samples = 0
+        self.work_left = DECODE_WORK_SAMPLES
+        self.cut_after: int | None = None  # input frames after which the work budget cut the file
+        self.cut_channels = 0
         if expected_seconds is not None:
             self._check_budget(int(expected_seconds * self.out_sr))
+
+    def admit(self, frames: int, *, channels: int) -> int:
+        """How many of the next ``frames`` (of ``channels`` samples each) the work budget lets through."""
+        allowed = min(frames, self.work_left // max(channels, 1))
+        self.work_left -= allowed * channels
+        if allowed < frames and self.cut_after is None:
+            self.cut_after, self.cut_channels = self.in_samples + allowed, channels
+        return allowed
+
+    def cut_note(self) -> str | None:
+        """Why the file was decoded only in part, when the work budget cut it (and it really went on)."""
+        if self.cut_after is None or self.in_samples < self.cut_after:
+            return None
+        return (f"{self.label}: decoded only the first {self.in_samples / self.native_sr:.1f} s: "
+                f"{self.cut_channels} channels at {self.native_sr} Hz cost more to decode than the "
+                f"{DECODE_WORK_SAMPLES / 1e6:.0f} million samples decoded per file")
 
     def _check_budget(self, samples: int) -> None:
         need = 4 * samples
@@ -153,10 +189,11 @@ def _decode_soundfile(source, *, sr, offset, max_duration, label):
             todo = max(f.frames - start, 0)
             if max_duration is not None:
                 todo = min(todo, int(max_duration * native_sr))
-            sink = _MonoSink(native_sr=native_sr, sr=sr, label=label, expected_seconds=todo / native_sr)
+            sink = _MonoSink(native_sr=native_sr, sr=sr, label=label,
+                             expected_seconds=min(todo, DECODE_WORK_SAMPLES // channels) / native_sr)
             block = max(1024, BLOCK_BYTES // (4 * channels))
-            while todo > 0:
-                y = f.read(frames=min(block, todo), dtype="float32", always_2d=True)
+            while todo > 0 and (want := sink.admit(min(block, todo), channels=channels)):
+                y = f.read(frames=want, dtype="float32", always_2d=True)
                 if y.shape[0] == 0:
                     break
                 todo -= y.shape[0]
@@ -167,7 +204,7 @@ def _decode_soundfile(source, *, sr, offset, max_duration, label):
         raise _Unsupported() from None
     if sink.in_samples == 0:
         raise _Unsupported()
-    return sink.result(), native_sr
+    return sink
 
 
 def _decode_av(source, *, sr, offset, max_duration, label):
@@ -196,7 +233,7 @@ def _decode_av(source, *, sr, offset, max_duration, label):
         container.close()
     if sink.in_samples == 0:
         raise AudioDecodeError(f"{label}: no audio could be decoded")
-    return sink.result(), native_sr
+    return sink
 
 
 def _av_expected_seconds(container, stream, offset, max_duration) -> float | None:
@@ -235,6 +272,9 @@ def _feed_av(container, stream, sink: _MonoSink, *, native_sr, offset, max_durat
                 if left is not None:
                     block = block[:left]
                     left -= block.shape[0]
+                kept = sink.admit(block.shape[0], channels=block.shape[1])
+                if kept < block.shape[0]:
+                    block, left = block[:kept], 0  # the work budget is spent: stop after this block
                 if block.shape[0]:
                     if pending and pending[0].shape[1] != block.shape[1]:  # the layout changed mid-stream
                         sink.add(np.concatenate(pending))

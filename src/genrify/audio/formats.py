@@ -108,3 +108,74 @@ def declared_not_audio(content_type: str | None) -> str | None:
     """
     ctype = (content_type or "").split(";")[0].strip().lower()
     return ctype if ctype.startswith(("text/", "image/")) or ctype in _NOT_AUDIO_TYPES else None
+
+
+#: The ID3 frames behind mutagen's easy tag names, for files whose ID3 tags mutagen gives as
+#: frames (WAV, AIFF).
+ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "title": "TIT2", "album": "TALB", "genre": "TCON"}
+
+#: The most bytes of tags (pictures included) genrify lets mutagen load in the caller's own
+#: process, where it rewrites a file's tags: mutagen holds every tag block whole, and saving
+#: copies them again. Reading tags for an index happens in a decoder worker instead.
+MAX_TAG_BYTES = 64 * 1024 * 1024
+
+
+def tag_bytes(path: str | os.PathLike) -> int:
+    """The bytes of tags and other metadata mutagen would load from ``path``, from the container's
+    headers alone (nothing else is read): ID3v2 at the start (MP3, AAC, and before FLAC), FLAC's
+    metadata blocks, MP4's ``moov`` atom, the chunks of WAV and AIFF other than the audio. 0 for
+    other formats (Ogg: not measured)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        total = pos = 0
+        if head.startswith(b"ID3") and len(head) >= 10:
+            pos = 10 + _synchsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
+            total = pos
+            f.seek(pos)
+            head = f.read(12)
+        if head.startswith(b"fLaC"):
+            return total + _walk(f, size, pos + 4, header=4, length=lambda h: int.from_bytes(h[1:4], "big"),
+                                 last=lambda h: bool(h[0] & 0x80))
+        if len(head) >= 12 and head[4:8] == b"ftyp":
+            return total + _walk(f, size, pos, header=8, length=_atom_length(f), counts=lambda h: h[4:8] == b"moov")
+        if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
+            return total + _walk(f, size, 12, header=8, length=lambda h: int.from_bytes(h[4:8], "little"), pad=True,
+                                 counts=lambda h: h[:4] != b"data")
+        if head.startswith(b"FORM") and head[8:12] in (b"AIFF", b"AIFC"):
+            return total + _walk(f, size, 12, header=8, length=lambda h: int.from_bytes(h[4:8], "big"), pad=True,
+                                 counts=lambda h: h[:4] != b"SSND")
+        return total
+
+
+def _synchsafe(b: bytes) -> int:
+    return (b[0] & 0x7F) << 21 | (b[1] & 0x7F) << 14 | (b[2] & 0x7F) << 7 | (b[3] & 0x7F)
+
+
+def _atom_length(f):
+    """An MP4 atom's length from its 8-byte header (a 64-bit length follows a length of 1; 0: to the end)."""
+    def length(h: bytes) -> int:
+        n = int.from_bytes(h[:4], "big")
+        if n == 1:
+            n = int.from_bytes(f.read(8), "big") - 8
+        return (n - 8) if n >= 8 else (1 << 62)
+    return length
+
+
+def _walk(f, size: int, pos: int, *, header: int, length, last=lambda h: False, counts=lambda h: True,
+          pad: bool = False) -> int:
+    """Sum the lengths of the blocks from ``pos`` on that ``counts`` (each ``header`` bytes, then ``length(h)``)."""
+    total = 0
+    while pos + header <= size:
+        f.seek(pos)
+        h = f.read(header)
+        if len(h) < header:
+            break
+        start = f.tell()  # after a 64-bit MP4 length too
+        n = min(length(h), size - start)
+        if counts(h):
+            total += n
+        pos = start + n + (n & 1 if pad else 0)
+        if last(h):
+            break
+    return total

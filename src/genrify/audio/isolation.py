@@ -9,6 +9,10 @@ limit is killed and replaced; the caller gets a one-line
 :class:`~genrify.errors.AudioDecodeError` and the process that holds the model
 (a server, a batch) goes on.
 
+Tags are read there too (:meth:`DecoderPool.read_tags`): mutagen loads every
+tag block whole, and a file can carry hundreds of MB of pictures, so a tag read
+gets the same memory and time limits as a decode.
+
 Protocol, over the worker's stdin/stdout: a JSON line with the request (and
 ``nbytes`` raw bytes when the input is bytes, not a path); the answer is a JSON
 line, then ``n`` float32 samples. No pickle crosses the boundary.
@@ -27,18 +31,21 @@ import time
 
 import numpy as np
 
-from genrify.errors import AudioDecodeError, InvalidAudioError
+from genrify.audio.decode import log
+from genrify.errors import AudioDecodeError, DatasetError, InvalidAudioError
 
-#: Seconds one file may take to decode before its worker is killed
-#: (a 600 s, 8-channel, 192 kHz FLAC decodes in about 10 s on one core).
+#: Seconds one file may take to decode before its worker is killed (the work budget,
+#: :data:`~genrify.audio.decode.DECODE_WORK_SAMPLES`, decodes in a few seconds on one core).
 DECODE_TIMEOUT_S = 120.0
 
 #: Address-space limit of a decoder worker. The worker's own libraries map
 #: ~240 MB of address space before decoding anything; decoding within
 #: :data:`~genrify.audio.decode.DECODE_BUDGET_BYTES` stays far below this.
+#: The environment variable ``GENRIFY_DECODER_ADDRESS_SPACE`` (bytes) sets another
+#: limit for :func:`default_pool`.
 WORKER_ADDRESS_SPACE_BYTES = 1024**3
 
-_ERRORS = {"AudioDecodeError": AudioDecodeError, "InvalidAudioError": InvalidAudioError}
+_ERRORS = {"AudioDecodeError": AudioDecodeError, "InvalidAudioError": InvalidAudioError, "DatasetError": DatasetError}
 
 
 class _WorkerGone(Exception):
@@ -48,6 +55,7 @@ class _WorkerGone(Exception):
 class _Worker:
     def __init__(self, *, address_space: int | None):
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env.pop("GENRIFY_DECODER_ADDRESS_SPACE", None)  # this pool's limit, not the one default_pool read
         if address_space:
             env["GENRIFY_DECODER_ADDRESS_SPACE"] = str(address_space)
         # stderr goes nowhere: decoders print notes about damaged streams there.
@@ -145,20 +153,35 @@ class DecoderPool:
         payload = source if isinstance(source, bytes) else b""
         header = {"path": None if isinstance(source, bytes) else os.fspath(source), "nbytes": len(payload),
                   "sr": sr, "max_duration": max_duration, "offset": offset, "label": label}
+        answer, samples = self._ask(header, payload, label=label, doing="decoding", timeout=timeout)
+        if answer.get("cut"):
+            log.warning("%s", answer["cut"])
+        return samples, int(answer["sr"])
+
+    def read_tags(self, path: str | os.PathLike, *, label: str, timeout: float | None = None) -> dict:
+        """The tags of the audio file ``path``, read by mutagen in a worker: what
+        :func:`genrify.audio.worker.read_tags_in_process` returns, within the worker's memory and time limits."""
+        header = {"op": "tags", "path": os.fspath(path), "nbytes": 0, "label": label}
+        answer, _ = self._ask(header, b"", label=label, doing="reading its tags", timeout=timeout)
+        return answer["tags"]
+
+    def _ask(self, header: dict, payload: bytes, *, label: str, doing: str,
+             timeout: float | None) -> tuple[dict, np.ndarray]:
+        """One request to a worker: its answer and samples, or the one-line error it (or its end) amounts to."""
+        limit = self.timeout if timeout is None else timeout
         worker = self._take()
         try:
-            answer, samples = worker.request(header, payload, timeout=self.timeout if timeout is None else timeout)
+            answer, samples = worker.request(header, payload, timeout=limit)
         except TimeoutError:
             self._discard(worker)
-            limit = self.timeout if timeout is None else timeout
-            raise AudioDecodeError(f"{label}: decoding took longer than {limit:g} s and was stopped") from None
+            raise AudioDecodeError(f"{label}: {doing} took longer than {limit:g} s and was stopped") from None
         except (_WorkerGone, ValueError):
             code = self._discard(worker)
             raise AudioDecodeError(f"{label}: the decoder crashed on this file ({_how(code)})") from None
         self._give_back(worker)
         if not answer.get("ok"):
             raise _ERRORS.get(answer.get("error"), AudioDecodeError)(answer.get("message") or f"{label}: failed")
-        return samples, int(answer["sr"])
+        return answer, samples
 
     def close(self) -> None:
         """Stop every idle worker."""
@@ -202,9 +225,12 @@ _POOL_LOCK = threading.Lock()
 
 
 def default_pool() -> DecoderPool:
-    """The process-wide :class:`DecoderPool` that :func:`genrify.audio.load_audio` uses."""
+    """The process-wide :class:`DecoderPool` that :func:`genrify.audio.load_audio` uses
+    (address-space limit: ``GENRIFY_DECODER_ADDRESS_SPACE`` bytes when set, else
+    :data:`WORKER_ADDRESS_SPACE_BYTES`)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = DecoderPool()
+            limit = os.environ.get("GENRIFY_DECODER_ADDRESS_SPACE", "").strip()
+            _POOL = DecoderPool(address_space=int(limit) if limit.isdigit() else WORKER_ADDRESS_SPACE_BYTES)
         return _POOL

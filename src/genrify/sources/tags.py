@@ -65,9 +65,16 @@ def _reason(exc: Exception) -> str:
 def _open(path: Path):
     import mutagen
 
+    from genrify.audio.formats import MAX_TAG_BYTES, tag_bytes
+
     try:
         stat_regular(path)  # mutagen would block on a FIFO and read a device without end
+        if (size := tag_bytes(path)) > MAX_TAG_BYTES:  # mutagen holds every tag block whole, and copies to save
+            raise TagError(f"{path}: its tags take {size / 2**20:.0f} MB (pictures?), more than the "
+                           f"{MAX_TAG_BYTES // 2**20} MB genrify reads or rewrites")
         audio = mutagen.File(str(path), easy=True)
+    except TagError:
+        raise
     except FileNotFoundError:
         raise TagError(f"{path}: no such file") from None
     except OSError as exc:
@@ -342,56 +349,13 @@ def read_tags(path: Path) -> dict:
     header when mutagen has none. Raises :class:`~genrify.errors.DatasetError`
     when the file is not audio at all.
     """
-    import mutagen
+    from genrify.audio import read_file_tags
 
     try:
         stat_regular(path)  # mutagen would block on a FIFO and read a device without end
     except OSError as exc:
         raise DatasetError(exc.strerror or _reason(exc)) from None
-    info: dict = {}
-    try:
-        f = mutagen.File(str(path), easy=True)
-    except Exception as exc:  # mutagen raises many types on damaged files
-        f = None
-        log.debug("no tags in %s: %s", path, exc)
-    if f is not None:
-        tags = f.tags or {}
-        from mutagen.id3 import ID3
-
-        if isinstance(tags, ID3):  # WAV / AIFF: plain ID3 frames, no "easy" keys
-            tags = {key: list(tags[frame].text) for key, frame in _ID3_FRAMES.items() if frame in tags}
-
-        def first(key):
-            try:
-                values = tags.get(key)
-            except Exception:
-                return None
-            if not values:
-                return None
-            value = values[0] if isinstance(values, list) else values
-            value = str(value).strip()
-            return value or None
-
-        info = {"artist": first("artist") or first("albumartist"), "title": first("title"),
-                "album": first("album"), "genre": first("genre")}
-        length = getattr(getattr(f, "info", None), "length", None)
-        if length and length > 0:
-            info["duration"] = float(length)
-    if "duration" not in info:
-        # Not recognised by mutagen (or no length): ask libsndfile for the header.
-        import soundfile as sf
-
-        if f is None and path.suffix.lower() == ".mp3":
-            # mutagen reads every real MP3 header; libsndfile's MP3 decoder would
-            # only print resync noise on stderr for garbage.
-            raise DatasetError("not a recognised audio file (no MPEG audio frames)")
-        try:
-            si = sf.info(str(path))
-        except Exception as exc:
-            if f is None:
-                raise DatasetError(f"not a recognised audio file ({type(exc).__name__})") from None
-        else:
-            if si.frames <= 0 or si.samplerate <= 0:
-                raise DatasetError("audio file has no samples")
-            info["duration"] = si.frames / si.samplerate
-    return info
+    try:  # in a decoder worker: a file with hundreds of MB of pictures costs that file, not this process
+        return read_file_tags(path)
+    except GenrifyError as exc:
+        raise DatasetError(str(exc).removeprefix(f"{path}: ")) from None

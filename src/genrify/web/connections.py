@@ -17,6 +17,18 @@ is uvicorn's h11 protocol with these limits added:
   refused never count against anyone else. (uvicorn's own
   ``limit_concurrency`` answers a plain 503 without ``Retry-After``; it is
   replaced by the cap here.)
+* **fair share** — when every connection is taken, a newcomer is not refused
+  while another address holds more than its share in connections that merely
+  wait for a request head: one of them is closed and the newcomer takes its
+  place. Connections that never sent a complete head go first (they get a JSON
+  503 with ``Retry-After``), then kept-alive ones idle between requests (closed
+  as at the keep-alive timeout); among them, the address holding the most, then
+  the oldest. The other address must hold more than the newcomer's will
+  afterwards, except that an address holding nothing yet always gets its first
+  connection (:func:`pick_victim`). So several addresses, each under
+  ``max_per_client``, cannot fill the server with stalled heads and lock new
+  addresses out. A connection whose request is being served (head complete,
+  body or answer under way) is never closed for this.
 
 Limits reach the protocol through the lifespan state (:data:`STATE_KEY`), which
 uvicorn hands to every connection, so they hold however the server was started
@@ -26,7 +38,6 @@ Anything beyond one machine's loopback belongs behind a reverse proxy: see ``doc
 
 from __future__ import annotations
 
-import collections
 import json
 import weakref
 from dataclasses import dataclass
@@ -87,11 +98,49 @@ def raw_response(status: int, reason: str, message: str, *, retry_after: int | N
 
 
 class _Tally:
-    """Admitted connections of one server, in all and per client address (one event loop: no lock)."""
+    """Admitted connections of one server, per client address in the order they opened (one event loop: no lock)."""
 
     def __init__(self):
         self.total = 0
-        self.per_peer: collections.Counter[str] = collections.Counter()
+        self.per_peer: dict[str, dict[GuardedH11Protocol, None]] = {}
+
+    def count(self, peer: str) -> int:
+        return len(self.per_peer.get(peer, ()))
+
+    def add(self, peer: str, conn: GuardedH11Protocol) -> None:
+        self.total += 1
+        self.per_peer.setdefault(peer, {})[conn] = None
+
+    def remove(self, peer: str, conn: GuardedH11Protocol) -> None:
+        conns = self.per_peer.get(peer, {})
+        if conn in conns:
+            del conns[conn]
+            self.total -= 1
+            if not conns:
+                del self.per_peer[peer]
+
+
+def pick_victim(per_peer: dict[str, list[tuple[bool, bool]]], *, newcomer: str) -> tuple[str, int] | None:
+    """Which connection a full server closes to admit one from ``newcomer``, or ``None`` (refuse the newcomer).
+
+    ``per_peer`` maps each address to its open connections, oldest first, as
+    ``(waiting_for_head, never_sent_a_head)``. Only a connection waiting for a
+    request head may be closed: one that never sent a complete head (stalled since
+    it opened) before one kept alive between requests, then the address holding the
+    most, then the oldest. The victim's address must hold more connections than the
+    newcomer's will after admission, unless the newcomer's address holds none yet: a
+    new address always gets in while some connection merely waits. Returns
+    ``(address, index in its list)``.
+    """
+    have = len(per_peer.get(newcomer, ()))
+    peers = [p for p in sorted(per_peer, key=lambda p: len(per_peer[p]), reverse=True)
+             if p != newcomer and (not have or len(per_peer[p]) > have + 1)]
+    for stalled_only in (True, False):
+        for peer in peers:
+            for i, (waiting, never) in enumerate(per_peer[peer]):
+                if waiting and (never or not stalled_only):
+                    return peer, i
+    return None
 
 
 #: One tally per running server (keyed by uvicorn's per-server state), so servers in one process stay apart.
@@ -117,25 +166,55 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         peer = self.client[0] if self.client else ""
         tally, limits = self._tally, self.limits
-        if tally.total >= limits.max_connections:
-            return self._refuse("the server has too many open connections; try again shortly")
-        if limits.max_per_client and tally.per_peer[peer] >= limits.max_per_client:
+        if limits.max_per_client and tally.count(peer) >= limits.max_per_client:
             return self._refuse(f"too many open connections from one address (at most {limits.max_per_client})")
-        tally.total += 1
-        tally.per_peer[peer] += 1
+        if tally.total >= limits.max_connections and not self._make_room(peer):
+            return self._refuse("the server has too many open connections; try again shortly")
+        tally.add(peer, self)
         self._peer = peer
         self._start("head", limits.header_timeout_s)
 
     def connection_lost(self, exc) -> None:
         self._stop()
-        if self._peer is not None:
-            tally = self._tally
-            tally.total -= 1
-            tally.per_peer[self._peer] -= 1
-            if tally.per_peer[self._peer] <= 0:
-                del tally.per_peer[self._peer]
-            self._peer = None
+        self._uncount()
         super().connection_lost(exc)
+
+    def _uncount(self) -> None:
+        if self._peer is not None:
+            self._tally.remove(self._peer, self)
+            self._peer = None
+
+    # -- fair share ---------------------------------------------------------------------
+
+    @property
+    def waiting_for_head(self) -> bool:
+        """No request is being served: the connection waits for (the rest of) a request head."""
+        return (not self.transport.is_closing() and self.conn.their_state is h11.IDLE
+                and (self.cycle is None or self.cycle.response_complete))
+
+    def _make_room(self, newcomer: str) -> bool:
+        """Close one connection that waits for its head on behalf of ``newcomer``; whether one was closed."""
+        per_peer = self._tally.per_peer
+        # uvicorn starts a request cycle at each complete head: no cycle yet means no head yet.
+        view = {peer: [(c.waiting_for_head, c.cycle is None) for c in conns] for peer, conns in per_peer.items()}
+        choice = pick_victim(view, newcomer=newcomer)
+        if choice is None:
+            return False
+        peer, index = choice
+        list(per_peer[peer])[index]._evict()
+        return True
+
+    def _evict(self) -> None:
+        """Give this connection's place to a newcomer: closed, with a 503 if it never sent a request."""
+        self._stop()
+        self._uncount()  # the place is free now, not when the close completes
+        if self.cycle is None:
+            # A kept-alive connection is closed silently instead: an unasked-for answer
+            # would be read as the answer to the client's next request.
+            self.transport.write(raw_response(
+                503, "Service Unavailable", "the server has too many open connections and this one sent no "
+                "complete request; try again shortly", retry_after=self.limits.retry_after_s))
+        self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
