@@ -19,7 +19,6 @@ data) before the file is touched, and :func:`undo_genres` puts it back.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -29,9 +28,6 @@ from typing import Protocol
 from genrify.errors import DatasetError, GenrifyError, TagError
 from genrify.fileio import atomic_path, remove_stale_temporaries, stat_regular
 from genrify.sources.folder import normalise_label
-
-log = logging.getLogger(__name__)
-
 
 class Journal(Protocol):
     """Where :func:`write_genre` records each change before it touches the file, and :func:`undo_genres`
@@ -50,9 +46,6 @@ class Journal(Protocol):
     def changes(self, *, run: str) -> list: ...
 
     def changes_under(self, folder: str | os.PathLike) -> list: ...
-
-#: The ID3 frames behind the easy tag names, for files whose ID3 tags mutagen gives as frames.
-_ID3_FRAMES = {"artist": "TPE1", "albumartist": "TPE2", "title": "TIT2", "album": "TALB", "genre": "TCON"}
 
 #: The ID3v1 genre byte meaning "no genre" (ID3v1 can name only the genres of its fixed list).
 ID3V1_NO_GENRE = 255
