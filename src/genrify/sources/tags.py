@@ -29,6 +29,7 @@ from genrify.errors import DatasetError, GenrifyError, TagError
 from genrify.fileio import atomic_path, remove_stale_temporaries, stat_regular
 from genrify.sources.folder import normalise_label
 
+
 class Journal(Protocol):
     """Where :func:`write_genre` records each change before it touches the file, and :func:`undo_genres`
     finds it: ``record`` returns a change id, ``mark`` sets its state; ``changes`` / ``changes_under`` /
