@@ -103,10 +103,10 @@ def audit_key(dataset: Dataset, *, config: AuditConfig, fingerprints: bool) -> d
     version, whose bundled probes rule on music and genre), the settings, and a digest of the tracks
     (index rows with any relabels, and each audio file's size and modification time)."""
     import hashlib
+    import importlib.metadata
     import json
     import os
 
-    from genrify import __version__
     from genrify.dataset.embeddings import BACKBONE
 
     digest = hashlib.sha256()
@@ -118,7 +118,7 @@ def audit_key(dataset: Dataset, *, config: AuditConfig, fingerprints: bool) -> d
         except OSError:
             stamp = None
         digest.update(json.dumps([t.path, t.sha256, t.genre, t.artist, t.title, t.duration, t.status, stamp]).encode())
-    return {"format": 1, "model": f"{BACKBONE}, genrify {__version__}", "config": asdict(config),
+    return {"format": 1, "model": f"{BACKBONE}, genrify {importlib.metadata.version('genrify')}", "config": asdict(config),
             "fingerprints": fingerprints, "tracks": digest.hexdigest()}
 
 
