@@ -73,14 +73,16 @@ class GenrifyPlugin(BeetsPlugin):
         super().__init__(name or "genrify")
         # genrify's defaults are its configuration dataclasses' (fast: None, the model's own choice, reads "no");
         # write, auto and index are the plugin's own. No default for source: the older `album` key speaks when
-        # source is not set.
-        self.config.add({"level": ChoiceConfig.level, "max": ChoiceConfig.max,
-                         "min_certainty": ChoiceConfig.min_certainty, "whitelist": [], "aliases": {}, "ignore": [],
-                         "write": True, "auto": True,
-                         "overwrite": TagJobConfig.existing == "overwrite", "keep_existing": False,
-                         "album": TagJobConfig.album, "separator": BeetsSettings.separator,
-                         "model": TagJobConfig.model, "fast": bool(TagJobConfig.fast),
-                         "workers": TagJobConfig.workers, "index": None})
+        # source is not set. Added as a source marked default, so that a key the user set can be told from
+        # one left at its default (lastgenre's `count` then stands in for `max`).
+        defaults = {"level": ChoiceConfig.level, "max": ChoiceConfig.max,
+                    "min_certainty": ChoiceConfig.min_certainty, "whitelist": [], "aliases": {}, "ignore": [],
+                    "write": True, "auto": True,
+                    "overwrite": TagJobConfig.existing == "overwrite", "keep_existing": False,
+                    "album": TagJobConfig.album, "separator": BeetsSettings.separator,
+                    "model": TagJobConfig.model, "fast": bool(TagJobConfig.fast),
+                    "workers": TagJobConfig.workers, "index": None}
+        self.config.root().add(confuse.ConfigSource({self.config.key: defaults}, default=True))
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
             self.register_listener("import_begin", self.check_before_import)
