@@ -25,9 +25,9 @@ lastgenre's names in brackets are read too)::
     workers: 1
     index: null           # the results index file (null: genrify's data folder)
 
-beets keeps several genres in the ``genres`` list field (beets 2.x, shown by
-``$genres``); on an older beets with only the ``genre`` text field, the names are
-joined with ``separator``. A bad value stops ``beet genrify`` and ``beet import``
+A beets with the ``genres`` list field (beets 2.14 has only that one, shown by
+``$genres``) gets the names as a list; on a beets with only the ``genre`` text
+field, they are joined with ``separator``. A bad value stops ``beet genrify`` and ``beet import``
 with one error line before any song is touched.
 """
 
@@ -187,7 +187,9 @@ class GenrifyPlugin(BeetsPlugin):
         self._log.info("{}: {}", item.filepath, ", ".join(decision.values))
         retagged = bool(write and item.try_write())
         item.store()
-        try:  # so that a rerun knows these genres for genrify's own, and the rewritten file for the same song
+        # So that a rerun knows these genres for genrify's own, and the rewritten file for the same song. (An
+        # import that autotags writes its files again after the import stages: a rerun analyses those anew.)
+        try:
             note_written(index, song=f.song["id"], path=f.path, written=decision.values, previous=current,
                          retagged=retagged)
         except GenrifyError as exc:
