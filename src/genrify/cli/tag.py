@@ -24,8 +24,8 @@ def register(sub) -> None:
     p.add_argument("--album", action="store_true",
                    help="one genre per album (album tag within a folder, else the folder), from its tracks' mean")
     p.add_argument("--level", choices=("genre", "style", "both", "specific"), default=FieldDefault(_CHOICE, "level"),
-                   help="write top-level genres, the finer styles, both, or each genre's style where one is sure "
-                        "and else the genre (specific) (default: %(default)s)")
+                   help="write top-level genres (specific: each genre's surest style, else the genre), "
+                        "the finer styles, or both (default: %(default)s)")
     p.add_argument("--max", type=int, default=FieldDefault(_CHOICE, "max"),
                    help="at most this many names of each level (default: %(default)s)")
     p.add_argument("--min-certainty", type=float, default=FieldDefault(_CHOICE, "min_certainty"),
