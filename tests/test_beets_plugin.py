@@ -287,6 +287,17 @@ def test_source_album_gives_an_albums_tracks_the_mean_of_their_analyses(beets_ho
     album = choose_album([a for a, _ in choices.values()], config=ChoiceConfig(min_certainty=0.0))
     assert album.names  # two of three agree: the album is sure
     assert [list(i.genres) for i in _library(home).items()] == [album.names] * 3
+    proc = _beet(home, "genrify", "-s", "artist")  # lastgenre's -s: here, the mean of each artist's songs
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    by_artist: dict = {}
+    for item in _library(home).items():
+        by_artist.setdefault(item.artist, []).append(item)
+    assert sorted(len(v) for v in by_artist.values()) == [1, 2]  # the two jazz songs share their artist
+    for songs in by_artist.values():
+        analyses = [choices[str(i.filepath)][0] for i in songs]
+        mean = choose_album(analyses, config=ChoiceConfig(min_certainty=0.0)) if len(songs) > 1 else choices[
+            str(songs[0].filepath)][1]
+        assert all(list(i.genres) == mean.names for i in songs)
 
 
 def test_a_rerun_knows_the_genres_genrify_wrote_and_analyses_nothing_again(beets_home, tmp_path):
@@ -331,3 +342,19 @@ def test_the_readme_table_lists_every_option_of_the_plugin_beside_lastgenres(tmp
     assert options <= rows, options - rows
     assert all(f"`{name}`" in section for name in LASTGENRE_KEYS.values())
     assert "$genres" in section and "$genre" in section
+
+
+def test_separator_joins_and_splits_the_one_text_genre_field_of_an_older_beets(tmp_path, monkeypatch):
+    from beetsplug.genrify import GenrifyPlugin, _split
+
+    import beets
+
+    monkeypatch.setenv("BEETSDIR", str(tmp_path))
+    plugin = GenrifyPlugin()
+    plugin.config["separator"] = " / "  # as a user's config.yaml says it, over the plugin's default
+    try:
+        assert plugin.settings().separator == " / "
+    finally:
+        beets.config.sources.pop(0)
+    assert _split("Jazz / Hip-Hop", " / ") == ["Jazz", "Hip-Hop"] and _split("", ", ") == []
+    assert _split("Jazz, Blues", ", ") == ["Jazz", "Blues"]
