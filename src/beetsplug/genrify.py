@@ -27,8 +27,8 @@ lastgenre's names in brackets are read too)::
 
 A beets with the ``genres`` list field (beets 2.14 has only that one, shown by
 ``$genres``) gets the names as a list; on a beets with only the ``genre`` text
-field, they are joined with ``separator``. A bad value stops ``beet genrify`` and ``beet import``
-with one error line before any song is touched.
+field, they are joined with ``separator``. A bad value stops ``beet genrify`` and
+``beet import`` with one error line before any song is touched.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class GenrifyPlugin(BeetsPlugin):
         try:
             return self._settings()
         except confuse.ConfigError as exc:  # a value of the wrong type: confuse's message names the key
-            raise ConfigError(f"genrify config: {exc}") from None
+            raise ConfigError(str(exc)) from None
 
     def _settings(self) -> BeetsSettings:
         c = self.config
