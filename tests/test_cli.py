@@ -453,3 +453,32 @@ def test_certainty_sentence_agrees_with_the_verdict(run_genrify, seeded_mlp_mode
         assert f"only {listed[1]}% certainty" in text
     else:
         assert result["verdict"] == "genre" and "Not sure" not in text
+
+
+# ---------------------------------------------------------------------------- genrify tag: its words
+
+
+def test_tag_a_path_that_does_not_exist_is_one_error_line(run_genrify, tmp_path):
+    missing = tmp_path / "nonexistent"
+    proc = run_genrify("tag", missing, "--index", tmp_path / "i.sqlite")
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout  # no table header, no summary
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"genrify: error: {missing}: "), proc.stderr
+
+
+def test_tag_table_names_the_genre_its_certainty_belongs_to(run_genrify, seeded_mlp_model, tmp_path):
+    """A song that is not music (here silence) has no genre to write; its number is its top genre's
+    probability, and the table says which genre that is."""
+    from genrify.tagging import ResultsIndex
+    from genrify.taxonomy import canonical_name
+
+    music = tmp_path / "music"
+    music.mkdir()
+    sf.write(music / "silence.flac", np.zeros(3 * 22050, dtype=np.float32), 22050)
+    proc = run_genrify("tag", music, "--model", seeded_mlp_model, "--index", tmp_path / "i.sqlite")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    header, row = proc.stdout.splitlines()[:2]
+    assert "top genre" in header and "not_music" in row and "nothing to write" in row, proc.stdout
+    with ResultsIndex(tmp_path / "i.sqlite") as index:
+        [song] = index.rows()
+    genre, p = max(song["analysis"]["genres"].items(), key=lambda kv: kv[1])
+    assert f"{canonical_name(genre)} {p:.2f}" in row, proc.stdout

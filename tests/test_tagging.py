@@ -203,7 +203,7 @@ def test_write_keeps_existing_genres_by_default_then_overwrite_merge_and_undo(li
         assert read_genres(f.path) == f.choice.names
     rerun = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
     assert rerun.analysed == 0 and rerun.written == 0  # retagged files are recognised by their new hash
-    assert {f.action for f in rerun.files} == {"already tagged"}
+    assert {f.action for f in rerun.files} == {"already tagged by genrify"}
     from genrify.cli import main
 
     assert main(["tag", "--undo", str(library), "--index", str(index)]) == 0
@@ -260,7 +260,7 @@ def test_the_cli_table_export_and_exit_codes(library, tiny_cnn_model, tmp_path, 
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = run_genrify("tag", empty, "--model", tiny_cnn_model, "--index", tmp_path / "i.sqlite")
-    assert proc.returncode == 1 and "no audio files" in proc.stdout
+    assert proc.returncode == 1 and "no audio files" in proc.stderr and proc.stdout == ""
     proc = run_genrify("tag", library, "--names", tmp_path / "nope.yaml")
     assert proc.returncode == 1 and proc.stderr.startswith("genrify: error:") and proc.stderr.count("\n") == 1
 
@@ -446,3 +446,49 @@ def test_bad_json_in_the_results_index_is_a_one_line_error(library, tiny_cnn_mod
     assert "Traceback" not in proc.stdout + proc.stderr
     (failed,) = [line for line in proc.stdout.splitlines() if line.startswith("failed: ")]
     assert "damaged" in failed  # that song alone; the others are listed from the index as before
+
+
+# ---------------------------------------------------------------------------- beets' lastgenre conventions (pure)
+
+
+def test_specific_level_writes_each_genres_surest_style_else_the_genre():
+    assert choose(SONG, config=ChoiceConfig(level="specific")).names == ["Hard Rock"]
+    three = choose(SONG, config=ChoiceConfig(level="specific", max=3, min_certainty=0.1))
+    assert three.styles == ["Hard Rock", "Heavy Metal"] and three.genres == ["Jazz"]  # jazz has no style
+    no_hard = NameRules(ignore=frozenset({"hard rock", "progressive rock"}))
+    assert choose(SONG, config=ChoiceConfig(level="specific", names=no_hard)).names == ["Rock"]
+    assert choose(SONG, config=ChoiceConfig(level="specific")).top == "Rock"
+
+
+def test_whitelist_and_ignore_list_name_a_genre_in_any_spelling():
+    # lastgenre's genre list spells it "hip hop"; genrify writes the taxonomy's "Hip-Hop"
+    assert NameRules(whitelist=frozenset({"hip hop", "rock"})).apply(["Hip-Hop", "Jazz", "Rock"]) == ["Hip-Hop", "Rock"]
+    assert NameRules(ignore=frozenset({"HIPHOP"})).apply(["Hip-Hop", "Jazz"]) == ["Jazz"]
+
+
+def test_a_genre_list_file_is_read_bounded_one_name_a_line(tmp_path):
+    from genrify.tagging.choose import read_name_list
+
+    good = tmp_path / "genres.txt"
+    good.write_text("\ufeff# mine\nrock\n\n  hip hop  \njazz\n")
+    assert read_name_list(good) == {"rock", "hip hop", "jazz"}
+    fifo = tmp_path / "genres.fifo"
+    os.mkfifo(fifo)  # a FIFO is refused at once, not waited on
+    (tmp_path / "empty.txt").write_text("\n# nothing\n")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00rock")
+    for bad, why in ((tmp_path / "missing.txt", "cannot read"), (fifo, "named pipe"), (tmp_path, "directory"),
+                     (tmp_path / "empty.txt", "names no genre"), (tmp_path / "binary.txt", "not UTF-8")):
+        with pytest.raises(ConfigError) as err:
+            read_name_list(bad)
+        assert str(bad) in str(err.value) and why in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_genre_genrify_wrote_is_said_to_be_genrifys_own():
+    ours = decide_tag(current=["Jazz"], names=["Jazz"], written=["Jazz"])
+    assert (ours.values, ours.outcome, ours.ours) == (None, "unchanged", True)
+    assert ours.why(current=["Jazz"]) == "already tagged by genrify"
+    theirs = decide_tag(current=["Jazz"], names=["Jazz"])
+    assert theirs.why(current=["Jazz"]) == "already tagged"
+    kept = decide_tag(current=["Folk"], names=["Jazz"], written=["Jazz"])
+    assert kept.why(current=["Folk"]) == "kept existing genre Folk"
+    assert decide_tag(current=[], names=[]).why(current=[], verdict="not_music") == "nothing to write (not_music)"

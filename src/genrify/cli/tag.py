@@ -23,8 +23,9 @@ def register(sub) -> None:
     p.add_argument("--write", action="store_true", help="write the genres (default: only show what would be written)")
     p.add_argument("--album", action="store_true",
                    help="one genre per album (album tag within a folder, else the folder), from its tracks' mean")
-    p.add_argument("--level", choices=("genre", "style", "both"), default=FieldDefault(_CHOICE, "level"),
-                   help="write top-level genres, the finer styles, or both (default: %(default)s)")
+    p.add_argument("--level", choices=("genre", "style", "both", "specific"), default=FieldDefault(_CHOICE, "level"),
+                   help="write top-level genres (specific: each genre's surest style, else the genre), "
+                        "the finer styles, or both (default: %(default)s)")
     p.add_argument("--max", type=int, default=FieldDefault(_CHOICE, "max"),
                    help="at most this many names of each level (default: %(default)s)")
     p.add_argument("--min-certainty", type=float, default=FieldDefault(_CHOICE, "min_certainty"),
@@ -70,6 +71,10 @@ def cmd_tag(args) -> int:
         analyse = tag_engine(RayConfig.from_environment(args.ray), model=config.model, fast=config.fast)
     with ResultsIndex(args.index) as index, _Progress() as progress:
         summary = run_tag_job(args.paths, index=index, config=config, progress=progress, analyse=analyse)
+    if summary.nothing_done:  # not one file handled: its errors alone, each as any command's error line
+        for f in summary.files:
+            print(f"genrify: error: {terminal_safe(f.error)}", file=sys.stderr)
+        return 1
     _print_summary(summary, config)
     if args.export:
         _export(summary, args.export)
@@ -132,22 +137,26 @@ class _Progress:
         self.close()
 
 
+def _top(c) -> str:
+    # The certainty is the top genre's probability, written or not: naming that genre says so, where a
+    # bare number beside "not_music" reads as the certainty of the verdict.
+    return f"{c.top} {c.certainty:.2f}" if c and c.certainty is not None else "-"
+
+
 def _print_summary(summary, config) -> None:
     """The per-file table, the per-album table with --album, then counts and one line per failed file."""
     ok = [f for f in summary.files if not f.error]
     width = min(60, max([len(f.path) for f in ok] + [4]))
-    print(terminal_safe(f"{'file':<{width}}  {'genres':<28} {'certainty':>9}  {'verdict':<9} action"))
+    print(terminal_safe(f"{'file':<{width}}  {'genres':<28} {'top genre, p':<18} {'verdict':<9} action"))
     for f in ok:
         c = f.choice
         names = ", ".join(c.names) if c and c.names else "-"
-        cert = f"{c.certainty:.2f}" if c and c.certainty is not None else "-"
-        print(terminal_safe(f"{f.path:<{width}}  {names:<28} {cert:>9}  {(c.verdict if c else '-'):<9} {f.action}"))
+        print(terminal_safe(f"{f.path:<{width}}  {names:<28} {_top(c):<18} {(c.verdict if c else '-'):<9} {f.action}"))
     if summary.albums:
         print()
-        print(f"{'album':<{width}}  {'genres':<28} {'certainty':>9}  verdict")
+        print(f"{'album':<{width}}  {'genres':<28} {'top genre, p':<18} verdict")
         for key, c in summary.albums.items():
-            cert = f"{c.certainty:.2f}" if c.certainty is not None else "-"
-            print(terminal_safe(f"{key:<{width}}  {', '.join(c.names) or '-':<28} {cert:>9}  {c.verdict}"))
+            print(terminal_safe(f"{key:<{width}}  {', '.join(c.names) or '-':<28} {_top(c):<18} {c.verdict}"))
     failed = summary.failed
     written = f"{summary.written} written" if config.write else "dry run: nothing written (add --write)"
     print(f"\n{len(summary.files)} files: {summary.analysed} analysed, {summary.reused} known from the index, "

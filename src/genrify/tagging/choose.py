@@ -21,9 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from genrify.errors import ConfigError
+from genrify.fileio import read_regular
 from genrify.taxonomy import canonical_name
 
-LEVELS = ("genre", "style", "both")
+#: ``specific``: for each chosen genre, its surest style when one is sure enough, else the genre itself
+#: (the most specific name only, as beets' lastgenre ``prefer_specific``).
+LEVELS = ("genre", "style", "both", "specific")
 
 #: What to do with a genre tag a file already has (one genrify did not write): see :func:`decide_tag`.
 EXISTING = ("keep", "overwrite", "merge")
@@ -35,7 +38,9 @@ ALBUM_AGREEMENT = 0.5
 @dataclass(frozen=True)
 class NameRules:
     """The user's names: ``aliases`` (any case → the spelling to write), ``ignore`` (never written),
-    ``whitelist`` (when not empty, only these are written). Keys are compared case-insensitively."""
+    ``whitelist`` (when not empty, only these are written). Alias keys are compared case-insensitively;
+    ignore list and whitelist by genre, whatever the spelling (``hip hop`` in a whitelist lets ``Hip-Hop``
+    through, as in beets' lastgenre genre list)."""
 
     aliases: dict[str, str] = field(default_factory=dict)
     ignore: frozenset[str] = frozenset()
@@ -44,17 +49,24 @@ class NameRules:
     def apply(self, names: list[str]) -> list[str]:
         """``names`` renamed by the aliases, filtered by ignore list and whitelist, case duplicates dropped."""
         aliases = {k.casefold(): v for k, v in self.aliases.items()}
-        ignore = {n.casefold() for n in self.ignore}
-        allowed = {n.casefold() for n in self.whitelist}
+        ignore = set(_keys(list(self.ignore)))
+        allowed = set(_keys(list(self.whitelist)))
         out, seen = [], set()
         for name in names:
             name = aliases.get(name.casefold(), name).strip()
             key = name.casefold()
-            if not name or key in seen or key in ignore or (allowed and key not in allowed):
+            if not name or key in seen or _kept_out(name, ignore=ignore, allowed=allowed):
                 continue
             seen.add(key)
             out.append(name)
         return out
+
+
+def _kept_out(name: str, *, ignore: set[str], allowed: set[str]) -> bool:
+    if not ignore and not allowed:  # no list: no canonical lookup on the hot path of a big library
+        return False
+    key = _keys([name])[0]
+    return key in ignore or bool(allowed) and key not in allowed
 
 
 def load_names(path: str | os.PathLike) -> NameRules:
@@ -87,6 +99,28 @@ def names_from_mapping(data, *, source: str = "names") -> NameRules:
                      ignore=frozenset(map(str, ignore)), whitelist=frozenset(map(str, whitelist)))
 
 
+#: The largest name list read (:func:`read_name_list`): beets' own whitelist of every genre is ~20 KiB.
+NAME_LIST_MAX_BYTES = 4 * 1024**2
+
+
+def read_name_list(path: str | os.PathLike) -> frozenset[str]:
+    """The names of a genre list file in beets' lastgenre form: one name per line, blank lines and
+    lines starting with ``#`` ignored, surrounding spaces dropped. Read through the bounded reader
+    (:func:`~genrify.fileio.read_regular`, at most :data:`NAME_LIST_MAX_BYTES`); a missing, unreadable,
+    non-UTF-8 or empty file is a one-line :class:`~genrify.errors.ConfigError` naming it, since an
+    empty whitelist would silently let every name through."""
+    try:
+        text = read_regular(path, max_bytes=NAME_LIST_MAX_BYTES).decode("utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the genre list ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a genre list (not UTF-8 text)") from None
+    names = frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    if not names:
+        raise ConfigError(f"{path}: the genre list names no genre")
+    return names
+
+
 #: A style is written when its probability (its genre's × its share of the genre) reaches this: a
 #: stricter rule than the one for showing it (``STYLE_MIN_SHARE``), since a written tag stays.
 STYLE_MIN_PROBABILITY = 0.3
@@ -94,8 +128,9 @@ STYLE_MIN_PROBABILITY = 0.3
 
 @dataclass(frozen=True)
 class ChoiceConfig:
-    """What to write: ``level`` genre | style | both; at most ``max`` names of each level; genres at or
-    above ``min_certainty`` (probability); styles at or above ``min_style`` under a chosen genre."""
+    """What to write: ``level`` genre | style | both | specific (see :data:`LEVELS`); at most ``max`` names
+    of each level; genres at or above ``min_certainty`` (probability); styles at or above ``min_style``
+    under a chosen genre."""
 
     level: str = "genre"
     max: int = 1
@@ -114,12 +149,14 @@ class ChoiceConfig:
 
 @dataclass(frozen=True)
 class Choice:
-    """The names to write (genres then styles, as written) and what they rest on."""
+    """The names to write (genres then styles, as written) and what they rest on: ``certainty`` is the
+    probability of ``top``, the most likely genre (display name), whether or not it is written."""
 
     genres: list[str]
     styles: list[str]
     certainty: float | None
     verdict: str
+    top: str | None = None
 
     @property
     def names(self) -> list[str]:
@@ -137,18 +174,39 @@ def choose(analysis: dict, *, config: ChoiceConfig = ChoiceConfig()) -> Choice:
 
 def _pick(genres: dict[str, float], styles: list, verdict: str, config: ChoiceConfig) -> Choice:
     ranked = sorted(genres.items(), key=lambda kv: -kv[1])
-    certainty = ranked[0][1] if ranked else None
+    certainty, best = (ranked[0][1], ranked[0][0]) if ranked else (None, None)
     if verdict != "genre" or certainty is None or certainty < config.min_certainty:
-        return Choice([], [], certainty, verdict if verdict != "genre" else "unsure")
+        return Choice([], [], certainty, verdict if verdict != "genre" else "unsure", best)
     top = config.names.apply([g for g, p in ranked if p >= config.min_certainty])[:config.max]
     parents = {g.casefold() for g, p in ranked if p >= config.min_certainty}
     picked = sorted((p, s) for s, g, p in styles if g.casefold() in parents and p >= config.min_style)
     style_names = config.names.apply([s for _, s in reversed(picked)])[:config.max]
     if config.level == "genre":
-        return Choice(top, [], certainty, verdict)
+        return Choice(top, [], certainty, verdict, best)
     if config.level == "style":
-        return Choice([], style_names, certainty, verdict)
-    return Choice(top, [s for s in style_names if s.casefold() not in {g.casefold() for g in top}], certainty, verdict)
+        return Choice([], style_names, certainty, verdict, best)
+    if config.level == "specific":
+        return _most_specific(ranked, styles, certainty, verdict, best, config)
+    return Choice(top, [s for s in style_names if s.casefold() not in {g.casefold() for g in top}], certainty, verdict,
+                  best)
+
+
+def _most_specific(ranked, styles, certainty, verdict, best, config: ChoiceConfig) -> Choice:
+    """Per genre at or above the cut-off, in rank order: its surest style (at or above ``min_style``)
+    that the user's names let through, else the genre itself; at most ``max`` names in all."""
+    genres, chosen, seen = [], [], set()
+    for genre, p in ranked:
+        if p < config.min_certainty or len(genres) + len(chosen) >= config.max:
+            break
+        own = sorted(((q, s) for s, g, q in styles if g.casefold() == genre.casefold() and q >= config.min_style),
+                     reverse=True)
+        for name, is_style in [*((s, True) for _, s in own), (genre, False)]:
+            kept = config.names.apply([name])
+            if kept and kept[0].casefold() not in seen:
+                seen.add(kept[0].casefold())
+                (chosen if is_style else genres).append(kept[0])
+                break
+    return Choice(genres, chosen, certainty, verdict, best)
 
 
 def choose_album(analyses: list[dict], *, config: ChoiceConfig = ChoiceConfig()) -> Choice:
@@ -184,10 +242,20 @@ class TagDecision:
     """What to write into a file's genre tag and why. ``values``: the genre values to write, ``None``
     to leave the tag as it is. ``outcome``: ``"nothing"`` (no name was chosen), ``"unchanged"`` (the
     file already says so), ``"kept"`` (the user's own genre stays), ``"written"`` (the file had no
-    genre), ``"replaced"`` or ``"merged"``."""
+    genre), ``"replaced"`` or ``"merged"``. ``ours``: the file's genre is the one genrify last wrote."""
 
     values: list[str] | None
     outcome: str
+    ours: bool = False
+
+    def why(self, *, current: list[str], verdict: str | None = None) -> str:
+        """Why nothing is written (``values`` is ``None``), in the words ``genrify tag`` and beets show:
+        ``current`` is the file's genre, ``verdict`` the song's (said after "nothing to write")."""
+        if self.outcome == "nothing":
+            return f"nothing to write ({verdict})" if verdict else "nothing to write"
+        if self.outcome == "kept":
+            return f"kept existing genre {', '.join(current)}"
+        return "already tagged by genrify" if self.ours else "already tagged"
 
 
 def _keys(names: list[str]) -> list[str]:
@@ -209,15 +277,16 @@ def decide_tag(*, current: list[str], names: list[str], existing: str = "keep",
     """
     if existing not in EXISTING:
         raise ConfigError(f"existing must be one of {', '.join(EXISTING)}, not {existing!r}")
+    have = _keys(current)
+    ours = bool(current) and bool(written) and have == _keys(written)
     if not names:
-        return TagDecision(None, "nothing")
+        return TagDecision(None, "nothing", ours)
     if current == names:
-        return TagDecision(None, "unchanged")
+        return TagDecision(None, "unchanged", ours)
     if not current:
         return TagDecision(list(names), "written")
-    have = _keys(current)
-    if existing == "overwrite" or (written and have == _keys(written)):
-        return TagDecision(list(names), "replaced")
+    if existing == "overwrite" or ours:
+        return TagDecision(list(names), "replaced", ours)
     if have == _keys(names):
         return TagDecision(None, "unchanged")
     if existing == "keep":

@@ -275,11 +275,9 @@ def _values(f: FileOutcome, current: list[str], config: TagJobConfig) -> tuple[l
     """The genre values to write into ``f`` (``None``: nothing) and why, by the one existing-tag rule."""
     decision = decide_tag(current=current, names=f.choice.names if f.choice else [], existing=config.existing,
                           written=f.song.get("written"))
-    if decision.outcome == "nothing":
-        return None, f"nothing to write ({f.choice.verdict if f.choice else 'no analysis'})"
-    if decision.outcome == "kept":
-        return None, f"kept existing genre {', '.join(current)}"
-    return decision.values, "already tagged" if decision.values is None else decision.outcome
+    if decision.values is None:
+        return None, decision.why(current=current, verdict=f.choice.verdict if f.choice else "no analysis")
+    return decision.values, decision.outcome
 
 
 def _plan(f: FileOutcome, config: TagJobConfig) -> None:
@@ -302,12 +300,21 @@ def _write(f: FileOutcome, index: ResultsIndex, journal: TagJournal, config: Tag
             return
         written = write_genre(f.path, values, journal=journal, id3_separator=config.id3_separator, expect=f.seen,
                               root=f.root)
-        digest, st = content_hash(f.path)
-        index.see(f.song["id"], path=f.path, size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest)
-        index.set_written(f.song["id"], written=written, previous=previous or None)
+        note_written(index, song=f.song["id"], path=f.path, written=written, previous=previous)
         f.action = f"wrote {', '.join(written)}"
     except GenrifyError as exc:
         f.error = str(exc)
+
+
+def note_written(index: ResultsIndex, *, song: int, path: str, written: list[str], previous: list[str],
+                 retagged: bool = True) -> None:
+    """Record in ``index`` that genrify set ``song``'s genre to ``written`` (it was ``previous``), so a
+    rerun knows the genre for genrify's own; with ``retagged`` (the file at ``path`` was rewritten), its
+    new content hash too, so the rerun does not analyse the song again."""
+    if retagged:
+        digest, st = content_hash(path)
+        index.see(song, path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest)
+    index.set_written(song, written=written, previous=previous or None)
 
 
 def export_rows(summary: JobSummary) -> list[dict]:
