@@ -76,15 +76,30 @@ CREATE TABLE IF NOT EXISTS changes (
     old_id3 INTEGER                 -- the ID3v2 minor version (3 or 4) of the file's tag before, else NULL
 );
 CREATE INDEX IF NOT EXISTS changes_run ON changes (run);
+CREATE INDEX IF NOT EXISTS changes_path ON changes (path);
 """
 
 # The library page's columns, read from each song's analysis in SQL, so that a listing never parses
-# the per-window data; the same fields as ResultsIndex.rows() gives (certainty = top[0][1]).
+# the per-window data; the same fields as ResultsIndex.rows() gives (certainty = top[0][1]). A row over
+# the bounds (MAX_ANALYSIS_CHARS, MAX_TAGS_CHARS) or not JSON is read as its sizes alone.
 _SUMMARY_SQL = """
-SELECT id, path, tags, json_extract(analysis, '$.genre') AS genre, json_extract(analysis, '$.verdict') AS verdict,
-       json_extract(analysis, '$.top[0][1]') AS certainty, json_extract(analysis, '$.styles') AS styles
-FROM songs
+SELECT id, path, tags_chars, analysis_chars, usable, CASE WHEN tags_chars <= :tags THEN tags END AS tags,
+       CASE WHEN usable THEN json_extract(analysis, '$.genre') END AS genre,
+       CASE WHEN usable THEN json_extract(analysis, '$.verdict') END AS verdict,
+       CASE WHEN usable THEN json_extract(analysis, '$.top[0][1]') END AS certainty,
+       CASE WHEN usable THEN json_extract(analysis, '$.styles') END AS styles,
+       CASE WHEN usable THEN json_extract(analysis, '$.genres') END AS genres,
+       CASE WHEN usable THEN json_extract(analysis, '$.details.styles') END AS detail_styles
+FROM (SELECT id, path, tags, analysis, length(tags) AS tags_chars, length(analysis) AS analysis_chars,
+             length(analysis) <= :analysis AND json_valid(analysis) AS usable FROM songs)
 """
+
+#: The most characters a song's stored analysis may have for the library page to read it: a song of
+#: ten hours in 3 s windows over ten genres is ~2.6 M; a damaged or hostile row of 300,000 windows
+#: (28 M) would cost ~500 MB to parse and draw, so it is skipped and reported instead.
+MAX_ANALYSIS_CHARS = 4_000_000
+#: The most characters a song's stored tags may have (artist, album, title and genres as read).
+MAX_TAGS_CHARS = 64_000
 
 
 def default_index_path() -> Path:
@@ -316,23 +331,79 @@ def committed_songs(path: str | os.PathLike) -> int:
 def read_songs(path: str | os.PathLike) -> list[dict] | None:
     """Every song of the index at ``path``, read-only, without the per-window data: ``id``, ``path``,
     ``tags`` (dict), ``genre``, ``verdict``, ``certainty`` (top[0]'s probability) and ``styles`` (the
-    analysis' list of dicts); ``None`` when there is no index there (no file, or the journal alone)."""
+    analysis' list of dicts), ``choice`` (the JSON text of the analysis' ``genres`` and ``details.styles``,
+    what :func:`~genrify.tagging.choose.choose` reads); ``None`` when there is no index there (no file, or
+    the journal alone).
+
+    A row that cannot be read as a song (tags or analysis over :data:`MAX_TAGS_CHARS` /
+    :data:`MAX_ANALYSIS_CHARS`, not JSON, of the wrong shape) comes as ``id``, ``path`` and ``problem``
+    (why, in words) alone: one damaged row never stops the listing.
+    """
     if not Path(path).exists():
         return None
     with _read_only(Path(path)) as conn:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'songs'").fetchall():
             return None
-        return [{"id": r["id"], "path": r["path"], "tags": json.loads(r["tags"] or "{}"), "genre": r["genre"],
-                 "verdict": r["verdict"], "certainty": r["certainty"], "styles": json.loads(r["styles"] or "[]")}
-                for r in conn.execute(_SUMMARY_SQL).fetchall()]
+        rows = conn.execute(_SUMMARY_SQL, {"tags": MAX_TAGS_CHARS, "analysis": MAX_ANALYSIS_CHARS}).fetchall()
+    return [_summary_row(r) for r in rows]
+
+
+def _summary_row(r: sqlite3.Row) -> dict:
+    """One row of ``_SUMMARY_SQL`` as :func:`read_songs` gives it, or with its ``problem``."""
+    song = {"id": r["id"], "path": r["path"]}
+    if r["tags"] is None:
+        return song | {"problem": f"its tags are {r['tags_chars'] or 0:,} characters, over the {MAX_TAGS_CHARS:,} read"}
+    if not r["usable"]:
+        size = r["analysis_chars"] or 0
+        why = (f"its analysis is {size:,} characters, over the {MAX_ANALYSIS_CHARS:,} read"
+               if size > MAX_ANALYSIS_CHARS else "its analysis is not JSON")
+        return song | {"problem": why}
+    try:
+        tags, styles = json.loads(r["tags"]), json.loads(r["styles"] or "[]")
+    except ValueError:
+        return song | {"problem": "its tags are not JSON"}
+    certainty = r["certainty"]
+    if not (isinstance(tags, dict) and isinstance(styles, list) and isinstance(r["genre"], (str, type(None)))
+            and isinstance(r["verdict"], (str, type(None))) and isinstance(certainty, (int, float, type(None)))):
+        return song | {"problem": "its tags or analysis are not of the shape genrify writes"}
+    return song | {"tags": tags, "genre": r["genre"], "verdict": r["verdict"], "certainty": certainty,
+                   "styles": styles, "choice": (r["genres"], r["detail_styles"])}
 
 
 def read_song(path: str | os.PathLike, song_id: int) -> dict | None:
     """Song ``song_id`` of the index at ``path``, read-only: its ``analysis`` (dict) and ``written`` (the
-    genre values genrify wrote, or ``None``); ``None`` when there is no such song."""
+    genre values genrify wrote, or ``None``); ``None`` when there is no such song. An analysis over
+    :data:`MAX_ANALYSIS_CHARS` is never loaded; it, or one that is not JSON, is a :class:`DatasetError`."""
     with _read_only(Path(path)) as conn:
-        row = conn.execute("SELECT analysis, written FROM songs WHERE id = ?", (song_id,)).fetchone()
-    return None if row is None else {"analysis": json.loads(row["analysis"]), "written": _json(row["written"])}
+        row = conn.execute("SELECT CASE WHEN length(analysis) <= ? THEN analysis END AS analysis, "
+                           "length(analysis) AS chars, written FROM songs WHERE id = ?",
+                           (MAX_ANALYSIS_CHARS, song_id)).fetchone()
+    if row is None:
+        return None
+    if row["analysis"] is None:
+        raise DatasetError(f"song {song_id}: its analysis is {row['chars'] or 0:,} characters, over the "
+                           f"{MAX_ANALYSIS_CHARS:,} the library page reads")
+    try:
+        analysis, written = json.loads(row["analysis"]), _json(row["written"])
+    except ValueError:
+        raise DatasetError(f"song {song_id}: its stored analysis is not JSON") from None
+    if not isinstance(analysis, dict):
+        raise DatasetError(f"song {song_id}: its stored analysis is not of the shape genrify writes")
+    return {"analysis": analysis, "written": written}
+
+
+def read_changes(path: str | os.PathLike, files: list[str]) -> dict[str, TagChange]:
+    """The latest recorded genre change of each of ``files`` (resolved paths, as the journal records them)
+    in the tag journal at ``path``, read-only; files never tagged are absent (so is every file when
+    the file has no journal)."""
+    if not files or not Path(path).exists():
+        return {}
+    with _read_only(Path(path)) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'changes'").fetchall():
+            return {}
+        rows = conn.execute(f"SELECT * FROM changes WHERE path IN ({', '.join('?' * len(files))}) ORDER BY id",
+                            files).fetchall()
+    return {r["path"]: _change(r) for r in rows}  # by id: the latest of a file wins
 
 
 # ---------------------------------------------------------------------------------------- tag journal
@@ -359,6 +430,12 @@ class TagChange:
             if isinstance(values, list):
                 return [str(v) for v in values]
         return [self.new]
+
+
+def _change(r: sqlite3.Row) -> TagChange:
+    old_id3 = r["old_id3"] if "old_id3" in r.keys() else None  # a journal of an earlier genrify lacks it
+    return TagChange(id=r["id"], run=r["run"], at=r["at"], path=r["path"], old=_json(r["old"]), new=r["new"],
+                     state=r["state"], old_id3=old_id3)
 
 
 def _encode_new(values: list[str]) -> str:
@@ -432,9 +509,7 @@ class TagJournal:
         return [c for c in self._rows("SELECT * FROM changes ORDER BY id") if Path(c.path).is_relative_to(folder)]
 
     def _rows(self, sql: str, params: tuple = ()) -> list[TagChange]:
-        rows = self._execute(sql, params).fetchall()
-        return [TagChange(id=r["id"], run=r["run"], at=r["at"], path=r["path"],
-                          old=_json(r["old"]), new=r["new"], state=r["state"], old_id3=r["old_id3"]) for r in rows]
+        return [_change(r) for r in self._execute(sql, params).fetchall()]
 
     def close(self) -> None:
         """Close the database."""
