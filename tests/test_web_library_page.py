@@ -350,3 +350,118 @@ def chromium():
             "--autoplay-policy=no-user-gesture-required"])
         yield browser
         browser.close()
+
+
+# ------------------------------------------------------------------------------- a damaged or hostile index
+
+
+def test_damaged_rows_are_skipped_and_reported_and_a_huge_analysis_is_never_loaded(tmp_path, gtzan_mini, classifier):
+    import json
+    import sqlite3
+
+    lib = tmp_path / "Music"
+    lib.mkdir()
+    shutil.copy(gtzan_mini / "jazz" / "jazz.00000.wav", lib / "jazz.wav")
+    with ResultsIndex(tmp_path / "index.sqlite") as index:
+        good = _add(index, lib / "jazz.wav", 1, _analysis("Jazz", "genre", 0.9), {"title": "jazz"})
+        bad = {kind: _add(index, lib / f"{kind}.wav", n, _analysis("Rock", "genre", 0.9), {"title": kind})
+               for n, kind in enumerate(("huge", "tags", "analysis", "shape"), start=2)}
+    windows = 300_000  # 28 MB of JSON: the hostile row of the issue
+    huge = _analysis("Rock", "genre", 0.9) | {"windows": {"starts": [float(i) for i in range(windows)],
+                                                          "labels": list(GENRES),
+                                                          "probabilities": [[0.5, 0.25, 0.25]] * windows}}
+    text = json.dumps(huge)
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:
+        db.execute("UPDATE songs SET analysis = ? WHERE id = ?", (text, bad["huge"]))
+        db.execute("UPDATE songs SET tags = 'not json {' WHERE id = ?", (bad["tags"],))
+        db.execute("UPDATE songs SET analysis = '{\"genre\": ' WHERE id = ?", (bad["analysis"],))
+        db.execute("UPDATE songs SET tags = '[1, 2]' WHERE id = ?", (bad["shape"],))
+    settings = Settings(library=str(lib), library_db=str(tmp_path / "lib.sqlite"), scan="off")
+    with ServerThread(create_app(settings, classifier=classifier, library_index=str(tmp_path / "index.sqlite"))) as srv:
+        body = httpx.get(srv.base + "/api/library", timeout=60).json()
+        assert [r["id"] for r in body["rows"]] == [good] and body["total"] == 1
+        skipped = {r["id"]: r["problem"] for r in body["skipped"]["rows"]}
+        assert body["skipped"]["count"] == 4 and set(skipped) == set(bad.values())
+        assert "characters" in skipped[bad["huge"]] and "not JSON" in skipped[bad["tags"]]
+        assert "not JSON" in skipped[bad["analysis"]] and "shape" in skipped[bad["shape"]]
+        for url in (f"/api/library/{bad['huge']}", f"/api/library/{bad['huge']}/timeline",
+                    f"/api/library/{bad['tags']}"):
+            r = httpx.get(srv.base + url, timeout=60)
+            assert r.status_code == 404 and "skipped" in r.json()["error"], r.text
+        assert httpx.get(srv.base + f"/api/library/{good}/timeline", timeout=60).status_code == 200
+
+
+def test_a_row_grown_past_the_bound_after_listing_is_refused_not_loaded(tmp_path):
+    import sqlite3
+
+    from genrify.errors import DatasetError
+    from genrify.tagging.index import read_song
+
+    with ResultsIndex(tmp_path / "index.sqlite") as index:
+        song = _add(index, tmp_path / "a.wav", 1, _analysis("Jazz", "genre", 0.9), {"title": "a"})
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:
+        db.execute("UPDATE songs SET analysis = ? WHERE id = ?", ("[" + "0," * 3_000_000 + "0]", song))  # 6 MB
+    with pytest.raises(DatasetError, match="over the"):
+        read_song(tmp_path / "index.sqlite", song)
+
+
+# ------------------------------------------------------------------------------------ bounded searches
+
+
+def test_a_search_is_bounded_to_a_few_different_words(web):
+    letters = " ".join("abcdefghijklmnopqrstuvwxyz" * 4)[:199]  # 100 one-letter words, 26 different
+    r = web.client.get("/api/library", params={"q": letters})
+    assert r.status_code == 422 and r.json()["error"].startswith("q: at most 8 different words"), r.text
+    # Repeats and words inside another word add no condition, so they do not count.
+    assert _get(web, q="song song son so s SONG")["total"] == 150
+    assert _get(web, q="a b c d e f g h")["total"] >= 0
+
+
+# ---------------------------------------------------------------------------- the file's genre, as it is now
+
+
+def _taggable(tmp_path, gtzan_mini):
+    """A library of two real WAVs analysed as Jazz, one of them carrying a genre of its own (Rock)."""
+    from mutagen.wave import WAVE
+
+    lib = tmp_path / "Music"
+    lib.mkdir()
+    analysis = _analysis("Jazz", "genre", 0.9) | {"genres": {"Jazz": 0.9, "Rock": 0.05, "Pop": 0.05}}
+    ids = {}
+    with ResultsIndex(tmp_path / "index.sqlite") as index:
+        for n, name in enumerate(("plain", "own")):
+            shutil.copyfile(gtzan_mini / "jazz" / f"jazz.0000{n}.wav", lib / f"{name}.wav")  # writable, unlike the data
+            ids[name] = _add(index, lib / f"{name}.wav", n, analysis, {"title": name})
+    own = WAVE(lib / "own.wav")
+    own.add_tags()
+    from mutagen.id3 import TCON
+
+    own.tags.add(TCON(encoding=3, text=["Rock"]))
+    own.save()
+    return lib, ids
+
+
+def test_rows_show_the_genre_the_file_carries_now_and_whether_it_was_written_or_undone(tmp_path, gtzan_mini,
+                                                                                       classifier):
+    from genrify.sources.tags import undo_genres, write_genre
+    from genrify.tagging.index import TagJournal
+
+    lib, ids = _taggable(tmp_path, gtzan_mini)
+    settings = Settings(library=str(lib), library_db=str(tmp_path / "lib.sqlite"), scan="off")
+    with ServerThread(create_app(settings, classifier=classifier, library_index=str(tmp_path / "index.sqlite"))) as srv:
+        def rows() -> dict:
+            body = httpx.get(srv.base + "/api/library", timeout=60).json()
+            return {r["id"]: (r["file_genres"], r["would_write"], r["tag"]) for r in body["rows"]}
+
+        assert rows() == {ids["plain"]: ([], ["Jazz"], "not written"), ids["own"]: (["Rock"], ["Jazz"], "kept")}
+        # What `genrify tag --write` and `genrify tag --undo` do to the file, journaled in the index's own file.
+        with TagJournal(path=tmp_path / "index.sqlite", run="write-run") as journal:
+            write_genre(lib / "plain.wav", ["Jazz"], journal=journal)
+        assert rows()[ids["plain"]] == (["Jazz"], ["Jazz"], "written")
+        with TagJournal(path=tmp_path / "index.sqlite", run="undo-run") as journal:
+            undo_genres(journal=journal, run="write-run")
+        assert rows()[ids["plain"]] == ([], ["Jazz"], "undone")
+        song = httpx.get(f"{srv.base}/api/library/{ids['plain']}", timeout=60).json()
+        assert song["file_genres"] == [] and song["tag"] == "undone" and song["genre"] == "Jazz"
+        (lib / "own.wav").unlink()
+        assert rows()[ids["own"]] == (None, [], "no file")

@@ -87,7 +87,7 @@ class LibraryView:
                     self._seen, self._built_at = seen, time.monotonic()
                     self._build_s = self._built_at - started
                     if self._catalogue.problems:
-                        log.warning("%s: %d rows skipped, e.g. song %s: %s", self.index.name,
+                        log.warning("%s: %d rows skipped, e.g. song %s (%s): %s", self.index.name,
                                     len(self._catalogue.problems), *self._catalogue.problems[0])
             if seen is None:
                 self._seen, self._catalogue = None, None
