@@ -465,3 +465,33 @@ def test_rows_show_the_genre_the_file_carries_now_and_whether_it_was_written_or_
         assert song["file_genres"] == [] and song["tag"] == "undone" and song["genre"] == "Jazz"
         (lib / "own.wav").unlink()
         assert rows()[ids["own"]] == (None, [], "no file")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_page_shows_the_files_genre_after_a_write_and_its_undo_in_chromium(tmp_path, gtzan_mini, classifier,
+                                                                           chromium):
+    from genrify.sources.tags import undo_genres, write_genre
+    from genrify.tagging.index import TagJournal
+
+    lib, ids = _taggable(tmp_path, gtzan_mini)
+    with TagJournal(path=tmp_path / "index.sqlite", run="write-run") as journal:
+        write_genre(lib / "plain.wav", ["Jazz"], journal=journal)
+        undo_genres(journal=journal, run="write-run")
+    settings = Settings(library=str(lib), library_db=str(tmp_path / "lib.sqlite"), scan="off")
+    with ServerThread(create_app(settings, classifier=classifier, library_index=str(tmp_path / "index.sqlite"))) as srv:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(srv.base + "/library")
+        page.locator("#songs tbody tr").first.wait_for(timeout=30_000)
+        cells = {page.locator(f"#songs tbody tr[data-id='{i}'] td.col-name button").inner_text():
+                 page.locator(f"#songs tbody tr[data-id='{i}'] td.col-file").inner_text() for i in ids.values()}
+        assert cells["plain"].split("\n") == ["none", "written, then undone"]  # not the analysis' Jazz
+        assert cells["own"].split("\n") == ["Rock", "its own genre kept"]
+        page.click(f"#songs tbody tr[data-id='{ids['plain']}'] td.col-name button")
+        page.wait_for_selector("#song:not([hidden])")
+        assert page.locator("#song-tag").inner_text() == (
+            "In the file now: none. genrify would write: Jazz (written, then undone).")
+        page.close()
+        assert not errors, errors
