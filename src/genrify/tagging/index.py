@@ -84,15 +84,10 @@ CREATE INDEX IF NOT EXISTS changes_path ON changes (path);
 # the bounds (MAX_ANALYSIS_CHARS, MAX_TAGS_CHARS) or not JSON is read as its sizes alone.
 _SUMMARY_SQL = """
 SELECT id, path, tags_chars, analysis_chars, usable, CASE WHEN tags_chars <= :tags THEN tags END AS tags,
-       CASE WHEN usable THEN json_extract(analysis, '$.genre') END AS genre,
-       CASE WHEN usable THEN json_extract(analysis, '$.verdict') END AS verdict,
-       CASE WHEN usable THEN json_extract(analysis, '$.top[0][1]') END AS certainty,
-       CASE WHEN usable THEN json_extract(analysis, '$.styles') END AS styles,
-       CASE WHEN usable THEN json_extract(analysis, '$.genres') END AS genres,
-       CASE WHEN usable THEN json_extract(analysis, '$.details.styles') END AS detail_styles
+       CASE WHEN usable THEN json_extract(analysis, '$.genre', '$.verdict', '$.top[0][1]', '$.styles') END AS fields
 FROM (SELECT id, path, tags, analysis, length(tags) AS tags_chars, length(analysis) AS analysis_chars,
              length(analysis) <= :analysis AND json_valid(analysis) AS usable FROM songs)
-"""
+"""  # one json_extract of several paths: SQLite parses each analysis once for them all
 
 #: The most characters a song's stored analysis may have for the library page to read it: a song of
 #: ten hours in 3 s windows over ten genres is ~2.6 M; a damaged or hostile row of 300,000 windows
@@ -331,9 +326,7 @@ def committed_songs(path: str | os.PathLike) -> int:
 def read_songs(path: str | os.PathLike) -> list[dict] | None:
     """Every song of the index at ``path``, read-only, without the per-window data: ``id``, ``path``,
     ``tags`` (dict), ``genre``, ``verdict``, ``certainty`` (top[0]'s probability) and ``styles`` (the
-    analysis' list of dicts), ``choice`` (the JSON text of the analysis' ``genres`` and ``details.styles``,
-    what :func:`~genrify.tagging.choose.choose` reads); ``None`` when there is no index there (no file, or
-    the journal alone).
+    analysis' list of dicts); ``None`` when there is no index there (no file, or the journal alone).
 
     A row that cannot be read as a song (tags or analysis over :data:`MAX_TAGS_CHARS` /
     :data:`MAX_ANALYSIS_CHARS`, not JSON, of the wrong shape) comes as ``id``, ``path`` and ``problem``
@@ -359,15 +352,14 @@ def _summary_row(r: sqlite3.Row) -> dict:
                if size > MAX_ANALYSIS_CHARS else "its analysis is not JSON")
         return song | {"problem": why}
     try:
-        tags, styles = json.loads(r["tags"]), json.loads(r["styles"] or "[]")
+        tags = json.loads(r["tags"])
     except ValueError:
         return song | {"problem": "its tags are not JSON"}
-    certainty = r["certainty"]
-    if not (isinstance(tags, dict) and isinstance(styles, list) and isinstance(r["genre"], (str, type(None)))
-            and isinstance(r["verdict"], (str, type(None))) and isinstance(certainty, (int, float, type(None)))):
+    genre, verdict, certainty, styles = json.loads(r["fields"])
+    if not (isinstance(tags, dict) and isinstance(styles, (list, type(None))) and isinstance(genre, (str, type(None)))
+            and isinstance(verdict, (str, type(None))) and isinstance(certainty, (int, float, type(None)))):
         return song | {"problem": "its tags or analysis are not of the shape genrify writes"}
-    return song | {"tags": tags, "genre": r["genre"], "verdict": r["verdict"], "certainty": certainty,
-                   "styles": styles, "choice": (r["genres"], r["detail_styles"])}
+    return song | {"tags": tags, "genre": genre, "verdict": verdict, "certainty": certainty, "styles": styles or []}
 
 
 def read_song(path: str | os.PathLike, song_id: int) -> dict | None:
@@ -390,6 +382,25 @@ def read_song(path: str | os.PathLike, song_id: int) -> dict | None:
     if not isinstance(analysis, dict):
         raise DatasetError(f"song {song_id}: its stored analysis is not of the shape genrify writes")
     return {"analysis": analysis, "written": written}
+
+
+def read_choice_inputs(path: str | os.PathLike, ids: list[int]) -> dict[int, dict]:
+    """What :func:`~genrify.tagging.choose.choose` reads of the analyses of songs ``ids`` (``genres``,
+    ``details.styles``, ``verdict``), read-only, by id; a song over :data:`MAX_ANALYSIS_CHARS`, not JSON
+    or gone is absent."""
+    if not ids:
+        return {}
+    with _read_only(Path(path)) as conn:
+        rows = conn.execute(
+            "SELECT id, CASE WHEN length(analysis) <= ? AND json_valid(analysis) "
+            "THEN json_extract(analysis, '$.genres', '$.details.styles', '$.verdict') END AS fields "
+            f"FROM songs WHERE id IN ({', '.join('?' * len(ids))})", (MAX_ANALYSIS_CHARS, *ids)).fetchall()
+    out = {}
+    for r in rows:
+        if r["fields"] is not None:
+            genres, styles, verdict = json.loads(r["fields"])
+            out[r["id"]] = {"genres": genres or {}, "details": {"styles": styles or []}, "verdict": verdict}
+    return out
 
 
 def read_changes(path: str | os.PathLike, files: list[str]) -> dict[str, TagChange]:

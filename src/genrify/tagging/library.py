@@ -16,7 +16,6 @@ page is one indexed query in C (the GIL released) instead of a sort of every son
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -54,7 +53,8 @@ class LibraryView:
         self.index = Path(index).expanduser() if index is not None else default_index_path()
         self.library = Path(library).expanduser().absolute() if library else None
         # A song's path is as `genrify tag` was given it: the folder as named and as its links resolve.
-        self._roots = () if self.library is None else tuple(dict.fromkeys((self.library, self.library.resolve())))
+        self._roots = () if self.library is None else tuple(dict.fromkeys(
+            os.path.normpath(r) for r in (self.library, self.library.resolve())))
         self._lock = threading.Lock()
         self._seen: tuple | None = None
         self._catalogue: Catalogue | None = None
@@ -94,27 +94,27 @@ class LibraryView:
             return self._catalogue
 
     def _summary(self, row: dict) -> dict | None:
-        # Normalised before the comparison: "<library>/../../etc/passwd" is not under the library.
-        path = Path(os.path.normpath(row["path"]))
+        # Normalised before the comparison: "<library>/../../etc/passwd" is not under the library. Plain
+        # strings, not Path objects: this runs for every song of the index.
+        path = os.path.normpath(row["path"])
         if self.library is not None:
-            root = next((r for r in self._roots if path.is_relative_to(r)), None)
+            root = next((r for r in self._roots if path.startswith(r) and path[len(r):len(r) + 1] == os.sep), None)
             if root is None:
                 return None
-            name = path.relative_to(root).as_posix()
+            name = path[len(root) + 1:]
         else:
-            name = "/".join(path.parts[-2:])
+            name = "/".join(path.rsplit(os.sep, 2)[-2:])
         if "problem" in row:
             return {"id": row["id"], "name": name, "problem": row["problem"]}
         tags = row["tags"]
         artist, title, album = (_text(tags.get(k)) for k in ("artist", "title", "album"))
-        song = (f"{artist} – {title}" if artist else title) if title else path.name  # as the table shows it
+        song = (f"{artist} – {title}" if artist else title) if title else os.path.basename(path)  # as the table shows it
         styles = [str(s["name"]) for s in row["styles"] if isinstance(s, dict) and "name" in s]
         names = [n.casefold() for n in ([row["genre"]] if row["genre"] else []) + styles]
         text = " ".join(v for v in (song, name, artist, title, album) if v).casefold()
-        return {"id": row["id"], "path": str(path), "song": song, "name": name, "artist": artist,
+        return {"id": row["id"], "path": path, "song": song, "name": name, "artist": artist,
                 "title": title, "album": album, "genre": row["genre"], "styles": styles,
-                "certainty": row["certainty"], "verdict": row["verdict"], "_names": names, "_text": text,
-                "_choice": row["choice"]}
+                "certainty": row["certainty"], "verdict": row["verdict"], "_names": names, "_text": text}
 
     def query(self, *, q: str = "", genre: str = "", verdict: str = "", sort: str = "song", order: str = "asc",
               offset: int = 0, limit: int = 50) -> dict | None:
@@ -156,24 +156,19 @@ def _text(value) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def _sort_key(key: str):
-    def text(value) -> tuple:
-        return (value is None or value == "", str(value or "").casefold())
-
+def sort_value(song: dict, key: str):
+    """``song``'s value in column ``key`` as the table sorts it: case apart (casefolded text), the first style
+    for ``style``, the number for ``certainty``; ``None`` when it has none (such songs go last, by name)."""
+    value = song["styles"][0] if key == "style" and song["styles"] else None if key == "style" else song[key]
     if key == "certainty":
-        return lambda s: (s["certainty"] is None, s["certainty"] or 0.0)
-    if key == "style":
-        return lambda s: text(s["styles"][0] if s["styles"] else None)
-    return lambda s: text(s[key])
+        return value if isinstance(value, (int, float)) else None
+    return str(value).casefold() if value not in (None, "") else None
 
 
-def ordered(songs: list[dict], *, sort: str, order: str) -> list[int]:
-    """Positions in ``songs``, sorted by ``sort`` in ``order`` with songs lacking a value last (by name),
-    either order; ties keep the index's order. The reference order the catalogue stores for each column."""
-    keys = list(map(_sort_key(sort), songs))
-    present = sorted((i for i, k in enumerate(keys) if not k[0]), key=keys.__getitem__, reverse=order == "desc")
-    missing = sorted((i for i, k in enumerate(keys) if k[0]), key=lambda i: songs[i]["name"].casefold())
-    return present + missing
+def order_by(key: str, order: str) -> str:
+    """The SQL order of column ``key`` (``asc`` or ``desc``): songs with a value first, by it (ties in the
+    index's order), then those without, by name. Each has an index on exactly these terms."""
+    return f"{key} IS NULL, {key} {order.upper()}, CASE WHEN {key} IS NULL THEN name END, pos"
 
 
 def search_words(q: str) -> list[str]:
@@ -192,8 +187,8 @@ def search_words(q: str) -> list[str]:
 class Catalogue:
     """The songs of one reading of the index (``rows`` of :func:`~genrify.tagging.index.read_songs`, each
     made a song by ``summary`` or left out when it gives ``None``), queried through an in-memory SQLite
-    database: one row per song with its position in every order of :data:`SORT_KEYS`, indexed, its verdict,
-    indexed, its genre and styles in their own indexed table, and the text a search looks through."""
+    database: one row per song with its value in every column of :data:`SORT_KEYS`, an index for each order
+    (:func:`order_by`), its genre and styles in their own indexed table, and the text a search looks through."""
 
     def __init__(self, rows: list[dict], *, summary):
         self.songs: list[dict] = []
@@ -210,32 +205,25 @@ class Catalogue:
         self.facets = facets(self.songs)
         self._lock = threading.Lock()
         self._steps = 0
+        self._indexed: set[str] = set()  # the orders with their index built
         self._conn = self._build()
 
     def _build(self) -> sqlite3.Connection:
-        columns = [f"{k}_{o}" for k in SORT_KEYS for o in ("asc", "desc")]
         conn = sqlite3.connect(":memory:", check_same_thread=False)
-        conn.execute(f"CREATE TABLE songs (pos INTEGER PRIMARY KEY, verdict TEXT, hay TEXT NOT NULL, "
-                     f"{', '.join(c + ' INTEGER NOT NULL' for c in columns)})")
+        # Text is stored casefolded: SQLite compares it by UTF-8 bytes, the order of Python's str comparison.
+        columns = ", ".join(f"{k} {'REAL' if k == 'certainty' else 'TEXT'}" for k in SORT_KEYS if k != "name")
+        conn.execute(f"CREATE TABLE songs (pos INTEGER PRIMARY KEY, name TEXT NOT NULL, hay TEXT NOT NULL, {columns})")
         conn.execute("CREATE TABLE names (name TEXT NOT NULL, pos INTEGER NOT NULL)")
-        ranks = {}
-        for key in SORT_KEYS:
-            for order in ("asc", "desc"):
-                rank = [0] * len(self.songs)
-                for at, pos in enumerate(ordered(self.songs, sort=key, order=order)):
-                    rank[pos] = at
-                ranks[f"{key}_{order}"] = rank
         with conn:
             # What a word must be found in: the shown names and tags, then each genre and style on its own
             # line (a word never spans two: it has no white space).
+            others = [k for k in SORT_KEYS if k != "name"]
             conn.executemany(
-                f"INSERT INTO songs VALUES (?, ?, ?, {', '.join('?' * len(columns))})",
-                ((pos, s["verdict"], "\n".join([s["_text"], *s["_names"]]), *(ranks[c][pos] for c in columns))
+                f"INSERT INTO songs VALUES (?, ?, ?, {', '.join('?' * len(others))})",
+                ((pos, s["name"].casefold(), "\n".join([s["_text"], *s["_names"]]), *(sort_value(s, k) for k in others))
                  for pos, s in enumerate(self.songs)))
             conn.executemany("INSERT INTO names VALUES (?, ?)",
                              ((n, pos) for pos, s in enumerate(self.songs) for n in dict.fromkeys(s["_names"])))
-            for c in columns:
-                conn.execute(f"CREATE INDEX songs_{c} ON songs ({c})")
             conn.execute("CREATE INDEX songs_verdict ON songs (verdict)")
             conn.execute("CREATE INDEX names_name ON names (name, pos)")
         conn.set_progress_handler(self._step, 1000)
@@ -248,14 +236,14 @@ class Catalogue:
     def select(self, *, q: str = "", genre: str = "", verdict: str = "", sort: str = "song", order: str = "asc",
                offset: int = 0, limit: int = 50) -> dict:
         """One page of the songs, filtered (every word of ``q`` in a name, tag, genre or style; ``genre`` the
-        genre or a style, case apart; ``verdict``), sorted by ``sort`` (:func:`ordered`): ``total`` matching,
+        genre or a style, case apart; ``verdict``), sorted by ``sort`` (:func:`order_by`): ``total`` matching,
         ``offset``, ``limit`` and the ``rows`` (:func:`public`). Blocking; queries of one catalogue take turns."""
         if sort not in SORT_KEYS or order not in ("asc", "desc"):
             raise GenrifyError(f"sort: one of {', '.join(SORT_KEYS)}, in order asc or desc")
         where, params = [], []
         if verdict:
             where.append("verdict = ?")
-            params.append(verdict)
+            params.append(verdict.casefold())
         if genre.strip():
             where.append("pos IN (SELECT pos FROM names WHERE name = ?)")
             params.append(genre.casefold().strip())
@@ -264,12 +252,19 @@ class Catalogue:
             params.append(w)
         clause = " WHERE " + " AND ".join(where) if where else ""
         with self._lock:
+            if f"{sort}_{order}" not in self._indexed:
+                # Built on first use (~0.1 s of C for 50,000 songs): most libraries are seen in a few orders.
+                self._conn.set_progress_handler(None, 0)
+                with self._conn:
+                    self._conn.execute(f"CREATE INDEX songs_{sort}_{order} ON songs ({order_by(sort, order)})")
+                self._conn.set_progress_handler(self._step, 1000)
+                self._indexed.add(f"{sort}_{order}")
             self._steps = 0
             try:
                 total = (self._conn.execute(f"SELECT count(*) FROM songs{clause}", params).fetchone()[0]
                          if where else len(self.songs))
-                page = self._conn.execute(f"SELECT pos FROM songs{clause} ORDER BY {sort}_{order} LIMIT ? OFFSET ?",
-                                          (*params, limit, offset)).fetchall()
+                page = self._conn.execute(f"SELECT pos FROM songs{clause} ORDER BY {order_by(sort, order)} "
+                                          "LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
             except sqlite3.OperationalError as exc:
                 if "interrupt" not in str(exc):
                     raise
@@ -277,16 +272,14 @@ class Catalogue:
         return {"total": total, "offset": offset, "limit": limit, "rows": [public(self.songs[p]) for (p,) in page]}
 
 
-def would_write(song: dict) -> list[str]:
-    """The genre names ``genrify tag --write`` would write for ``song`` with its default choices
-    (:func:`~genrify.tagging.choose.choose`); none when the analysis gives none or is not of its shape."""
+def would_write(analysis: dict | None) -> list[str]:
+    """The genre names ``genrify tag --write`` would write for a song whose analysis is ``analysis`` (its JSON
+    view, or the part :func:`~genrify.tagging.index.read_choice_inputs` gives) with the default choices
+    (:func:`~genrify.tagging.choose.choose`); none when it gives none or is not of its shape."""
     from genrify.tagging.choose import choose
 
-    genres, styles = song["_choice"]
     try:
-        analysis = {"genres": json.loads(genres or "{}"), "details": {"styles": json.loads(styles or "[]")},
-                    "verdict": song["verdict"] or "unsure"}
-        return choose(analysis).names
+        return choose(analysis).names if analysis else []
     except (ValueError, TypeError, AttributeError, GenrifyError):  # a row another program wrote
         return []
 

@@ -49,7 +49,7 @@ class LibraryPage:
         self._index, self._library = index, library
         self._view = None
         self.lane = Lane(name="library queries", noun="library query", capacity=MAX_QUERIES, max_waiting=MAX_WAITING,
-                         wait_timeout=5.0, timeout_s=10.0, retry_after=1, timeout_error=LookupTimeoutError)
+                         wait_timeout=5.0, timeout_s=60.0, retry_after=1, timeout_error=LookupTimeoutError)
         self._tags: OrderedDict[tuple, list[str] | None] = OrderedDict()
         self._tags_lock = threading.Lock()
 
@@ -73,26 +73,26 @@ class LibraryPage:
         read from the file, ``None`` when it cannot be read or served), ``would_write`` (what ``genrify tag
         --write`` would write) and ``tag`` (written, undone, kept, … :func:`~genrify.tagging.library.tag_state`,
         from the tag journal in the index's file). Only these rows' files are opened, each once per change."""
-        from genrify.tagging.index import read_changes
+        from genrify.tagging.index import read_changes, read_choice_inputs
         from genrify.tagging.library import tag_state, would_write
 
         found = {}
         for row in rows:
             try:
                 path, roots = self.song_file(row["id"])
-                song = self.view.song(row["id"])
                 real, st = servable_file(path, roots=roots)
             except NotFoundError:
                 continue
-            found[row["id"]] = (song, str(real), self._file_genres(real, st))
-        changes = read_changes(self.view.index, [real for _, real, _ in found.values()])
+            found[row["id"]] = (str(real), self._file_genres(real, st))
+        changes = read_changes(self.view.index, [real for real, _ in found.values()])
+        analyses = read_choice_inputs(self.view.index, list(found))
         out = []
         for row in rows:
             if row["id"] not in found:
                 out.append(row | {"file_genres": None, "would_write": [], "tag": "no file"})
                 continue
-            song, real, current = found[row["id"]]
-            names = would_write(song)
+            real, current = found[row["id"]]
+            names = would_write(analyses.get(row["id"]))
             out.append(row | {"file_genres": current, "would_write": names,
                               "tag": tag_state(current=current, names=names, change=changes.get(real))})
         return out
