@@ -32,6 +32,8 @@ router = APIRouter()
 MAX_LIMIT = 200
 #: Listings run at once (each a query of an in-memory SQLite database, the GIL released) and waiting.
 MAX_QUERIES, MAX_WAITING = 2, 16
+#: Searches (``q``) waiting for the one that runs at a time.
+MAX_SEARCHES_WAITING = 4
 #: Files whose genre tags are remembered (by path, inode, size and time) between pages.
 MAX_FILES_REMEMBERED = 4096
 VERDICTS = ("genre", "unsure", "not_music")
@@ -43,13 +45,19 @@ class LibraryPage:
     """The page's songs: the results index at ``index`` (default: ``genrify tag``'s), songs under
     ``library`` only, through :class:`~genrify.tagging.library.LibraryView`, made on first use (building
     the app loads nothing of the tagging code). Listings run on a lane of their own (:data:`MAX_QUERIES`
-    at once, :data:`MAX_WAITING` waiting, then 503), never on the event loop."""
+    at once, :data:`MAX_WAITING` waiting, then 503), searches on another (one at a time,
+    :data:`MAX_SEARCHES_WAITING` waiting), never on the event loop."""
 
     def __init__(self, index: str | os.PathLike | None = None, *, library: str | os.PathLike | None = None):
         self._index, self._library = index, library
         self._view = None
-        self.lane = Lane(name="library queries", noun="library query", capacity=MAX_QUERIES, max_waiting=MAX_WAITING,
+        # Searches (a scan of every song) wait in a lane of their own: a flood of them is refused at once and
+        # never queues ahead of a plain page, which its order's index answers in milliseconds.
+        self.lane = Lane(name="library pages", noun="library page", capacity=MAX_QUERIES, max_waiting=MAX_WAITING,
                          wait_timeout=5.0, timeout_s=60.0, retry_after=1, timeout_error=LookupTimeoutError)
+        self.search_lane = Lane(name="library searches", noun="library search", capacity=1,
+                                max_waiting=MAX_SEARCHES_WAITING, wait_timeout=5.0, timeout_s=60.0, retry_after=1,
+                                timeout_error=LookupTimeoutError)
         self._tags: OrderedDict[tuple, list[str] | None] = OrderedDict()
         self._tags_lock = threading.Lock()
 
@@ -169,7 +177,8 @@ async def library_json(
     that could not be read: `count` and the first few with their `problem`). With no index yet:
     `{"index": null, "message": ...}`. At most 8 different words in `q` (422); 503 when too many listings wait."""
     view = page.view
-    found = await page.lane.run(lambda: page.listing(q=q, genre=genre, verdict=verdict, sort=sort, order=order,
+    lane = page.search_lane if q.strip() else page.lane
+    found = await lane.run(lambda: page.listing(q=q, genre=genre, verdict=verdict, sort=sort, order=order,
                                                      offset=offset, limit=limit))
     if found is None:
         return {"index": None, "message": NO_INDEX_HINT, "total": 0, "rows": []}
