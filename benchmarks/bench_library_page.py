@@ -2,6 +2,7 @@
 
     python benchmarks/bench_library_page.py              # 50,000 songs, 20 hostile clients for 20 s
     python benchmarks/bench_library_page.py --songs 20000 --clients 10 --seconds 10
+    python benchmarks/bench_library_page.py --flood      # the hostile clients ignore Retry-After
     python benchmarks/bench_library_page.py --smoke      # 2,000 songs, 4 clients for 2 s (CI)
 
 A results index of N songs (real ``ResultsIndex.add_song`` rows: artist, album, title, genre, styles,
@@ -9,16 +10,18 @@ verdict, three windows; the files themselves do not exist) is written once, unti
 $GENRIFY_BENCH_CACHE (default /tmp/genrify-bench). A real ``python -m genrify serve --index INDEX``
 (bundled default model, ``--scan off``) on 127.0.0.1 answers:
 
-1. the first listing (the server reads the index into its catalogue), once;
+1. the first listing (the server reads the index into its catalogue), once, then the first page of each
+   column and order (the catalogue builds that order's index);
 2. **reference**: ``GET /healthz`` with nothing else running (sequential, one client);
 3. a plain page: ``GET /api/library`` with a random column, order and offset (sequential, one client);
 4. **under load**: C clients (threads of another process) each send hostile searches back to back for
-   T s, ignoring ``Retry-After``: 100 one-letter words (refused: more than 8 different words) and 8
-   different one-letter words with ``sort=album`` (a full search of every song), while one client of this
-   process times ``/healthz`` and one the plain page, each every 50 ms.
+   T s, waiting out ``Retry-After`` after a 503 (``--flood``: resending at once): 100 one-letter words
+   (refused: more than 8 different words) and 8 different one-letter words with ``sort=album`` (a full
+   search of every song), while one client of this process times ``/healthz`` and one the plain page,
+   each every 50 ms.
 
 Latencies are client-side wall times (httpx, keep-alive) in ms, p50 / p99 / max, with ratios against the
-unloaded ``/healthz`` of the same run. The clients run in this process, on the same machine as the server.
+unloaded ``/healthz`` of the same run. Every client runs on the same machine as the server.
 """
 
 from __future__ import annotations
@@ -88,9 +91,10 @@ def show(name: str, ms: list[float], ref: float | None = None) -> None:
     print(f"  {name:<44} n={len(ms):>5}  p50 {p50:7.1f}  p99 {p99:7.1f}  max {top:7.1f} ms{ratio}")
 
 
-def attack(base: str, hostile: list[dict], clients: int, seconds: float, out) -> None:
-    """``clients`` threads sending ``hostile`` searches back to back for ``seconds``; puts the answers' count
-    by status on ``out``. Runs in its own process."""
+def attack(base: str, hostile: list[dict], clients: int, seconds: float, out, flood: bool) -> None:
+    """``clients`` threads sending ``hostile`` searches back to back for ``seconds`` (after a 503, again once
+    its ``Retry-After`` passed, or at once with ``flood``); puts the answers' count by status on ``out``.
+    Runs in its own process."""
     import httpx
 
     answers: dict[int, int] = {}
@@ -100,9 +104,11 @@ def attack(base: str, hostile: list[dict], clients: int, seconds: float, out) ->
     def one(k: int) -> None:
         with httpx.Client(base_url=base, timeout=60) as c:
             while time.monotonic() < until:
-                status = c.get("/api/library", params=hostile[k % len(hostile)]).status_code
+                r = c.get("/api/library", params=hostile[k % len(hostile)])
                 with lock:
-                    answers[status] = answers.get(status, 0) + 1
+                    answers[r.status_code] = answers.get(r.status_code, 0) + 1
+                if r.status_code == 503 and not flood:
+                    time.sleep(float(r.headers.get("retry-after", "1")))
 
     threads = [threading.Thread(target=one, args=(k,)) for k in range(clients)]
     for th in threads:
@@ -124,6 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--songs", type=int, default=50_000)
     ap.add_argument("--clients", type=int, default=20, help="hostile clients (default 20)")
     ap.add_argument("--seconds", type=float, default=20.0, help="how long they run (default 20)")
+    ap.add_argument("--flood", action="store_true", help="hostile clients ignore Retry-After and resend at once")
     ap.add_argument("--requests", type=int, default=300, help="sequential requests per unloaded figure")
     ap.add_argument("--smoke", action="store_true", help="2,000 songs, 4 clients for 2 s")
     args = ap.parse_args(argv)
@@ -133,7 +140,8 @@ def main(argv=None) -> int:
     import httpx
 
     C.machine_header("Library page: /api/library of a large results index", librosa=False,
-                     extra={"songs": args.songs, "hostile clients": args.clients, "seconds": args.seconds})
+                     extra={"songs": args.songs, "hostile clients": args.clients, "seconds": args.seconds,
+                            "after a 503": "resend at once" if args.flood else "wait Retry-After"})
     t = time.perf_counter()
     index = make_index(args.songs)
     print(f"index: {index} ({index.stat().st_size / 1e6:.1f} MB; made or found in {time.perf_counter() - t:.1f} s)")
@@ -143,6 +151,10 @@ def main(argv=None) -> int:
         first, status = timed(client, "/api/library")
         assert status == 200, status
         print(f"  first listing (reads the index)              {first:7.0f} ms")
+        from genrify.tagging.library import SORT_KEYS
+
+        firsts = [timed(client, "/api/library", {"sort": k, "order": o})[0] for k in SORT_KEYS for o in ("asc", "desc")]
+        show("first page of each of the 18 orders (its index)", firsts)
         health = [timed(client, "/healthz")[0] for _ in range(args.requests)]
         show("reference: /healthz, unloaded", health)
         ref = stats(health)[1]
@@ -154,7 +166,8 @@ def main(argv=None) -> int:
         # The attackers run in a process of their own, so that their threads do not slow this one's clocks.
         ctx = multiprocessing.get_context("spawn")
         answers = ctx.Queue()
-        attackers = ctx.Process(target=attack, args=(srv.base, hostile, args.clients, args.seconds, answers))
+        attackers = ctx.Process(target=attack, args=(srv.base, hostile, args.clients, args.seconds, answers,
+                                                          args.flood))
         attackers.start()
         time.sleep(1.0)  # the attackers' interpreter starts
         stop = threading.Event()

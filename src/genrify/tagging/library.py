@@ -108,7 +108,8 @@ class LibraryView:
             return {"id": row["id"], "name": name, "problem": row["problem"]}
         tags = row["tags"]
         artist, title, album = (_text(tags.get(k)) for k in ("artist", "title", "album"))
-        song = (f"{artist} – {title}" if artist else title) if title else os.path.basename(path)  # as the table shows it
+        # As the table shows it: "artist – title", else the file's name.
+        song = (f"{artist} – {title}" if artist else title) if title else os.path.basename(path)
         styles = [str(s["name"]) for s in row["styles"] if isinstance(s, dict) and "name" in s]
         names = [n.casefold() for n in ([row["genre"]] if row["genre"] else []) + styles]
         text = " ".join(v for v in (song, name, artist, title, album) if v).casefold()

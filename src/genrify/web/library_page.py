@@ -190,7 +190,8 @@ async def library_json(
 @router.get("/api/library/{song_id}", tags=["library"], summary="One tagged song: its analysis, as stored")
 async def library_song(page: Page, song_id: int) -> dict:
     """The song's row with `analysis` (genres, styles, verdict, windows over time) and `written` (the genre
-    values genrify wrote, `null` when none), the file's tags now as in `/api/library`'s rows; `audio_url` and `timeline_url` to play and chart it."""
+    values genrify wrote, `null` when none), the file's genre now as in `/api/library`'s rows (`file_genres`,
+    `would_write`, `tag`); `audio_url` and `timeline_url` to play and chart it."""
     song = await page.lane.run(lambda: page.details(song_id))
     return {**song, "audio_url": f"/api/library/{song_id}/audio", "timeline_url": f"/api/library/{song_id}/timeline"}
 
