@@ -32,15 +32,17 @@ log = logging.getLogger("genrify.web")
 SORT_KEYS = ("song", "name", "artist", "title", "album", "genre", "style", "certainty", "verdict")
 #: The most words one search looks for, once repeats and words inside another word are dropped.
 MAX_WORDS = 8
-#: The most SQLite steps (in thousands) one query may take: ~1 s of one core; a page of an indexed
-#: order takes a few, a search through 50,000 songs for eight words a few thousand.
-MAX_STEPS_K = 20_000
+#: The most SQLite virtual-machine steps one query may take (~1 s of one core): a page of an indexed
+#: order takes thousands, a search through 50,000 songs for eight words a few million.
+MAX_STEPS = 20_000_000
+#: SQLite calls back into Python (taking the GIL from the event loop) once per this many steps.
+_STEPS_PER_CHECK = 100_000
 #: How many skipped rows ``query`` names (all are counted).
 MAX_PROBLEMS_SHOWN = 20
 
 
 class QueryTooCostlyError(GenrifyError):
-    """A search would do more work than one request may (too many words, or past :data:`MAX_STEPS_K`)."""
+    """A search would do more work than one request may (too many words, or past :data:`MAX_STEPS`)."""
 
     status_code = 422
 
@@ -227,12 +229,12 @@ class Catalogue:
                              ((n, pos) for pos, s in enumerate(self.songs) for n in dict.fromkeys(s["_names"])))
             conn.execute("CREATE INDEX songs_verdict ON songs (verdict)")
             conn.execute("CREATE INDEX names_name ON names (name, pos)")
-        conn.set_progress_handler(self._step, 1000)
+        conn.set_progress_handler(self._step, _STEPS_PER_CHECK)
         return conn
 
     def _step(self) -> int:
         self._steps += 1
-        return self._steps > MAX_STEPS_K  # non-zero: SQLite stops the statement ("interrupted")
+        return self._steps * _STEPS_PER_CHECK > MAX_STEPS  # non-zero: SQLite stops the statement ("interrupted")
 
     def select(self, *, q: str = "", genre: str = "", verdict: str = "", sort: str = "song", order: str = "asc",
                offset: int = 0, limit: int = 50) -> dict:
@@ -258,7 +260,7 @@ class Catalogue:
                 self._conn.set_progress_handler(None, 0)
                 with self._conn:
                     self._conn.execute(f"CREATE INDEX songs_{sort}_{order} ON songs ({order_by(sort, order)})")
-                self._conn.set_progress_handler(self._step, 1000)
+                self._conn.set_progress_handler(self._step, _STEPS_PER_CHECK)
                 self._indexed.add(f"{sort}_{order}")
             self._steps = 0
             try:
