@@ -177,9 +177,8 @@ async def library_json(
     that could not be read: `count` and the first few with their `problem`). With no index yet:
     `{"index": null, "message": ...}`. At most 8 different words in `q` (422); 503 when too many listings wait."""
     view = page.view
-    from genrify.tagging.library import search_words
-
-    search_words(q)  # too many words is a 422 at once, before it waits for a slot
+    # Every search waits for its slot, even one refused for too many words: a client resending refused
+    # searches at once is held back by the 503 + Retry-After of a full lane.
     lane = page.search_lane if q.strip() else page.lane
     found = await lane.run(lambda: page.listing(q=q, genre=genre, verdict=verdict, sort=sort, order=order,
                                                      offset=offset, limit=limit))
