@@ -1,7 +1,7 @@
 """The songs of a results index as the library page lists them: read-only, filtered, sorted and paged.
 
 :class:`LibraryView` is the index's own query for ``genrify serve --library DIR``
-(:mod:`genrify.web.library_page`): it opens the file read-only (:func:`~genrify.tagging.index.read_songs`),
+(:mod:`genrify.web.library_page`): it opens the file read-only (:func:`~genrify.tagging.listing.read_songs`),
 so a ``genrify tag`` run may go on while the page is shown (the index is in WAL mode),
 and answers with plain dicts. With a library folder it lists the songs under it,
 otherwise every song of the index. A row the index cannot give as a song (over the size
@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from genrify.errors import GenrifyError, NotFoundError
-from genrify.tagging.index import default_index_path, read_song, read_songs
+from genrify.tagging.index import default_index_path
+from genrify.tagging.listing import read_song, read_songs
 
 log = logging.getLogger("genrify.web")
 
@@ -188,7 +189,7 @@ def search_words(q: str) -> list[str]:
 
 
 class Catalogue:
-    """The songs of one reading of the index (``rows`` of :func:`~genrify.tagging.index.read_songs`, each
+    """The songs of one reading of the index (``rows`` of :func:`~genrify.tagging.listing.read_songs`, each
     made a song by ``summary`` or left out when it gives ``None``), queried through an in-memory SQLite
     database: one row per song with its value in every column of :data:`SORT_KEYS`, an index for each order
     (:func:`order_by`), its genre and styles in their own indexed table, and the text a search looks through."""
@@ -277,7 +278,7 @@ class Catalogue:
 
 def would_write(analysis: dict | None) -> list[str]:
     """The genre names ``genrify tag --write`` would write for a song whose analysis is ``analysis`` (its JSON
-    view, or the part :func:`~genrify.tagging.index.read_choice_inputs` gives) with the default choices
+    view, or the part :func:`~genrify.tagging.listing.read_choice_inputs` gives) with the default choices
     (:func:`~genrify.tagging.choose.choose`); none when it gives none or is not of its shape."""
     from genrify.tagging.choose import choose
 

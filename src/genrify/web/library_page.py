@@ -81,7 +81,7 @@ class LibraryPage:
         read from the file, ``None`` when it cannot be read or served), ``would_write`` (what ``genrify tag
         --write`` would write) and ``tag`` (written, undone, kept, … :func:`~genrify.tagging.library.tag_state`,
         from the tag journal in the index's file). Only these rows' files are opened, each once per change."""
-        from genrify.tagging.index import read_changes, read_choice_inputs
+        from genrify.tagging.listing import read_changes, read_choice_inputs
         from genrify.tagging.library import tag_state, would_write
 
         found = {}
