@@ -138,3 +138,17 @@ def test_a_row_grown_past_the_bound_after_listing_is_refused_not_loaded(tmp_path
         db.execute("UPDATE songs SET analysis = ? WHERE id = ?", ("[" + "0," * 3_000_000 + "0]", song))  # 6 MB
     with pytest.raises(DatasetError, match="over the"):
         read_song(tmp_path / "index.sqlite", song)
+
+
+def test_a_search_past_its_step_budget_is_stopped_and_a_page_of_an_indexed_order_is_not(tmp_path):
+    from genrify.tagging.library import Catalogue, LibraryView, QueryTooCostlyError
+
+    rows = [{"id": i, "path": f"/music/Artist {i % 50}/abcdefgh {i}.mp3", "genre": "Rock", "verdict": "genre",
+             "certainty": (i % 100) / 100, "styles": [],
+             "tags": {"artist": f"Artist {i % 50}", "title": f"abcdefgh {i}"}} for i in range(5000)]
+    # A budget smaller than one check: any statement reaching 100,000 steps is stopped there.
+    cat = Catalogue(rows, summary=LibraryView(tmp_path / "none.sqlite")._summary, max_steps=1)
+    with pytest.raises(QueryTooCostlyError, match="^q: the search would take too long"):
+        cat.select(q="a b c d e f g h")  # every song has every letter: eight checks of 5,000 songs
+    page = cat.select(sort="certainty", order="desc", offset=100, limit=50)
+    assert page["total"] == 5000 and {r["certainty"] for r in page["rows"]} == {0.97}  # 50 songs of each value

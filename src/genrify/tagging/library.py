@@ -192,9 +192,10 @@ class Catalogue:
     """The songs of one reading of the index (``rows`` of :func:`~genrify.tagging.listing.read_songs`, each
     made a song by ``summary`` or left out when it gives ``None``), queried through an in-memory SQLite
     database: one row per song with its value in every column of :data:`SORT_KEYS`, an index for each order
-    (:func:`order_by`), its genre and styles in their own indexed table, and the text a search looks through."""
+    (:func:`order_by`), its genre and styles in their own indexed table, and the text a search looks through.
+    A query past ``max_steps`` SQLite steps (checked every 100,000) is stopped: :class:`QueryTooCostlyError`."""
 
-    def __init__(self, rows: list[dict], *, summary):
+    def __init__(self, rows: list[dict], *, summary, max_steps: int = MAX_STEPS):
         self.songs: list[dict] = []
         self.problems: list[tuple[int, str, str]] = []  # (id, name, why) of the rows skipped
         for row in rows:
@@ -208,7 +209,7 @@ class Catalogue:
         self.by_id = {s["id"]: s for s in self.songs}
         self.facets = facets(self.songs)
         self._lock = threading.Lock()
-        self._steps = 0
+        self._steps, self.max_steps = 0, max_steps
         self._indexed: set[str] = set()  # the orders with their index built
         self._conn = self._build()
 
@@ -235,7 +236,7 @@ class Catalogue:
 
     def _step(self) -> int:
         self._steps += 1
-        return self._steps * _STEPS_PER_CHECK > MAX_STEPS  # non-zero: SQLite stops the statement ("interrupted")
+        return self._steps * _STEPS_PER_CHECK > self.max_steps  # non-zero: SQLite stops the statement ("interrupted")
 
     def select(self, *, q: str = "", genre: str = "", verdict: str = "", sort: str = "song", order: str = "asc",
                offset: int = 0, limit: int = 50) -> dict:
