@@ -20,6 +20,10 @@ $GENRIFY_BENCH_CACHE (default /tmp/genrify-bench). A real ``python -m genrify se
    search of every song), while one client of this process times ``/healthz`` and one the plain page,
    each every 50 ms.
 
+5. one song's details and genre-over-time chart (what ``/timeline`` computes), in a fresh process each,
+   for a stored analysis of 3 windows (the reference) and of 28,500 windows over 10 genres (just under the
+   2,000,000 characters a row may hold; the issue's hostile row had 300,000): time and peak RSS.
+
 Latencies are client-side wall times (httpx, keep-alive) in ms, p50 / p99 / max, with ratios against the
 unloaded ``/healthz`` of the same run. Every client runs on the same machine as the server.
 """
@@ -30,6 +34,7 @@ import argparse
 import multiprocessing
 import random
 import string
+import subprocess
 import sys
 import threading
 import time
@@ -118,6 +123,50 @@ def attack(base: str, hostile: list[dict], clients: int, seconds: float, out, fl
     out.put(answers)
 
 
+def _rss_mb(field: str) -> float:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def row_cost(windows: int) -> None:
+    """In this (fresh) process: one song's details and genre-over-time chart, as ``/api/library/{id}/timeline``
+    computes them, for a stored analysis of ``windows`` windows over 10 genres; prints time and peak RSS."""
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from genrify import report
+    from genrify.tagging.index import ResultsIndex
+    from genrify.tagging.library import LibraryView
+    from genrify.tagging.listing import MAX_ANALYSIS_CHARS
+    from genrify.web.analysis import TIMELINE_FONT_PT, TIMELINE_HEIGHT_IN
+
+    labels = list(GENRES)
+    analysis = {"genre": "Rock", "verdict": "genre", "styles": [], "top": [["Rock", 0.5]], "duration": 3.0 * windows,
+                "windows": {"starts": [3.0 * i for i in range(windows)], "labels": labels,
+                            "probabilities": [[round(0.1 + 0.01 * ((i + j) % 7), 4) for j in range(10)]
+                                              for i in range(windows)]}}
+    chars = len(json.dumps(analysis))
+    with tempfile.TemporaryDirectory() as tmp:
+        with ResultsIndex(Path(tmp) / "index.sqlite") as index:
+            song = index.add_song(path="/music/a.mp3", digest="0" * 64, size=1, mtime_ns=1, model="bench",
+                                  analysis=analysis, tags={"title": "a"})
+        del analysis
+        base = _rss_mb("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from here
+        t = time.perf_counter()
+        stored = LibraryView(Path(tmp) / "index.sqlite").details(song)["analysis"]
+        w = stored["windows"]
+        probs = np.asarray(w["probabilities"], dtype=np.float64).reshape(-1, len(w["labels"]))
+        report.timeline_png(w["starts"], probs, w["labels"], top=5, duration=stored["duration"],
+                            height=TIMELINE_HEIGHT_IN, fontsize=TIMELINE_FONT_PT)
+        took = time.perf_counter() - t
+        peak = _rss_mb("VmHWM") - base
+    print(f"  one row of {windows:>6,} windows ({chars:>9,} characters, bound {MAX_ANALYSIS_CHARS:,}): "
+          f"details + chart {took:5.2f} s, peak RSS +{peak:4.0f} MB")
+
+
 def plain_params(rng: random.Random, songs: int) -> dict:
     from genrify.tagging.library import SORT_KEYS
 
@@ -133,7 +182,11 @@ def main(argv=None) -> int:
     ap.add_argument("--flood", action="store_true", help="hostile clients ignore Retry-After and resend at once")
     ap.add_argument("--requests", type=int, default=300, help="sequential requests per unloaded figure")
     ap.add_argument("--smoke", action="store_true", help="2,000 songs, 4 clients for 2 s")
+    ap.add_argument("--row-windows", type=int, help=argparse.SUPPRESS)  # one row_cost() in this process
     args = ap.parse_args(argv)
+    if args.row_windows is not None:
+        row_cost(args.row_windows)
+        return 0
     if args.smoke:
         args.songs, args.clients, args.seconds, args.requests = 2000, 4, 2.0, 30
 
@@ -195,6 +248,10 @@ def main(argv=None) -> int:
               + ", ".join(f"{k}: {v}" for k, v in sorted(answers.items())) + ")")
         show("/healthz", loaded_health, ref)
         show("plain page", loaded_page, ref)
+    print("a song's details and chart (/api/library/{id}/timeline), each in a fresh process; the first is the "
+          "reference (the chart's own cost)")
+    for windows in (3, 2000 if args.smoke else 28_500):
+        subprocess.run([sys.executable, __file__, "--row-windows", str(windows)], check=True)
     return 0
 
 

@@ -28,10 +28,11 @@ FROM (SELECT id, path, tags, analysis, length(tags) AS tags_chars, length(analys
              length(analysis) <= :analysis AND json_valid(analysis) AS usable FROM songs)
 """  # one json_extract of several paths: SQLite parses each analysis once for them all
 
-#: The most characters a song's stored analysis may have for the library page to read it: a song of
-#: ten hours in 3 s windows over ten genres is ~2.6 M; a damaged or hostile row of 300,000 windows
-#: (28 M) would cost ~500 MB to parse and draw, so it is skipped and reported instead.
-MAX_ANALYSIS_CHARS = 4_000_000
+#: The most characters a song's stored analysis may have for the library page to read it: ten hours
+#: in 3 s windows over ten genres is ~0.85 M (about 70 a window); a row at the bound costs ~100 MB
+#: and ~1 s to chart (benchmarks/bench_library_page.py), the hostile row of 300,000 windows (28 M)
+#: cost 500 MB and 4 s, so anything larger is skipped and reported instead.
+MAX_ANALYSIS_CHARS = 2_000_000
 #: The most characters a song's stored tags may have (artist, album, title and genres as read).
 MAX_TAGS_CHARS = 64_000
 
