@@ -2,8 +2,8 @@
 
 The file (:func:`default_index_path`, or the ``--index`` path) is known to this module
 alone: its schema and all its SQL. Others go through :class:`ResultsIndex` (the job),
-:class:`TagJournal` (genre tags written, for undo) or :func:`read_songs` / :func:`read_song`
-(read-only: the library page). The results index, in WAL mode so readers never block the job:
+:class:`TagJournal` (genre tags written, for undo) or, read-only for the library page,
+:mod:`genrify.tagging.listing`. The results index, in WAL mode so readers never block the job:
 
 ``songs``   one row per song: the model that analysed it, the analysis (the JSON
             of :meth:`~genrify.predict.classifier.Analysis.to_dict`), the file's
@@ -76,16 +76,8 @@ CREATE TABLE IF NOT EXISTS changes (
     old_id3 INTEGER                 -- the ID3v2 minor version (3 or 4) of the file's tag before, else NULL
 );
 CREATE INDEX IF NOT EXISTS changes_run ON changes (run);
+CREATE INDEX IF NOT EXISTS changes_path ON changes (path);
 """
-
-# The library page's columns, read from each song's analysis in SQL, so that a listing never parses
-# the per-window data; the same fields as ResultsIndex.rows() gives (certainty = top[0][1]).
-_SUMMARY_SQL = """
-SELECT id, path, tags, json_extract(analysis, '$.genre') AS genre, json_extract(analysis, '$.verdict') AS verdict,
-       json_extract(analysis, '$.top[0][1]') AS certainty, json_extract(analysis, '$.styles') AS styles
-FROM songs
-"""
-
 
 def default_index_path() -> Path:
     """``tag-journal.sqlite`` in genrify's data folder: the index shares the tag journal's file, so
@@ -332,37 +324,6 @@ def committed_songs(path: str | os.PathLike) -> int:
         return 0
 
 
-def read_songs(path: str | os.PathLike) -> list[dict] | None:
-    """Every song of the index at ``path``, read-only, without the per-window data: ``id``, ``path``,
-    ``tags`` (dict), ``genre``, ``verdict``, ``certainty`` (top[0]'s probability) and ``styles`` (the
-    analysis' list of dicts); ``None`` when there is no index there (no file, or the journal alone)."""
-    if not Path(path).exists():
-        return None
-    with _read_only(Path(path)) as conn:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'songs'").fetchall():
-            return None
-        songs = []
-        for r in conn.execute(_SUMMARY_SQL).fetchall():
-            try:
-                songs.append({"id": r["id"], "path": song_path(r["path"]), "tags": json.loads(r["tags"] or "{}"),
-                              "genre": r["genre"], "verdict": r["verdict"], "certainty": r["certainty"],
-                              "styles": json.loads(r["styles"] or "[]")})
-            except ValueError:
-                raise _damaged(Path(path), r["id"]) from None
-        return songs
-
-
-def read_song(path: str | os.PathLike, song_id: int) -> dict | None:
-    """Song ``song_id`` of the index at ``path``, read-only: its ``analysis`` (dict) and ``written`` (the
-    genre values genrify wrote, or ``None``); ``None`` when there is no such song."""
-    with _read_only(Path(path)) as conn:
-        row = conn.execute("SELECT analysis, written FROM songs WHERE id = ?", (song_id,)).fetchone()
-    try:
-        return None if row is None else {"analysis": json.loads(row["analysis"]), "written": _json(row["written"])}
-    except ValueError:
-        raise _damaged(Path(path), song_id) from None
-
-
 # ---------------------------------------------------------------------------------------- tag journal
 
 
@@ -387,6 +348,23 @@ class TagChange:
             if isinstance(values, list):
                 return [str(v) for v in values]
         return [self.new]
+
+
+def _change(r: sqlite3.Row, *, journal: Path) -> TagChange:
+    """One ``changes`` row of the journal at ``journal``; a row whose genre values do not parse is a
+    one-line TagError."""
+    try:
+        old = _json(r["old"])
+        if old is not None and not (isinstance(old, list) and all(isinstance(v, str) for v in old)):
+            raise ValueError("not a list of names")
+        if not isinstance(r["new"], str):
+            raise ValueError("no genre written")
+    except ValueError:
+        raise TagError(f"{journal}: the tag journal is damaged (change {r['id']} of "
+                       f"{terminal_safe(path_from_stored(r['path']))} is not valid); nothing was undone") from None
+    old_id3 = r["old_id3"] if "old_id3" in r.keys() else None  # a journal of an earlier genrify lacks it
+    return TagChange(id=r["id"], run=r["run"], at=r["at"], path=path_from_stored(r["path"]), old=old,
+                     new=r["new"], state=r["state"], old_id3=old_id3)
 
 
 def _encode_new(values: list[str]) -> str:
@@ -463,21 +441,7 @@ class TagJournal:
                 if Path(os.path.realpath(c.path)).is_relative_to(folder)]
 
     def _rows(self, sql: str, params: tuple = ()) -> list[TagChange]:
-        return [self._change(r) for r in self._execute(sql, params).fetchall()]
-
-    def _change(self, r: sqlite3.Row) -> TagChange:
-        """One ``changes`` row; a row whose genre values do not parse is a one-line TagError."""
-        try:
-            old = _json(r["old"])
-            if old is not None and not (isinstance(old, list) and all(isinstance(v, str) for v in old)):
-                raise ValueError("not a list of names")
-            if not isinstance(r["new"], str):
-                raise ValueError("no genre written")
-        except ValueError:
-            raise TagError(f"{self.path}: the tag journal is damaged (change {r['id']} of "
-                           f"{terminal_safe(path_from_stored(r['path']))} is not valid); nothing was undone") from None
-        return TagChange(id=r["id"], run=r["run"], at=r["at"], path=path_from_stored(r["path"]), old=old,
-                         new=r["new"], state=r["state"], old_id3=r["old_id3"])
+        return [_change(r, journal=self.path) for r in self._execute(sql, params).fetchall()]
 
     def close(self) -> None:
         """Close the database."""

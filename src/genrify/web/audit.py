@@ -167,7 +167,8 @@ async def audit_label_pairs(page: Page) -> Response:
 async def audit_audio(request: Request, index: int, track: int, page: Page) -> Response:
     """Only a track the audit names (by finding and position), still a regular file: else 404."""
     path = await run_in_threadpool(page.track_file, index, track)
-    return audio_response(path, request=request)
+    # A dataset names no library folder: a track is served from its own folder, never through a link out of it.
+    return await audio_response(path, roots=(path.parent,), request=request)
 
 
 @router.post("/api/audit/{key}", tags=["audit"], summary="Accept, relabel or dismiss a finding",

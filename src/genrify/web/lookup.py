@@ -116,8 +116,9 @@ def search_all(state: AppState, *, artist: str, track: str, limit: int = 5) -> l
     return out
 
 
-def audio_path(state: AppState, source: str, track_id: str) -> Path:
-    """The file to serve for ``(source, track_id)``: an indexed library track or a cached preview.
+def audio_path(state: AppState, source: str, track_id: str) -> tuple[Path, tuple[Path, ...]]:
+    """The file to serve for ``(source, track_id)`` (an indexed library track or a cached preview) and the
+    folder it must lie in (:func:`~genrify.web.audio_response.servable_file`): the track's library root, the cache.
 
     Never derived from request text: the id is only a lookup key, and whatever
     does not resolve through the index or the preview cache is "not found".
@@ -128,12 +129,12 @@ def audio_path(state: AppState, source: str, track_id: str) -> Path:
     if src is None:
         raise NotFoundError("no such track")
     if source == "library":
-        return state.library.path_for(track_id)
+        return state.library.path_for(track_id), (Path(state.library.get(track_id).root),)
     cache = getattr(src, "cache", None)
     path = cache.path_for(source, track_id) if cache is not None else None
     if path is None:
         raise NotFoundError("no such track (previews are served once they were fetched for an analysis)")
-    return Path(path)
+    return Path(path), (Path(cache.root),)
 
 
 def ref_dict(ref: SongRef) -> dict:

@@ -277,5 +277,5 @@ async def audio(request: Request, state: State, source: str, track_id: str) -> R
 
     Supports `Range: bytes=...` (206 with `Content-Range`; 416 for a range that cannot be served).
     """
-    path = await run_in_threadpool(lookup.audio_path, state, source, track_id)
-    return audio_response(path, request=request)
+    path, roots = await run_in_threadpool(lookup.audio_path, state, source, track_id)
+    return await audio_response(path, roots=roots, request=request)

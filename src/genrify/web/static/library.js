@@ -19,6 +19,22 @@ function verdictText(v) {
   return v === "not_music" ? "not music" : (v || "");
 }
 
+// Where a song's genre tag stands (the "tag" of /api/library's rows), in words.
+const TAG_TEXT = {
+  "written": "written by genrify", "undone": "written, then undone", "kept": "its own genre kept",
+  "unchanged": "already says so", "nothing": "nothing to write", "not written": "not written",
+  "pending": "write not confirmed", "failed": "write failed", "no file": "file missing",
+};
+
+// The genre the file carries now, read from it by the server: "none" for no genre tag, "?" when unreadable.
+function fileGenre(row) {
+  return row.file_genres === null ? "?" : (row.file_genres.join(", ") || "none");
+}
+
+function tagText(row) {
+  return TAG_TEXT[row.tag] || row.tag;
+}
+
 // Where the file is, under the song's name, unless that says it already.
 function fileLine(row) {
   return el("span", {className: "file", textContent: songName(row) === row.name ? "" : row.name});
@@ -36,6 +52,9 @@ function renderRow(row) {
     el("td", {className: "col-artist", textContent: row.artist || ""}),
     el("td", {className: "col-genre", textContent: row.genre || ""}),
     el("td", {className: "col-style", textContent: row.styles.join(", ")}),
+    el("td", {className: "col-file"}, [el("span", {className: "file-genre", textContent: fileGenre(row)}),
+                                       el("span", {className: `tag tag-${row.tag.replace(" ", "-")}`,
+                                                   textContent: tagText(row)})]),
     el("td", {className: "col-certainty", textContent: percent(row.certainty)}),
     el("td", {className: `col-verdict verdict-${row.verdict}`, textContent: verdictText(row.verdict)}),
   ];
@@ -73,13 +92,14 @@ function render(body) {
   }
   const where = body.library ? ` under ${body.library}` : "";
   document.getElementById("summary").textContent =
-    `${body.index.songs} songs${where} analysed by genrify tag. Sort by a column, filter, and play a song.`;
+    `${body.index.songs} songs${where} analysed by genrify tag. Sort by a column, filter, and play a song.` +
+    (body.skipped.count ? ` ${body.skipped.count} damaged rows of the index were skipped.` : "");
   fillGenres(body);
   showSorting();
   const tbody = document.querySelector("#songs tbody");
   tbody.replaceChildren(...body.rows.map(renderRow));
   if (!body.rows.length) {
-    tbody.append(el("tr", {}, [el("td", {colSpan: 6, textContent: "No song matches."})]));
+    tbody.append(el("tr", {}, [el("td", {colSpan: 7, textContent: "No song matches."})]));
   }
   const first = body.total ? body.offset + 1 : 0;
   document.getElementById("range").textContent =
@@ -116,6 +136,9 @@ async function openSong(id) {
   const certainty = song.certainty === null ? "" : `, ${percent(song.certainty)} sure`;
   document.getElementById("song-verdict").textContent = song.verdict === "genre"
     ? `${song.genre}${styles}${certainty}` : `${verdictText(song.verdict)}${certainty}: ${song.analysis.message || ""}`;
+  const would = song.would_write.length ? song.would_write.join(", ") : "nothing";
+  document.getElementById("song-tag").textContent =
+    `In the file now: ${fileGenre(song)}. genrify would write: ${would} (${tagText(song)}).`;
   const player = document.getElementById("player");
   player.src = song.audio_url;
   const notMusic = song.verdict === "not_music";
