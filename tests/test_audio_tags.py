@@ -125,7 +125,7 @@ def test_tags_too_large_to_rewrite_are_refused_before_mutagen_loads_them(tmp_pat
     """``predict --write-tags`` / ``genrify tag``: a file with 80 MB of pictures is one line, left untouched."""
     from genrify.errors import TagError
     from genrify.sources.tags import read_genres, write_genre
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     heavy = _flac_with_pictures(tmp_path / "heavy.flac", pictures=5)
     before = heavy.stat()

@@ -238,7 +238,7 @@ def test_genre_tag_is_written_atomically_and_the_audio_is_untouched(tag_files, t
 
     from genrify.audio import load_audio
     from genrify.sources.tags import read_genre, read_tags, write_genre
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     path = tmp_path / tag_files[fmt].name
     shutil.copy2(tag_files[fmt], path)
@@ -259,7 +259,7 @@ def test_genre_tag_through_a_link_tags_the_target_and_keeps_the_link(tag_files, 
     import shutil
 
     from genrify.sources.tags import read_genre, write_genre
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     target = tmp_path / "real.flac"
     shutil.copy2(tag_files["flac"], target)
@@ -273,7 +273,7 @@ def test_genre_tag_through_a_link_tags_the_target_and_keeps_the_link(tag_files, 
 def test_files_that_cannot_be_tagged_are_refused_untouched(tmp_path):
     from genrify.errors import TagError
     from genrify.sources.tags import write_genre
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     fake = tmp_path / "notes.mp3"
     fake.write_text("not audio at all")

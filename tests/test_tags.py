@@ -1,5 +1,5 @@
 """Genre tags written into the user's own files (``sources/tags.py``), journaled in the tag journal
-(``tagging/index.py::TagJournal``) for undo.
+(``tagging/journal.py::TagJournal``) for undo.
 
 Real files with real tags: the corpus writer's MP3/FLAC/M4A/WAV clips (tagged by
 mutagen), an MP3 from libsndfile with a raw ID3v1 tag appended, real hard links,
@@ -10,7 +10,6 @@ temporary data folder, and temporary files left by a really killed process.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -22,71 +21,10 @@ import pytest
 
 from genrify.errors import TagError
 from genrify.sources.tags import id3v1_genre, read_genre, read_genres, read_tags, undo_genres, write_genre
-from genrify.tagging.index import TagJournal
+from genrify.tagging.journal import TagJournal
+from helpers.tagfiles import copy_into, data_dir, id3v1_only_mp3, journal, songs, tag_files  # noqa: F401  (fixtures; data_dir is autouse)
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
-
-
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
-    """The tag journal lives here, apart from the songs' folder (``tmp_path / "songs"``)."""
-    folder = tmp_path / "data"
-    monkeypatch.setenv("GENRIFY_DATA_DIR", str(folder))
-    return folder
-
-
-@pytest.fixture
-def journal(data_dir):
-    """The tag journal in the data folder, where ``genrify tag --undo`` looks by default."""
-    with TagJournal() as journal:
-        yield journal
-
-
-@pytest.fixture
-def songs(tmp_path):
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tag_files(tmp_path_factory):
-    """One synthetic clip per format, tagged "classical" by the corpus writer (READ-ONLY: copy first)."""
-    from genrify.sources.synthetic import write_demo_corpus
-
-    root = tmp_path_factory.mktemp("tag-files")
-    files = {}
-    for fmt in ("mp3", "flac", "m4a", "wav"):
-        write_demo_corpus(root / fmt, per_genre=1, duration=2.0, fmt=fmt)
-        files[fmt] = sorted((root / fmt).glob(f"classical/*.{fmt}"))[0]
-    return files
-
-
-def _copy(src, folder, name=None):
-    dst = folder / (name or src.name)
-    shutil.copyfile(src, dst)
-    return dst
-
-
-def _id3v1(*, title: bytes, artist: bytes, genre: int) -> bytes:
-    """A raw ID3v1.1 tag: TAG, title, artist, album, year, comment, zero byte, track, genre byte."""
-    return (b"TAG" + title.ljust(30, b"\0") + artist.ljust(30, b"\0") + b"Album".ljust(30, b"\0") + b"1999"
-            + b"".ljust(28, b"\0") + b"\0" + bytes([3]) + bytes([genre]))
-
-
-@pytest.fixture
-def id3v1_only_mp3(songs):
-    """An MP3 made by libsndfile (no tags at all) with a raw ID3v1 tag appended: genre byte 8 (Jazz)."""
-    import soundfile as sf
-
-    path = songs / "old.mp3"
-    t = np.arange(22050 * 2) / 22050
-    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), 22050, format="MP3",
-             subtype="MPEG_LAYER_III")
-    assert path.read_bytes()[:3] != b"ID3"  # libsndfile writes no ID3v2 tag
-    with open(path, "ab") as f:
-        f.write(_id3v1(title=b"Old Song", artist=b"Old Band", genre=8))
-    return path
 
 
 # ---------------------------------------------------------------------------- ownership, mode, hard links
@@ -95,7 +33,7 @@ def id3v1_only_mp3(songs):
 @as_root
 @pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a", "wav"])
 def test_a_file_of_another_user_keeps_its_owner_group_and_mode(tag_files, songs, fmt, journal):
-    path = _copy(tag_files[fmt], songs)
+    path = copy_into(tag_files[fmt], songs)
     os.chown(path, 1000, 1000)
     os.chmod(path, 0o640)
     write_genre(path, "metal", journal=journal)
@@ -108,7 +46,7 @@ def test_a_file_of_another_user_keeps_its_owner_group_and_mode(tag_files, songs,
 @as_root
 def test_owner_of_the_folder_and_of_the_file_may_differ(tag_files, songs, journal):
     """A root-owned folder holding a user's song: the song stays the user's, the folder root's."""
-    path = _copy(tag_files["flac"], songs)
+    path = copy_into(tag_files["flac"], songs)
     os.chown(path, 1000, 100)
     os.chmod(path, 0o600)
     write_genre(path, "jazz", journal=journal)
@@ -118,7 +56,7 @@ def test_owner_of_the_folder_and_of_the_file_may_differ(tag_files, songs, journa
 
 
 def test_a_hard_linked_file_is_refused_and_both_names_are_untouched(tag_files, songs, journal):
-    path = _copy(tag_files["mp3"], songs, "library.mp3")
+    path = copy_into(tag_files["mp3"], songs, "library.mp3")
     other = songs / "seeding.mp3"
     os.link(path, other)
     before = path.read_bytes()
@@ -178,7 +116,7 @@ def test_undo_puts_the_id3v1_genre_byte_back(id3v1_only_mp3, journal):
 
 
 def test_the_old_genre_is_journaled_before_the_write(tag_files, songs, data_dir, journal):
-    path = _copy(tag_files["flac"], songs)
+    path = copy_into(tag_files["flac"], songs)
     write_genre(path, "metal", journal=journal)
     with sqlite3.connect(data_dir / "tag-journal.sqlite") as conn:
         rows = conn.execute("SELECT path, old, new, state FROM changes").fetchall()
@@ -187,7 +125,7 @@ def test_the_old_genre_is_journaled_before_the_write(tag_files, songs, data_dir,
 
 @pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a", "wav"])
 def test_undo_restores_the_previous_genre(tag_files, songs, fmt, journal):
-    path = _copy(tag_files[fmt], songs)
+    path = copy_into(tag_files[fmt], songs)
     write_genre(path, "metal", journal=journal)
     write_genre(path, "jazz", journal=journal)  # twice in one run: undo walks back through both
     assert undo_genres(journal=journal) == [(str(path), "restored genre metal"),
@@ -200,7 +138,7 @@ def test_undo_restores_the_previous_genre(tag_files, songs, fmt, journal):
 def test_undo_removes_a_genre_that_was_not_there(tag_files, songs, journal):
     from mutagen.flac import FLAC
 
-    path = _copy(tag_files["flac"], songs)
+    path = copy_into(tag_files["flac"], songs)
     f = FLAC(path)
     del f["genre"]
     f.save()
@@ -213,7 +151,7 @@ def test_undo_removes_a_genre_that_was_not_there(tag_files, songs, journal):
 def test_undo_leaves_a_genre_changed_since_alone(tag_files, songs, journal):
     from mutagen.flac import FLAC
 
-    path = _copy(tag_files["flac"], songs)
+    path = copy_into(tag_files["flac"], songs)
     write_genre(path, "metal", journal=journal)
     f = FLAC(path)
     f["genre"] = ["my own choice"]
@@ -224,7 +162,7 @@ def test_undo_leaves_a_genre_changed_since_alone(tag_files, songs, journal):
 
 
 def test_undo_undoes_the_latest_run_only(tag_files, songs, journal):
-    first, second = _copy(tag_files["flac"], songs, "a.flac"), _copy(tag_files["flac"], songs, "b.flac")
+    first, second = copy_into(tag_files["flac"], songs, "a.flac"), copy_into(tag_files["flac"], songs, "b.flac")
     with TagJournal(run="run-1") as run_1:
         write_genre(first, "metal", journal=run_1)
     with TagJournal(run="run-2") as run_2:
@@ -235,7 +173,7 @@ def test_undo_undoes_the_latest_run_only(tag_files, songs, journal):
 
 
 def test_a_journal_that_cannot_be_written_refuses_the_write(tag_files, songs, tmp_path, monkeypatch, journal):
-    path = _copy(tag_files["mp3"], songs)
+    path = copy_into(tag_files["mp3"], songs)
     before = path.read_bytes()
     with sqlite3.connect(journal.path) as conn:  # the journal opened, then its table went away
         conn.execute("DROP TABLE changes")
@@ -255,7 +193,7 @@ def test_a_journal_that_cannot_be_written_refuses_the_write(tag_files, songs, tm
 def test_genrify_tag_undo_on_the_command_line(tag_files, songs, capsys, journal):
     from genrify.cli import main
 
-    path = _copy(tag_files["mp3"], songs, "Band - Song\x1b]0;owned\x07.mp3")  # a name that would retitle a terminal
+    path = copy_into(tag_files["mp3"], songs, "Band - Song\x1b]0;owned\x07.mp3")  # a name that would retitle a terminal
     write_genre(path, "metal", journal=journal)
     assert main(["tag", "--undo"]) == 0
     out = capsys.readouterr().out
@@ -284,7 +222,7 @@ def _killed_mid_write(target) -> str:
 
 
 def test_copies_left_by_killed_runs_are_removed_at_the_next_write(tag_files, songs, journal):
-    killed = _copy(tag_files["mp3"], songs, "killed.mp3")
+    killed = copy_into(tag_files["mp3"], songs, "killed.mp3")
     stale = songs / _killed_mid_write(killed)
     assert stale.name.startswith(".killed.mp3.genrify-") and stale.name.endswith(".part")
     assert stale.stat().st_size == killed.stat().st_size  # a full-size hidden copy
@@ -300,7 +238,7 @@ def test_copies_left_by_killed_runs_are_removed_at_the_next_write(tag_files, son
     link.symlink_to(killed)
     os.utime(link, (hour_ago, hour_ago), follow_symlinks=False)
 
-    other = _copy(tag_files["mp3"], songs, "other.mp3")
+    other = copy_into(tag_files["mp3"], songs, "other.mp3")
     write_genre(other, "metal", journal=journal)
     names = {p.name for p in songs.iterdir()}
     assert stale.name not in names  # stale: removed
@@ -346,7 +284,7 @@ def test_several_genres_are_written_as_the_containers_multi_values_and_the_audio
                                                                                                fmt, journal):
     import mutagen
 
-    path = _copy(every_format[fmt], songs, f"song.{fmt}")
+    path = copy_into(every_format[fmt], songs, f"song.{fmt}")
     before, other = _samples(path), read_tags(path)
     mode = 0o640
     os.chmod(path, mode)
@@ -368,7 +306,7 @@ def test_several_genres_are_written_as_the_containers_multi_values_and_the_audio
 def test_id3v23_joins_the_genres_with_the_chosen_separator(every_format, songs, fmt, journal):
     import mutagen
 
-    path = _copy(every_format[fmt], songs, f"song.{fmt}")
+    path = copy_into(every_format[fmt], songs, f"song.{fmt}")
     before = _samples(path)
     assert write_genre(path, ["Rock", "Jazz"], id3_separator="; ", journal=journal) == ["Rock; Jazz"]
     raw = mutagen.File(path)
@@ -380,7 +318,7 @@ def test_id3v23_joins_the_genres_with_the_chosen_separator(every_format, songs, 
 def test_undo_restores_the_exact_previous_values(every_format, songs, fmt, journal):
     import mutagen
 
-    path = _copy(every_format[fmt], songs, f"song.{fmt}")
+    path = copy_into(every_format[fmt], songs, f"song.{fmt}")
     old = read_genres(path)
     raw_before = mutagen.File(path)
     version = getattr(raw_before.tags, "version", None)
@@ -392,7 +330,7 @@ def test_undo_restores_the_exact_previous_values(every_format, songs, fmt, journ
 
 
 def test_a_file_changed_since_it_was_analysed_is_not_written(tag_files, songs, journal):
-    path = _copy(tag_files["flac"], songs)
+    path = copy_into(tag_files["flac"], songs)
     st = path.stat()
     seen = (st.st_size, st.st_mtime_ns)
     with open(path, "ab") as f:
@@ -408,102 +346,16 @@ def test_a_journal_of_an_earlier_genrify_is_still_read(tag_files, songs, data_di
     with sqlite3.connect(data_dir / "tag-journal.sqlite") as conn:  # the schema before old_id3 existed
         conn.execute("CREATE TABLE changes (id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL, at REAL NOT NULL,"
                      " path TEXT NOT NULL, old TEXT, new TEXT NOT NULL, state TEXT NOT NULL)")
-    path = _copy(tag_files["flac"], songs)
+    path = copy_into(tag_files["flac"], songs)
     with TagJournal() as journal:
         write_genre(path, ["Rock", "Pop"], journal=journal)
         assert undo_genres(journal=journal) == [(str(path), "restored genre classical")]
 
 
 def test_a_read_only_file_is_refused_and_left_as_it_is(tag_files, songs, journal):
-    path = _copy(tag_files["mp3"], songs)
+    path = copy_into(tag_files["mp3"], songs)
     os.chmod(path, 0o444)
     before = path.read_bytes()
     with pytest.raises(TagError, match="read-only"):
         write_genre(path, "Rock", journal=journal)
     assert path.read_bytes() == before and os.stat(path).st_mode & 0o777 == 0o444
-
-
-# ---------------------------------------------------------------------------- names, links and the journal
-
-
-def test_a_name_that_is_not_utf8_is_tagged_journaled_and_undone(tag_files, songs, journal):
-    path = songs / os.fsdecode(b"x\xe9.mp3")
-    _copy(tag_files["mp3"], songs, path.name)
-    assert write_genre(path, "Jazz", journal=journal) == ["Jazz"]
-    (change,) = journal.changes(run=journal.run)
-    assert change.path == str(path)  # the name's bytes, back as they were
-    plain = _copy(tag_files["mp3"], songs, "plain.mp3")
-    write_genre(plain, "Jazz", journal=journal)
-    with sqlite3.connect(journal.path) as conn:  # a UTF-8 name stays TEXT: journals of earlier versions still match
-        kinds = dict(conn.execute("SELECT typeof(path), path FROM changes").fetchall())
-    assert kinds == {"blob": os.fsencode(path), "text": str(plain)}
-    assert undo_genres(journal=journal)[-1] == (str(path), "restored genre classical")  # newest first
-    assert read_genre(path) == "classical"
-
-
-def test_a_link_leaving_the_root_is_not_written(tag_files, tmp_path, songs, journal):
-    outside = tmp_path / "outside"
-    outside.mkdir(mode=0o700)
-    private = _copy(tag_files["mp3"], outside, "private.mp3")
-    os.chmod(private, 0o600)
-    before = private.read_bytes()
-    (songs / "evil.mp3").symlink_to(private)
-    with pytest.raises(TagError, match="outside") as err:
-        write_genre(songs / "evil.mp3", "Jazz", journal=journal, root=songs)
-    assert "\n" not in str(err.value)
-    assert private.read_bytes() == before and journal.changes(run=journal.run) == []
-
-
-def test_a_link_swapped_in_after_analysis_to_an_equal_file_is_not_written(tag_files, songs, journal):
-    song = _copy(tag_files["mp3"], songs, "song.mp3")
-    victim = _copy(tag_files["mp3"], songs, "victim.mp3")  # same size; given the same time below
-    st = os.stat(song)
-    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
-    seen = (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)  # as the job saw it when analysing
-    song.unlink()
-    song.symlink_to(victim)
-    before = victim.read_bytes()
-    with pytest.raises(TagError, match="changed since it was analysed"):
-        write_genre(song, "Jazz", journal=journal, root=songs, expect=seen)
-    assert victim.read_bytes() == before
-
-
-def test_the_id3v1_comment_and_track_survive_a_write_and_an_undo(id3v1_only_mp3, journal):
-    with open(id3v1_only_mp3, "r+b") as f:  # a comment in the ID3v1.1 tag's 28 comment bytes
-        f.seek(-128 + 97, os.SEEK_END)
-        f.write(b"ripped by me".ljust(28, b"\0"))
-    original = id3v1_only_mp3.read_bytes()[-128:]
-    write_genre(id3v1_only_mp3, "Metal", journal=journal)
-    after = id3v1_only_mp3.read_bytes()[-128:]
-    assert after[:-1] == original[:-1] and after[-1] == 9  # all but the genre byte, Metal
-    undo_genres(journal=journal)
-    assert id3v1_only_mp3.read_bytes()[-128:] == original
-
-
-def test_a_journal_row_climbing_out_of_the_undo_folder_is_not_undone(tag_files, tmp_path, songs, journal):
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    victim = _copy(tag_files["mp3"], outside, "victim.mp3")
-    before = victim.read_bytes()
-    # A row as a damaged or forged journal may hold: inside the folder by its text, outside by its place.
-    journal.mark(journal.record(path=f"{songs}/../outside/victim.mp3", old=["Jazz"], new="classical"),
-                 state="written")
-    with pytest.raises(TagError, match="no genre tag written") as err:
-        undo_genres(journal=journal, under=songs)
-    assert "\n" not in str(err.value)
-    assert victim.read_bytes() == before
-
-
-def test_bad_json_in_the_journal_is_a_one_line_error(tag_files, songs, data_dir, run_genrify):
-    path = _copy(tag_files["mp3"], songs)
-    with TagJournal() as journal:
-        write_genre(path, "Jazz", journal=journal)
-    with sqlite3.connect(data_dir / "tag-journal.sqlite") as conn:
-        conn.execute("UPDATE changes SET old = '[\"classical\"'")
-    with TagJournal() as journal, pytest.raises(TagError, match="damaged") as err:
-        undo_genres(journal=journal)
-    assert "\n" not in str(err.value)
-    proc = run_genrify("tag", "--undo", "--index", data_dir / "tag-journal.sqlite")
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().startswith("genrify: error:") and len(proc.stderr.strip().splitlines()) == 1
-    assert read_genre(path) == "Jazz"

@@ -181,7 +181,7 @@ def test_serve_index_option_needs_one_worker(run_genrify, tmp_path):
 
 @pytest.mark.parametrize("kind", ["no file", "journal only"])
 def test_without_an_index_the_api_says_how_to_make_one(tmp_path, classifier, kind):
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     index = tmp_path / "data" / "tag-journal.sqlite"
     if kind == "journal only":  # `genrify predict --write-tags` made the file, `genrify tag` never ran
@@ -327,7 +327,7 @@ def _taggable(tmp_path, gtzan_mini):
 def test_rows_show_the_genre_the_file_carries_now_and_whether_it_was_written_or_undone(tmp_path, gtzan_mini,
                                                                                        classifier):
     from genrify.sources.tags import undo_genres, write_genre
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     lib, ids = _taggable(tmp_path, gtzan_mini)
     settings = Settings(library=str(lib), library_db=str(tmp_path / "lib.sqlite"), scan="off")
@@ -355,7 +355,7 @@ def test_rows_show_the_genre_the_file_carries_now_and_whether_it_was_written_or_
 def test_page_shows_the_files_genre_after_a_write_and_its_undo_in_chromium(tmp_path, gtzan_mini, classifier,
                                                                            chromium):
     from genrify.sources.tags import undo_genres, write_genre
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     lib, ids = _taggable(tmp_path, gtzan_mini)
     with TagJournal(path=tmp_path / "index.sqlite", run="write-run") as journal:

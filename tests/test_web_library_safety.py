@@ -152,3 +152,31 @@ def test_a_search_past_its_step_budget_is_stopped_and_a_page_of_an_indexed_order
         cat.select(q="a b c d e f g h")  # every song has every letter: eight checks of 5,000 songs
     page = cat.select(sort="certainty", order="desc", offset=100, limit=50)
     assert page["total"] == 5000 and {r["certainty"] for r in page["rows"]} == {0.97}  # 50 songs of each value
+
+
+def test_the_one_file_check_resolves_links_and_keeps_to_its_roots(tmp_path):
+    """:func:`~genrify.web.audio_response.servable_file`, which every route serving a file goes through (the
+    library page, the audit page, ``/api/audio``): real files, links, a FIFO and a folder."""
+    import os
+
+    from genrify.errors import NotFoundError
+    from genrify.web.audio_response import servable_file
+
+    lib, outside = tmp_path / "lib", tmp_path / "outside"
+    (lib / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (lib / "song.wav").write_bytes(b"RIFF")
+    (outside / "shadow").write_bytes(b"secret")
+    (lib / "inside-link.wav").symlink_to(lib / "song.wav")
+    (lib / "outside-link.wav").symlink_to(outside / "shadow")
+    (lib / "sub" / "up.wav").symlink_to("../../outside/shadow")
+    os.mkfifo(lib / "fifo.wav")
+    (tmp_path / "lib-link").symlink_to(lib)
+    real, st = servable_file(lib / "inside-link.wav", roots=[lib])
+    assert real == lib / "song.wav" and st.st_size == 4
+    assert servable_file(tmp_path / "lib-link" / "song.wav", roots=[tmp_path / "lib-link"])[0] == lib / "song.wav"
+    for bad in (lib / "outside-link.wav", lib / "sub" / "up.wav", lib / ".." / "outside" / "shadow", lib / "fifo.wav",
+                lib / "sub", lib / "missing.wav"):
+        with pytest.raises(NotFoundError) as err:
+            servable_file(bad, roots=[lib])
+        assert str(tmp_path) not in str(err.value)  # the file's name only, never where it lives

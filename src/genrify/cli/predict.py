@@ -133,7 +133,7 @@ def _tag(result: dict, analysis, *, overwrite: bool) -> int:
     from genrify.errors import GenrifyError
     from genrify.sources.tags import read_genres, write_genre
     from genrify.tagging.choose import decide_tag
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     result["tagged"] = None
     if analysis.verdict != "genre":  # unsure, not music or multi-label tags: the file keeps its tags

@@ -99,7 +99,7 @@ def _undo(args) -> int:
 
     from genrify.errors import TagError
     from genrify.sources.tags import undo_genres
-    from genrify.tagging.index import TagJournal
+    from genrify.tagging.journal import TagJournal
 
     if len(args.paths) > 1:
         raise TagError("--undo takes one folder (or none: the latest run)")

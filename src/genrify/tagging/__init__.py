@@ -2,7 +2,8 @@
 
 from genrify.tagging.analyser import Analyser, local_analyser
 from genrify.tagging.choose import Choice, ChoiceConfig, NameRules, choose, choose_album, load_names
-from genrify.tagging.index import ResultsIndex, TagJournal, committed_songs, default_index_path
+from genrify.tagging.index import ResultsIndex, committed_songs, default_index_path
+from genrify.tagging.journal import TagJournal
 from genrify.tagging.job import JobSummary, TagJobConfig, analyse_files, export_rows, record_song, run_tag_job
 from genrify.tagging.stage import SongResult, analyse_song, file_facts
 

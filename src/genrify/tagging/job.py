@@ -28,7 +28,8 @@ from genrify.sources.folder import audio_files
 from genrify.sources.tags import read_genres, write_genre
 from genrify.tagging.analyser import Analyser, local_analyser
 from genrify.tagging.choose import EXISTING, Choice, ChoiceConfig, choose, choose_album, decide_tag
-from genrify.tagging.index import ResultsIndex, TagJournal
+from genrify.tagging.index import ResultsIndex
+from genrify.tagging.journal import TagJournal
 from genrify.tagging.stage import FileFacts, SongResult, content_hash
 
 

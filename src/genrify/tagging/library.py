@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from genrify.errors import GenrifyError, NotFoundError
+from genrify.fileio import name_as_text
 from genrify.tagging.index import default_index_path
 from genrify.tagging.listing import read_song, read_songs
 
@@ -107,12 +108,13 @@ class LibraryView:
             name = path[len(root) + 1:]
         else:
             name = "/".join(path.rsplit(os.sep, 2)[-2:])
+        name = name_as_text(name)  # shown and searched as text; ``path`` keeps the bytes that open the file
         if "problem" in row:
             return {"id": row["id"], "name": name, "problem": row["problem"]}
         tags = row["tags"]
         artist, title, album = (_text(tags.get(k)) for k in ("artist", "title", "album"))
         # As the table shows it: "artist – title", else the file's name.
-        song = (f"{artist} – {title}" if artist else title) if title else os.path.basename(path)
+        song = (f"{artist} – {title}" if artist else title) if title else name_as_text(os.path.basename(path))
         styles = [str(s["name"]) for s in row["styles"] if isinstance(s, dict) and "name" in s]
         names = [n.casefold() for n in ([row["genre"]] if row["genre"] else []) + styles]
         text = " ".join(v for v in (song, name, artist, title, album) if v).casefold()

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from genrify.errors import DatasetError
 from genrify.fileio import stored_path
-from genrify.tagging.index import TagChange, _change, _json, _read_only, song_path
+from genrify.tagging.index import _json, _read_only, song_path
+from genrify.tagging.journal import TagChange, _change
 
 # The library page's columns, read from each song's analysis in SQL, so that a listing never parses
 # the per-window data; the same fields as ResultsIndex.rows() gives (certainty = top[0][1]). A row over
