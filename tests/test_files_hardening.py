@@ -270,18 +270,15 @@ def test_a_names_file_nested_50000_deep_is_a_one_line_error(tmp_path):
 
 def test_a_names_file_that_is_a_fifo_a_device_or_huge_is_refused_without_reading(tmp_path):
     """A link to /dev/zero once grew to 2.6 GB in 20 s, and a FIFO hung `genrify tag`."""
+    os.mkfifo(tmp_path / "names.fifo")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    assert "named pipe" in _names_error(tmp_path / "names.fifo")
+    assert "character device" in _names_error(tmp_path / "zero.yaml")
+    assert "too large" in _names_error(_huge(tmp_path / "huge.yaml"))
     from genrify.fileio import MAX_SMALL_FILE_BYTES
 
-    fifo = tmp_path / "names.fifo"
-    os.mkfifo(fifo)
-    zero = tmp_path / "zero.yaml"
-    zero.symlink_to("/dev/zero")
-    huge = tmp_path / "huge.yaml"
-    with open(huge, "wb") as f:
-        f.truncate(MAX_SMALL_FILE_BYTES + 1)
-    assert "named pipe" in _names_error(fifo)
-    assert "character device" in _names_error(zero)
-    assert "too large" in _names_error(huge)
+    (tmp_path / "big.yaml").write_bytes(b"#" * MAX_SMALL_FILE_BYTES + b"\n")  # a plain file just over 1 MiB
+    assert "too large" in _names_error(tmp_path / "big.yaml")
 
 
 def test_names_that_a_terminal_would_act_on_are_refused(tmp_path):

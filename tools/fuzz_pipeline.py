@@ -675,50 +675,17 @@ def fuzz_command(target: str, model: Path, seeds: dict[str, bytes], seconds: flo
     return _time_boxed(song_files(seeds), seconds, check)
 
 
-class Server:
-    """``python -m genrify serve ARGS`` on 127.0.0.1 and a free port, private cache and data folders;
-    ready once ``/healthz`` answers. ``alive()``, ``log`` (its output) and ``base`` (its URL)."""
+def serve(*args) -> object:
+    """A real ``genrify serve ARGS`` on 127.0.0.1 (``--scan off``, private cache and data folders, errors
+    logged): the benchmarks' server (benchmarks/bench_web_abuse.py), as a context manager."""
+    from bench_web_abuse import Server
 
-    def __init__(self, args, *, home: Path):
-        self.args, self.home = list(args), home
-        self.log = home / "server.log"
+    return Server(*map(os.fspath, args), "--log-level", "warning")
 
-    def __enter__(self) -> Server:
-        import httpx
 
-        from bench_serve import HOST, free_port
-
-        self.base = f"http://{HOST}:{free_port()}"
-        self._out = open(self.log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "genrify", "serve", "--host", HOST,
-                                      "--port", self.base.rsplit(":", 1)[1], "--log-level", "warning",
-                                      *map(os.fspath, self.args)], env=private_env(self.home), stdout=self._out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.3)
-        self.__exit__()
-        raise RuntimeError(f"genrify serve did not start:\n{self.log.read_text()[-3000:]}")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._out.close()
+def server_log(server) -> str:
+    """What the server :func:`serve` started has printed so far."""
+    return (server.dir / "server.log").read_text(errors="replace")
 
 
 def judge_answer(r, *, api: bool, expect: str | None = "application/json") -> str | None:
@@ -834,8 +801,7 @@ class LibrarySite:
         write_files(self.root, [("song.wav", song)])
         self.outside.mkdir()
         add_rows(self.index, self.root, self.outside, [("first.wav", True, song, {}, {})], salt="first")
-        self.server = Server(["--model", model, "--scan", "off", "--library", self.root, "--index", self.index],
-                             home=self.home)
+        self.server = serve("--model", model, "--library", self.root, "--index", self.index)
         self.added = 0
 
     def __enter__(self) -> LibrarySite:
@@ -854,13 +820,13 @@ class LibrarySite:
             return ask_library(self.client, add_rows(self.index, self.root, self.outside, rows,
                                                      salt=str(self.added)), query)
         except httpx.HTTPError as exc:
-            if not self.server.alive():
-                raise RuntimeError(f"the server died:\n{self.server.log.read_text()[-3000:]}") from None
+            if self.server.proc.poll() is not None:
+                raise RuntimeError(f"the server died:\n{server_log(self.server)[-3000:]}") from None
             return [f"connection: {type(exc).__name__}: {exc}"]
 
     def traceback(self) -> str | None:
         """The end of the server's log when it holds a traceback."""
-        log = self.server.log.read_text()
+        log = server_log(self.server)
         return log[-3000:] if "Traceback" in log else None
 
     def __exit__(self, *exc) -> None:
@@ -960,13 +926,13 @@ def run_audit(folders, edits, decisions, *, model: Path, work: Path, hang_s: flo
         edit_rows(case / "ds" / "index.sqlite", edits)
         (case / "empty").mkdir()
         found = []
-        with Server(["--model", model, "--scan", "off", "--library", case / "empty", "--audit", case / "ds"],
-                    home=case) as server, httpx.Client(base_url=server.base, timeout=120) as client:
+        with serve("--model", model, "--library", case / "empty", "--audit", case / "ds") as server, \
+                httpx.Client(base_url=server.base, timeout=120) as client:
             try:
                 found += ask_audit(client, decisions)
             except httpx.HTTPError as exc:
                 found.append(f"connection: {type(exc).__name__}: {exc}")
-            log = server.log.read_text()
+            log = server_log(server)
         if "Traceback" in log:
             found.append("server log holds a traceback:\n" + log[-3000:])
         return found
