@@ -802,7 +802,7 @@ class LibrarySite:
         self.outside.mkdir()
         add_rows(self.index, self.root, self.outside, [("first.wav", True, song, {}, {})], salt="first")
         self.server = serve("--model", model, "--library", self.root, "--index", self.index)
-        self.added = 0
+        self.added = self.logged = 0
 
     def __enter__(self) -> LibrarySite:
         import httpx
@@ -812,22 +812,21 @@ class LibrarySite:
         return self
 
     def ask(self, rows, query) -> list[str]:
-        """Add ``rows`` to the index and ask the routes about them; the findings, one line each."""
+        """Add ``rows`` to the index and ask the routes about them; the findings, one line each (a traceback
+        the server logged meanwhile is one)."""
         import httpx
 
         self.added += 1
         try:
-            return ask_library(self.client, add_rows(self.index, self.root, self.outside, rows,
-                                                     salt=str(self.added)), query)
+            found = ask_library(self.client, add_rows(self.index, self.root, self.outside, rows,
+                                                      salt=str(self.added)), query)
         except httpx.HTTPError as exc:
             if self.server.proc.poll() is not None:
                 raise RuntimeError(f"the server died:\n{server_log(self.server)[-3000:]}") from None
-            return [f"connection: {type(exc).__name__}: {exc}"]
-
-    def traceback(self) -> str | None:
-        """The end of the server's log when it holds a traceback."""
+            found = [f"connection: {type(exc).__name__}: {exc}"]
         log = server_log(self.server)
-        return log[-3000:] if "Traceback" in log else None
+        new, self.logged = log[self.logged:], len(log)
+        return found + (["server log holds a traceback:\n" + new[-3000:]] if "Traceback" in new else [])
 
     def __exit__(self, *exc) -> None:
         self.client.close()
@@ -849,10 +848,7 @@ def fuzz_library(model: Path, seeds: dict[str, bytes], seconds: float, findings:
                 findings.found("library", json.dumps(library_record(rows, query)).encode(), "\n".join(found),
                                suffix=".json")
 
-        n = _time_boxed(st.tuples(index_rows(seeds), library_queries()), seconds, check)
-        if log := site.traceback():
-            findings.found("library", b"", "server log holds a traceback:\n" + log)
-    return n
+        return _time_boxed(st.tuples(index_rows(seeds), library_queries()), seconds, check)
 
 
 def audit_corpora(seeds: dict[str, bytes]):
@@ -968,8 +964,7 @@ def replay(path: Path, *, model: Path, work: Path, hang_s: float = 30.0) -> list
         return [why] if kind in ("crash", "hang") else []
     if target == "library":
         with LibrarySite(model=model, work=work, song=make_seeds()["wav16"]) as site:
-            found = site.ask(rows_from_record(record), record["query"])
-            return found + ([f"server log holds a traceback:\n{log}"] if (log := site.traceback()) else [])
+            return site.ask(rows_from_record(record), record["query"])
     if target == "audit":
         folders = {os.fsdecode(base64.b64decode(g)): files_from_record(f) for g, f in record["folders"].items()}
         return run_audit(folders, [tuple(e) for e in record["edits"]], record["decisions"], model=model, work=work,
