@@ -161,15 +161,17 @@ def _nesting(text: str | bytes) -> tuple[np.ndarray, np.ndarray]:
     quotes = data == ord('"')
     outside = np.bitwise_xor.accumulate(quotes.view(np.uint8)) == 0  # a closing quote counts as outside
     bare = np.where(outside, data, np.uint8(0))  # brackets inside strings do not nest
-    moves = ((bare == ord("[")) | (bare == ord("{"))).view(np.int8) - ((bare == ord("]")) | (bare == ord("}"))).view(np.int8)
+    opens = ((bare == ord("[")) | (bare == ord("{"))).view(np.int8)
+    moves = opens - ((bare == ord("]")) | (bare == ord("}"))).view(np.int8)
     # int16 may wrap only past 32 767 levels, and depth moves by one: it reads above any limit first.
     return bare, np.cumsum(moves, dtype=np.int16)
 
 
 def _header(raw: bytes, *, path: Path) -> dict:
     """The parsed safetensors header, its shape checked before it is parsed: objects at the first two
-    levels, strings no deeper, lists of non-negative integers at the third. So a hostile header costs
-    a few bytes of objects per byte, not the 20-40 that millions of empty objects or strings would."""
+    levels, strings no deeper, lists of non-negative integers at the third. So millions of empty
+    objects, strings or floats in a list are refused before any is built; the costliest header left
+    (entries by the hundred thousand, docs/reliability.md) builds about 20 bytes per byte."""
     bare, depth = _nesting(raw)
     if depth.size and int(depth.max()) > HEADER_DEPTH:
         raise ModelFileError(f"{path}: not a genrify model file (header nested deeper than {HEADER_DEPTH})")
@@ -184,8 +186,6 @@ def _header(raw: bytes, *, path: Path) -> dict:
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: not a genrify model file (unreadable header)")
     return header
-
-
 
 
 def load_model_file(path: str | os.PathLike) -> ModelFile:
