@@ -557,6 +557,11 @@ def names():
     return st.one_of(st.sampled_from(ODD_NAMES), st.text(max_size=30))
 
 
+def utf8(text: str) -> str:
+    """``text`` as UTF-8 can carry it (a URL, an index row): bytes that are not UTF-8 become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def file_names():
     """A hypothesis strategy: a file name (see :func:`_valid_name`), often hostile, with an audio suffix or not."""
     from hypothesis import strategies as st
@@ -738,7 +743,7 @@ def library_queries():
 
     sorts = ("song", "name", "artist", "title", "album", "genre", "style", "certainty", "verdict", "nope")
     return st.fixed_dictionaries({}, optional={
-        "q": st.text(max_size=220), "genre": st.one_of(names(), st.text(max_size=120)),
+        "q": st.text(max_size=220), "genre": st.one_of(names().map(utf8), st.text(max_size=120)),
         "verdict": st.sampled_from(["", "genre", "unsure", "not_music", "x"]), "sort": st.sampled_from(sorts),
         "order": st.sampled_from(["asc", "desc", "up"]), "offset": st.integers(-5, 10**8),
         "limit": st.integers(-1, 300)})
@@ -752,9 +757,9 @@ def add_rows(index_path: Path, root: Path, outside: Path, rows, *, salt: str) ->
     ids = []
     with ResultsIndex(index_path) as index:
         for i, (name, inside, data, analysis, tags) in enumerate(rows):
-            # The index keeps paths as UTF-8 text: here a name whose bytes are not UTF-8 is stored with U+FFFD
-            # in their place (the tag and scan targets give such names to the commands themselves).
-            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            # The index keeps paths as UTF-8 text (the tag and scan targets give names that are not UTF-8
+            # to the commands themselves).
+            name = utf8(name)
             path = (root if inside else outside) / name
             if data is not None:
                 path.write_bytes(data)
@@ -779,14 +784,21 @@ def rows_from_record(record: dict) -> list:
 
 def ask_library(client, ids: list[int], query: dict) -> list[str]:
     """Ask the /library routes about ``ids`` with ``query``; returns the findings (one line each)."""
-    # A file's audio is served as its name says (or as bytes): any 200 is fine there.
-    asks = [("/api/library", query, True, "application/json"), ("/library", None, False, None)]
-    asks += [(f"/api/library/{i}{part}", None, True, expect) for i in ids
+    import httpx
+
+    # A file's audio is served as its name says (or as bytes): any 200 is fine there. Findings name the
+    # route, not the row's id, so that the same failure on other rows counts as one.
+    asks = [("/api/library", None, query, True, "application/json"), ("/library", None, None, False, None)]
+    asks += [(f"/api/library/{{id}}{part}", i, None, True, expect) for i in ids
              for part, expect in (("", "application/json"), ("/timeline", "image/png"), ("/audio", None))]
     found = []
-    for url, params, api, expect in asks:
-        if why := judge_answer(client.get(url, params=params), api=api, expect=expect):
-            found.append(f"GET {url}: {why}")
+    for route, song, params, api, expect in asks:
+        try:
+            why = judge_answer(client.get(route.format(id=song), params=params), api=api, expect=expect)
+        except httpx.HTTPError as exc:  # a dropped connection: the server itself is checked by the caller
+            why = f"connection: {type(exc).__name__}: {exc}"
+        if why:
+            found.append(f"GET {route}: {why}" + (f"\n  (query {params})" if params else ""))
     return found
 
 
