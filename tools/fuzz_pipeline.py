@@ -838,7 +838,7 @@ class LibrarySite:
             found = [f"connection: {type(exc).__name__}: {exc}"]
         log = server_log(self.server)
         new, self.logged = log[self.logged:], len(log)
-        return found + (["server log holds a traceback:\n" + new[-3000:]] if "Traceback" in new else [])
+        return found + (["server log holds a traceback, ending:\n" + new[-1200:]] if "Traceback" in new else [])
 
     def __exit__(self, *exc) -> None:
         self.client.close()

@@ -184,6 +184,11 @@ class LibraryIndex:
         """Index one audio file met by :meth:`scan` (unless it is unchanged), or record why it is unreadable."""
         key, root_key = str(real), str(scan.root)
         try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # the index holds names as UTF-8 text: a name of other bytes cannot go in
+            scan.failed.append((key, "its name is not UTF-8 text, which the index cannot hold"))
+            return
+        try:
             st = real.stat()
         except OSError as exc:
             scan.failed.append((key, f"cannot stat ({exc.strerror or exc})"))
