@@ -635,6 +635,7 @@ def run_command(args, *, env: dict, timeout: float) -> tuple[str, str]:
     """``python -m genrify ARGS``: ``("ok" | "error", "")`` for exit status 0 | 1 without a traceback;
     ``("crash", why)`` otherwise; ``("hang", why)`` when it has not ended within ``timeout`` s (it and its
     children are killed)."""
+    label = "genrify " + " ".join(a for a in args[:2] if isinstance(a, str))  # the command, not its paths
     proc = subprocess.Popen([sys.executable, "-m", "genrify", *map(os.fspath, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -642,10 +643,10 @@ def run_command(args, *, env: dict, timeout: float) -> tuple[str, str]:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        return "hang", f"genrify {' '.join(map(str, args[:2]))}: no exit within {timeout:g} s"
+        return "hang", f"{label}: no exit within {timeout:g} s"
     text = (out + err).decode("utf-8", "replace")
     if "Traceback" in text or proc.returncode not in (0, 1):
-        return "crash", f"genrify {' '.join(map(str, args[:2]))}: exit {proc.returncode}:\n{text[-2000:]}"
+        return "crash", f"{label}: exit {proc.returncode}:\n{text[-2000:]}"
     return ("ok" if proc.returncode == 0 else "error"), ""
 
 

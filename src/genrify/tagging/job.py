@@ -104,9 +104,18 @@ def list_files(paths) -> list[FileOutcome]:
     found: list[FileOutcome] = []
     for p in map(Path, paths):
         inside = audio_files(p) if p.is_dir() else [p]
-        found += [FileOutcome(str(f)) for f in inside] or [
+        found += [FileOutcome(str(f), error=_unindexable(f)) for f in inside] or [
             FileOutcome(str(p), error=f"{p}: is a folder with no audio files in it")]
     return found
+
+
+def _unindexable(path: Path) -> str | None:
+    # The results index holds names as UTF-8 text: a name of other bytes cannot go in (one line, not a traceback).
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{path}: its name is not UTF-8 text, which the results index cannot hold"
+    return None
 
 
 def run_tag_job(paths, *, index: ResultsIndex, config: TagJobConfig = TagJobConfig(),
