@@ -886,7 +886,7 @@ def edit_rows(index_path: Path, edits) -> None:
         for row, artist, title, duration in edits:
             if ids:
                 conn.execute("UPDATE tracks SET artist = ?, title = ?, duration = ? WHERE id = ?",
-                             (artist, title, duration, ids[row % len(ids)]))
+                             (artist and utf8(artist), title and utf8(title), duration, ids[row % len(ids)]))
 
 
 def audit_record(folders, edits, decisions) -> dict:

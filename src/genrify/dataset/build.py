@@ -81,12 +81,15 @@ def build_dataset(source: str | os.PathLike, out: str | os.PathLike, *,
         index.set_meta("source", str(Path(source).resolve()))
 
         summary = BuildSummary(total=len(items))
-        keep = set()
+        keep, unindexable = set(), []
         with index.conn:
             for item in items:
                 # Links to regular files are keyed by their target; anything else by its own name, so a
                 # link to a device is reported under the name the user gave it, not as "/dev/zero".
                 path = str(item.path.resolve()) if item.path.is_file() else str(item.path.absolute())
+                if not _utf8(path, item.genre, item.artist, item.title):  # the index holds UTF-8 text only
+                    unindexable.append((path, "its name is not UTF-8 text, which the index cannot hold"))
+                    continue
                 keep.add(path)
                 try:
                     st = os.stat(path)
@@ -109,9 +112,20 @@ def build_dataset(source: str | os.PathLike, out: str | os.PathLike, *,
         _mark_duplicates(index)
         summary.statuses = index.counts()
         summary.problems = [(t.path, t.error or t.status) for t in index.tracks(status=("error", "ambiguous", "duplicate"))]
+        summary.problems += unindexable
         return summary
     finally:
         index.close()
+
+
+def _utf8(*texts: str | None) -> bool:
+    """Whether every text can be stored as UTF-8 (a file name's undecodable bytes cannot)."""
+    try:
+        for text in texts:
+            (text or "").encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _compute_all(pending, *, index, store, features, audio, workers, progress):

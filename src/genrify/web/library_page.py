@@ -83,7 +83,10 @@ async def library_html() -> FileResponse:
                         headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/api/library", tags=["library"], summary="Tagged songs: one page, sorted and filtered")
+# response_model=None: the rows are the index's text as stored, which may hold a file name's undecodable
+# byte (a lone surrogate); pydantic's serializer refuses it, SafeJSONResponse writes it as an escape.
+@router.get("/api/library", tags=["library"], summary="Tagged songs: one page, sorted and filtered",
+            response_model=None)
 async def library_json(
     page: Page,
     q: Annotated[str, Query(max_length=200, description="words to find in names, tags, genres and styles")] = "",
@@ -108,7 +111,8 @@ async def library_json(
             "library": view.library.name if view.library else None, **found}
 
 
-@router.get("/api/library/{song_id}", tags=["library"], summary="One tagged song: its analysis, as stored")
+@router.get("/api/library/{song_id}", tags=["library"], summary="One tagged song: its analysis, as stored",
+            response_model=None)
 async def library_song(page: Page, song_id: int) -> dict:
     """The song's row with `analysis` (genres, styles, verdict, windows over time) and `written` (the genre
     values genrify wrote, `null` when none); `audio_url` and `timeline_url` to play and chart it."""
