@@ -242,3 +242,68 @@ def test_predict_and_serve_refuse_a_fifo_device_or_deeply_nested_model_in_one_li
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         [line] = proc.stderr.strip().splitlines()
         assert line.startswith("genrify: error:") and str(model) in line and words in line
+
+
+# ---------------------------------------------------------------------------- the names file of `genrify tag --names`
+
+
+def _names_error(path) -> str:
+    from genrify.errors import ConfigError
+    from genrify.tagging import load_names
+
+    with pytest.raises(ConfigError) as err:
+        _finishes(load_names, path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message, message
+    return message
+
+
+def test_a_names_file_nested_50000_deep_is_a_one_line_error(tmp_path):
+    """It once ended in a RecursionError traceback; flow and block nesting are both bounded."""
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("aliases: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert "nested deeper" in _names_error(flow)
+    block = tmp_path / "block.yaml"
+    block.write_text("ignore:\n" + "".join(" " * i + "-\n" for i in range(1, 1_200)))  # 1 200 levels, 0.7 MB
+    assert "nested deeper" in _names_error(block)
+
+
+def test_a_names_file_that_is_a_fifo_a_device_or_huge_is_refused_without_reading(tmp_path):
+    """A link to /dev/zero once grew to 2.6 GB in 20 s, and a FIFO hung `genrify tag`."""
+    os.mkfifo(tmp_path / "names.fifo")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    assert "named pipe" in _names_error(tmp_path / "names.fifo")
+    assert "character device" in _names_error(tmp_path / "zero.yaml")
+    assert "too large" in _names_error(_huge(tmp_path / "huge.yaml"))
+    from genrify.fileio import MAX_SMALL_FILE_BYTES
+
+    (tmp_path / "big.yaml").write_bytes(b"#" * MAX_SMALL_FILE_BYTES + b"\n")  # a plain file just over 1 MiB
+    assert "too large" in _names_error(tmp_path / "big.yaml")
+
+
+def test_names_that_a_terminal_would_act_on_are_refused(tmp_path):
+    names = tmp_path / "names.yaml"
+    for text in ('aliases: {jazz: "Jazz\\e]0;owned\\a"}\n', 'ignore: ["Pop\\nRock"]\n',
+                 'whitelist: ["\\u202eKcor"]\n', "ignore: [" + "x" * 500 + "]\n"):
+        names.write_text(text)
+        message = _names_error(names)
+        assert "\x1b" not in message and "\u202e" not in message and "not a genre name" in message, message
+    names.write_text('aliases: {"hip hop": "Hip-Hop", 1990s: Ninéties}\nignore: [Pop]\n')
+    from genrify.tagging import load_names
+
+    assert load_names(names).aliases == {"hip hop": "Hip-Hop", "1990s": "Ninéties"}
+
+
+def test_genrify_tag_refuses_a_deep_or_device_names_file_in_one_line_before_any_work(tmp_path, run_genrify):
+    music = tmp_path / "music"
+    _sine_wav(music / "a.wav")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("aliases: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    zero = tmp_path / "zero.yaml"
+    zero.symlink_to("/dev/zero")
+    for names, words in ((deep, "nested deeper"), (zero, "character device")):
+        proc = run_genrify("tag", music, "--names", names, "--index", tmp_path / "index.sqlite", timeout=120)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        [line] = proc.stderr.strip().splitlines()
+        assert line.startswith("genrify: error:") and str(names) in line and words in line
+        assert not (tmp_path / "index.sqlite").exists()

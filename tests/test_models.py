@@ -309,6 +309,99 @@ def test_a_header_of_the_wrong_shape_is_refused_in_one_line(tmp_path):
         _refused(bad, "not a genrify model", "another tool")
 
 
+def _peak_growth_mb(path) -> tuple[float, str]:
+    """Load ``path`` in a fresh interpreter: (peak RSS growth in MB during the load, the refusal or "loaded")."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "import safetensors.numpy\n"
+        "from genrify.errors import ModelFileError\n"
+        "from genrify.models.modelfile import load_model_file\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    load_model_file(sys.argv[1]); what = 'loaded'\n"
+        "except ModelFileError as exc:\n"
+        "    what = str(exc)\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(grown / 1024); print(what)\n"
+    )
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    grown, what = proc.stdout.splitlines()
+    return float(grown), what
+
+
+def _raw_model(path, header: bytes, *, data_bytes: int = 0) -> None:
+    """A file of an 8-byte header length, ``header`` and ``data_bytes`` of zeros (sparse: nothing written)."""
+    import struct
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + data_bytes)
+
+
+def test_a_huge_header_is_refused_before_it_is_read(tmp_path):
+    """A 20 MB header of spaces once cost about 20 bytes of memory per byte before it was refused."""
+    from genrify.models.modelfile import MAX_HEADER_BYTES
+
+    spaces = tmp_path / "spaces.genrify"
+    _raw_model(spaces, b"{" + b" " * 20_000_000 + b"}")
+    grown, what = _peak_growth_mb(spaces)
+    assert "header" in what and str(MAX_HEADER_BYTES) in what.replace(",", ""), what
+    assert grown < 16, f"{grown:.0f} MB to refuse a header it should not read"
+
+
+def test_a_header_of_many_small_values_is_bounded(tmp_path):
+    """Empty objects by the million (``{},{},…``) are refused by the header's shape before any is built
+    (once about 40 bytes of memory per byte of header)."""
+    from genrify.models.modelfile import MAX_HEADER_BYTES
+
+    body = b"{}," * ((MAX_HEADER_BYTES - 200) // 3)
+    bad = tmp_path / "objects.genrify"
+    _raw_model(bad, b'{"__metadata__": {"format": "genrify-model", "version": "1"}, "x": [' + body + b"{}]}")
+    grown, what = _peak_growth_mb(bad)
+    assert "not a safetensors header" in what, what
+    assert grown < 128, f"{grown:.0f} MB to refuse a {MAX_HEADER_BYTES}-byte header"
+
+
+def test_a_bad_checksum_is_found_without_reading_the_file_into_memory(tmp_path):
+    """200 MB of weights whose checksum does not match: refused while streaming, not after loading."""
+    import json
+
+    n = 50_000_000
+    metadata = {"format": "genrify-model", "version": "1", "config": RunConfig().to_json(), "labels": '["a"]',
+                "extra": "{}", "sha256": "0" * 64}
+    header = json.dumps({"__metadata__": metadata,
+                         "model.w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+    bad = tmp_path / "big.genrify"
+    _raw_model(bad, header + b" " * (-len(header) % 8), data_bytes=4 * n)
+    grown, what = _peak_growth_mb(bad)
+    assert "checksum mismatch" in what, what
+    assert grown < 64, f"{grown:.0f} MB to refuse a 200 MB file by its checksum"
+
+
+def test_tensor_tables_that_do_not_fit_the_file_are_refused(tmp_path, saved_model):
+    import json
+    import struct
+
+    data = saved_model.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    name = next(k for k in header if k != "__metadata__")
+    for change in ({"dtype": "BF16"}, {"dtype": "X"}, {"shape": [-1]}, {"shape": "3"}, {"data_offsets": [0, 10**12]},
+                   {"data_offsets": [5, 1]}, {"data_offsets": "x"}):
+        edited = dict(header, **{name: dict(header[name], **change)})
+        raw = json.dumps(edited).encode()
+        bad = tmp_path / "table.genrify"
+        bad.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+        _refused(bad, "damaged", "not a genrify model")
+
+
 # --------------------------------------------------------------------------- conv through a frequency DFT
 
 

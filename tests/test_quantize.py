@@ -95,19 +95,99 @@ def test_decision_is_cached_per_machine_and_remeasured_when_damaged(tmp_path):
     key = machine_key(cpu=model, flags=flags)
     assert stored[key]["cpu"] == model
 
-    # A second process reads the file: plant a recognisable answer under this machine's key.
+    # A second process reads the file: plant recognisable figures under this machine's key. The choice
+    # and the reason are derived from them again, never taken from the file.
     planted = tmp_path / "planted"
     planted.mkdir()
-    entry = dict(stored[key], int8=not first.int8, reason="planted")
+    entry = dict(stored[key], timings={"float32": 0.00123, "bfloat16": None, "int8": None}, reason="planted")
     (planted / CACHE_NAME).write_text(json.dumps({key: entry}))
     again = machine_precision(cache_dir=planted, cpuinfo=cpuinfo)
-    assert again.reason == "planted" and again.int8 == (not first.int8)
+    assert again.timings == MatmulTimings(float32=0.00123) and "float32 1.23 ms" in again.reason
+    assert "planted" not in again.reason and not again.int8
 
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / CACHE_NAME).write_text("{not json")
     remeasured = machine_precision(cache_dir=damaged, cpuinfo=cpuinfo)
-    assert remeasured.reason != "planted" and key in json.loads((damaged / CACHE_NAME).read_text())
+    assert remeasured.timings != MatmulTimings(float32=0.00123)
+    assert key in json.loads((damaged / CACHE_NAME).read_text())
+
+
+def _plant(tmp_path, cpuinfo_text: str, entry: dict, *, name: str = "forged"):
+    """A cache folder ``name`` holding ``entry`` under the key of the machine ``cpuinfo_text`` describes
+    (a folder of its own: a process reads each cache file once)."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(cpuinfo_text)
+    cache_dir = tmp_path / name
+    cache_dir.mkdir()
+    model, flags = parse_cpuinfo(cpuinfo_text)
+    (cache_dir / CACHE_NAME).write_text(json.dumps({machine_key(cpu=model, flags=flags): entry}))
+    return cache_dir, cpuinfo
+
+
+def test_a_forged_cache_cannot_choose_bfloat16_or_reach_the_terminal(tmp_path):
+    """A cache saying ``"bfloat16": true`` once made --fast 3.5x slower, and -v printed its reason raw."""
+    escape = "\x1b]0;owned\x07bfloat16 is faster\n"
+    for i, timings in enumerate(({"float32": 0.002, "bfloat16": 0.007, "int8": None},   # its figures say slower
+                                 {"float32": 0.002, "bfloat16": 0.0002, "int8": None})):  # no native bfloat16
+        cache_dir, cpuinfo = _plant(tmp_path, ICE_LAKE, {"bfloat16": True, "int8": False, "reason": escape,
+                                                         "cpu": escape, "timings": timings}, name=f"forged{i}")
+        decision = machine_precision(cache_dir=cache_dir, cpuinfo=cpuinfo)
+        assert not decision.bfloat16 and resolve_precision("bfloat16", decision) == "float32"
+        assert "\x1b" not in decision.describe() and "\n" not in decision.describe()
+        assert decision.cpu.startswith("Intel(R) Xeon(R) Platinum 8375C")  # this machine's, not the file's
+
+
+@pytest.mark.parametrize("timings", [{"float32": -1.0}, {"float32": 0.0}, {"float32": float("nan")},
+                                     {"float32": "fast"}, {"float32": True}, {"float32": 1e9},
+                                     {"float32": 0.002, "int8": -5.0}, {}, "x"])
+def test_cached_figures_that_cannot_be_measurements_are_measured_again(tmp_path, timings):
+    cache_dir, cpuinfo = _plant(tmp_path, ICE_LAKE, {"bfloat16": False, "int8": True, "reason": "", "cpu": "",
+                                                     "timings": timings})
+    decision = machine_precision(cache_dir=cache_dir, cpuinfo=cpuinfo)
+    assert decision.timings is not None and 1e-6 < decision.timings.float32 < 10
+    measured = decision.timings
+    assert decision.int8 == (measured.int8 is not None and measured.int8 <= 0.8 * measured.float32)
+
+
+def test_forged_figures_on_a_bfloat16_machine_are_checked_by_measuring(tmp_path):
+    """Where the flags name native bfloat16, figures claiming it 10x faster are checked by one quick
+    measurement before they are believed; on a CPU that emulates it, they are measured again."""
+    from genrify.models.quantize import bfloat16_may_be_native, read_cpuinfo
+
+    if bfloat16_may_be_native(read_cpuinfo()[1]):
+        pytest.skip("this CPU has native bfloat16: the forged figures may well be right here")
+    native = ICE_LAKE.replace("avx512_vnni", "avx512_vnni avx512_bf16")
+    cache_dir, cpuinfo = _plant(tmp_path, native, {"bfloat16": True, "int8": False, "reason": "", "cpu": "",
+                                                   "timings": {"float32": 0.002, "bfloat16": 0.0002, "int8": None}})
+    decision = machine_precision(cache_dir=cache_dir, cpuinfo=cpuinfo)
+    assert not decision.bfloat16 and decision.timings.bfloat16 != 0.0002
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "deep"])
+def test_a_cache_that_is_a_fifo_a_device_or_deeply_nested_is_measured_again(tmp_path, kind):
+    """A FIFO once hung the process, a link to /dev/zero grew without bound, deep JSON raised RecursionError."""
+    import os
+    import threading
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(ICE_LAKE)
+    cache = tmp_path / "cache" / CACHE_NAME
+    cache.parent.mkdir()
+    if kind == "fifo":
+        os.mkfifo(cache)
+    elif kind == "zero":
+        cache.symlink_to("/dev/zero")
+    else:
+        cache.write_text("[" * 200_000 + "]" * 200_000)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("d", machine_precision(cache_dir=cache.parent,
+                                                                               cpuinfo=cpuinfo)), daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "machine_precision blocked on its cache file"
+    assert out["d"].timings.float32 > 0
+    assert cache.is_file() and not cache.is_symlink()  # replaced by a good cache
 
 
 def test_int8_product_is_close_to_float32():

@@ -163,21 +163,35 @@ def stat_regular(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) ->
     return st
 
 
-def read_regular(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The content of the regular file ``path``, at most ``max_bytes`` (default :data:`MAX_FILE_BYTES`).
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES):
+    """Open the regular file ``path`` for reading in binary, as a context manager yielding the file object.
 
-    Raises :class:`OSError` with a one-line ``strerror`` for a FIFO, a device, a
-    folder or a file over the limit (see :func:`stat_regular`), without blocking.
+    Refused before anything is opened, and again on the open file (a FIFO swapped
+    in after the check), with :class:`OSError` whose ``strerror`` is a one-line
+    reason (see :func:`stat_regular`); so a FIFO never blocks and a device is never
+    read.
     """
-    st = stat_regular(path, max_bytes=max_bytes)
+    stat_regular(path, max_bytes=max_bytes)
     # O_NONBLOCK: should a FIFO be swapped in after the stat, opening it returns at once, and fstat refuses it.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
         _check_regular(st, max_bytes)
         os.set_blocking(fd, True)
-        data = f.read(st.st_size + 1)  # one allocation of the stated size; the extra byte tells growth
-        if len(data) > st.st_size:  # the file grows while read: read on, still bounded
+        yield f
+
+
+def read_regular(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The content of the regular file ``path``, at most ``max_bytes`` (default :data:`MAX_FILE_BYTES`).
+
+    Raises :class:`OSError` with a one-line ``strerror`` for a FIFO, a device, a
+    folder or a file over the limit (see :func:`stat_regular`), without blocking.
+    """
+    with open_regular(path, max_bytes=max_bytes) as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(size + 1)  # one allocation of the stated size; the extra byte tells growth
+        if len(data) > size:  # the file grows while read: read on, still bounded
             data += f.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         raise OSError(errno.EFBIG, f"too large (over the limit of {_size_text(max_bytes)})")
@@ -196,15 +210,24 @@ def file_digest(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES) -> 
     ``max_bytes`` has a one-line ``strerror``), without blocking; a missing file
     raises as ``os.stat`` does.
     """
-    stat_regular(path, max_bytes=max_bytes)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     h = hashlib.blake2b(digest_size=16)
-    with os.fdopen(fd, "rb") as f:
-        _check_regular(os.fstat(fd), max_bytes)  # swapped for a FIFO after the stat: refused, not blocked on
-        os.set_blocking(fd, True)
+    with open_regular(path, max_bytes=max_bytes) as f:
         while chunk := f.read(_DIGEST_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: The largest small file genrify reads whole and parses: a names file, a cached decision (1 MiB).
+MAX_SMALL_FILE_BYTES = 1024**2
+
+
+def read_small_text(path: str | os.PathLike, *, max_bytes: int = MAX_SMALL_FILE_BYTES) -> str:
+    """The UTF-8 text of a small regular file ``path`` (a settings file, a cache): at most ``max_bytes``.
+
+    Raises :class:`OSError` with a one-line ``strerror`` as :func:`read_regular` does (a FIFO, a device,
+    a folder, a file over the limit), and :class:`UnicodeDecodeError` for bytes that are not UTF-8.
+    """
+    return read_regular(path, max_bytes=max_bytes).decode("utf-8")
 
 
 def default_data_dir() -> Path:

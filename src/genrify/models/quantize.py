@@ -14,9 +14,16 @@ convolutions, see :mod:`genrify.models.musicnn`). Two cheaper precisions exist:
 So neither is trusted on a flag: :func:`machine_precision` times a chunk of the
 timbral convolution in float32 (as the model runs it, through a frequency DFT),
 bfloat16 and int8 once per machine
-(a fraction of a second) and caches the answer in genrify's cache folder, keyed
+(a fraction of a second) and caches the timings in genrify's cache folder, keyed
 by CPU model, CPU flags and torch version. :func:`decide` turns timings into the
 decision and takes everything as arguments, so tests can play both kinds of CPU.
+
+The cache file is never trusted for the choice itself: only its timings are read
+(a small regular file, each figure a plausible time), the decision and its reason
+are derived from them again with this machine's flags, and a reduced precision
+they favour is confirmed by one quick measurement before it is used. So a forged
+or stale cache can cost a measurement, never a slower path or a line of terminal
+escapes.
 """
 
 from __future__ import annotations
@@ -67,8 +74,10 @@ class PrecisionDecision:
     timings: MatmulTimings | None = None
 
     def describe(self) -> str:
-        """One line for ``-v`` output: the CPU, the choice and the timings behind it."""
-        return f"{self.cpu or 'unknown CPU'}: {self.reason}"
+        """One line for ``-v`` output: the CPU, the choice and the timings behind it (terminal-safe)."""
+        from genrify.fileio import terminal_safe
+
+        return terminal_safe(f"{self.cpu or 'unknown CPU'}: {self.reason}")
 
 
 def read_cpuinfo(path: str | Path = "/proc/cpuinfo") -> tuple[str, frozenset[str]]:
@@ -257,20 +266,42 @@ def default_cache_dir() -> Path:
 
 
 def _read_cache(path: Path) -> dict:
+    from genrify.fileio import read_small_text
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # missing or damaged: measure again
+        data = json.loads(read_small_text(path))
+    except (OSError, ValueError, RecursionError):
+        return {}  # missing, not a regular file, too large, damaged or nested too deep: measure again
     return data if isinstance(data, dict) else {}
 
 
-def _from_cache(entry: dict) -> PrecisionDecision | None:
-    try:
-        timings = MatmulTimings(**entry["timings"])
-        return PrecisionDecision(bfloat16=bool(entry["bfloat16"]), int8=bool(entry["int8"]),
-                                 reason=str(entry["reason"]), cpu=str(entry["cpu"]), timings=timings)
-    except (KeyError, TypeError):
+#: The range a cached time (seconds per product) must fall in to be taken as a measurement.
+PLAUSIBLE_S = (1e-6, 10.0)
+
+
+def _cached_timings(entry) -> MatmulTimings | None:
+    """The timings of a cached entry, or ``None`` where any figure is not a plausible time."""
+    timings = entry.get("timings") if isinstance(entry, dict) else None
+    if not isinstance(timings, dict) or timings.get("float32") is None:
         return None
+    values = {name: timings.get(name) for name in PRECISIONS}
+    for value in values.values():
+        if value is not None and (type(value) not in (int, float) or not PLAUSIBLE_S[0] <= value <= PLAUSIBLE_S[1]):
+            return None  # also NaN, which no comparison admits
+    return MatmulTimings(**values)
+
+
+def _confirmed(decision: PrecisionDecision) -> bool:
+    """Whether one quick measurement agrees that the reduced precisions ``decision`` picks beat float32.
+
+    Run only when cached figures pick one: a cache written elsewhere, or by hand, must not choose
+    a slower path (emulated bfloat16 takes 10-30x float32's time, so one product tells).
+    """
+    if not (decision.bfloat16 or decision.int8):
+        return True
+    quick = measure_matmuls(bfloat16=decision.bfloat16, int8=decision.int8, reps=1)
+    return all(t is not None and t < quick.float32 for t, used in
+               ((quick.bfloat16, decision.bfloat16), (quick.int8, decision.int8)) if used)
 
 
 _DECISIONS: dict[str, PrecisionDecision] = {}  # per process: read the cache file once
@@ -295,7 +326,10 @@ def machine_precision(*, cache_dir: str | Path | None = None, refresh: bool = Fa
     if not refresh and memo in _DECISIONS:
         return _DECISIONS[memo]
     cache = _read_cache(path)
-    decision = None if refresh else _from_cache(cache.get(key, {}))
+    timings = None if refresh else _cached_timings(cache.get(key))
+    decision = None if timings is None else decide(flags=flags, timings=timings, cpu=cpu)
+    if decision is not None and not _confirmed(decision):
+        decision = None
     if decision is None:
         timings = measure_matmuls(bfloat16=bfloat16_may_be_native(flags))
         decision = decide(flags=flags, timings=timings, cpu=cpu)

@@ -14,6 +14,7 @@ chosen is dropped.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,24 +70,68 @@ def _kept_out(name: str, *, ignore: set[str], allowed: set[str]) -> bool:
     return key in ignore or bool(allowed) and key not in allowed
 
 
+#: How deeply a names file may nest: its own shape is two levels (``aliases`` → names).
+NAMES_DEPTH = 8
+#: The longest name a names file may hold (genre and style names are a few words).
+MAX_NAME_CHARS = 100
+
+
 def load_names(path: str | os.PathLike) -> NameRules:
     """The :class:`NameRules` of a YAML file with optional keys ``aliases`` (a mapping),
     ``ignore`` and ``whitelist`` (lists). Raises :class:`~genrify.errors.ConfigError` for a
-    file that is missing or not of that shape."""
+    file that is missing, not a regular file of at most :data:`~genrify.fileio.MAX_SMALL_FILE_BYTES`,
+    nested deeper than :data:`NAMES_DEPTH`, or not of that shape."""
     import yaml
+
+    from genrify.fileio import read_small_text
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = read_small_text(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the names file ({exc.strerror or exc})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML names file (not UTF-8 text)") from None
+    try:
+        data = yaml.load(text, Loader=_names_loader()) or {}
+    except _TooDeep:
+        raise ConfigError(f"{path}: not a YAML names file (nested deeper than {NAMES_DEPTH})") from None
+    except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not a YAML names file ({str(exc).splitlines()[0][:80]})") from None
     return names_from_mapping(data, source=str(path))
 
 
+class _TooDeep(Exception):
+    pass
+
+
+@functools.cache
+def _names_loader():
+    """PyYAML's safe loader, refusing nodes nested deeper than :data:`NAMES_DEPTH` as it composes them
+    (its composer recurses once per level: 50 000 levels would end in a ``RecursionError``)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        _depth = 0
+
+        def compose_node(self, parent, index):
+            self._depth += 1
+            try:
+                if self._depth > NAMES_DEPTH:
+                    raise _TooDeep
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return Loader
+
+
 def names_from_mapping(data, *, source: str = "names") -> NameRules:
-    """The :class:`NameRules` of a mapping shaped like the names YAML (also beets' plugin config)."""
+    """The :class:`NameRules` of a mapping shaped like the names YAML (also beets' plugin config).
+
+    Every name must be text a terminal shows as it is (no control characters, line breaks or
+    bidirectional overrides: see :func:`~genrify.fileio.terminal_safe`) of at most :data:`MAX_NAME_CHARS`.
+    """
     if not isinstance(data, dict) or set(data) - {"aliases", "ignore", "whitelist"}:
         raise ConfigError(f"{source}: expected a mapping with keys aliases, ignore, whitelist")
     aliases, ignore, whitelist = data.get("aliases") or {}, data.get("ignore") or [], data.get("whitelist") or []
@@ -95,6 +140,8 @@ def names_from_mapping(data, *, source: str = "names") -> NameRules:
     for key, value in (("ignore", ignore), ("whitelist", whitelist)):
         if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
             raise ConfigError(f"{source}: '{key}' must be a list of names")
+    _check_names(("aliases", [*aliases, *aliases.values()]), ("ignore", ignore), ("whitelist", whitelist),
+                 source=source)
     return NameRules(aliases={str(k): str(v) for k, v in aliases.items()},
                      ignore=frozenset(map(str, ignore)), whitelist=frozenset(map(str, whitelist)))
 
@@ -119,6 +166,17 @@ def read_name_list(path: str | os.PathLike) -> frozenset[str]:
     if not names:
         raise ConfigError(f"{path}: the genre list names no genre")
     return names
+
+
+def _check_names(*groups: tuple[str, list], source: str) -> None:
+    # Names end up in tags and on the terminal: a name that would move the cursor or retitle it is no genre.
+    from genrify.fileio import terminal_safe
+
+    for key, names in groups:
+        for name in map(str, names):
+            if len(name) > MAX_NAME_CHARS or terminal_safe(name) != name:
+                raise ConfigError(f"{source}: '{key}' holds {terminal_safe(name[:40])!r}…, which is not a genre name "
+                                  f"(control characters, or over {MAX_NAME_CHARS} characters)")
 
 
 #: A style is written when its probability (its genre's × its share of the genre) reaches this: a

@@ -53,7 +53,9 @@ class SafeJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode("utf-8")
+        # A lone surrogate (a file name's undecodable byte, kept in an index) goes out as the JSON escape \udcXX.
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode(
+            "utf-8", "backslashreplace")
 
 
 #: An absolute POSIX path of two or more parts, not inside a URL or a media type ("text/plain").

@@ -158,7 +158,10 @@ async def library_html() -> FileResponse:
                         headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/api/library", tags=["library"], summary="Tagged songs: one page, sorted and filtered")
+# response_model=None: the rows are the index's text as stored, which may hold a file name's undecodable
+# byte (a lone surrogate); pydantic's serializer refuses it, SafeJSONResponse writes it as an escape.
+@router.get("/api/library", tags=["library"], summary="Tagged songs: one page, sorted and filtered",
+            response_model=None)
 async def library_json(
     page: Page,
     q: Annotated[str, Query(max_length=200, description="words to find in names, tags, genres and styles")] = "",
@@ -189,7 +192,8 @@ async def library_json(
             "library": view.library.name if view.library else None, **found}
 
 
-@router.get("/api/library/{song_id}", tags=["library"], summary="One tagged song: its analysis, as stored")
+@router.get("/api/library/{song_id}", tags=["library"], summary="One tagged song: its analysis, as stored",
+            response_model=None)
 async def library_song(page: Page, song_id: int) -> dict:
     """The song's row with `analysis` (genres, styles, verdict, windows over time) and `written` (the genre
     values genrify wrote, `null` when none), the file's genre now as in `/api/library`'s rows (`file_genres`,
@@ -203,23 +207,39 @@ async def library_song(page: Page, song_id: int) -> dict:
 async def library_timeline(request: Request, page: Page, song_id: int) -> Response:
     """The song's genre probabilities window by window, drawn as on the main page, from the stored analysis."""
     song = await page.lane.run(lambda: page.view.details(song_id))
-    windows = song["analysis"].get("windows") or {}
+    starts, probs, labels, duration = _stored_timeline(song["analysis"])
 
     def draw() -> bytes:
-        import numpy as np
-
         from genrify import report
         from genrify.web.analysis import TIMELINE_FONT_PT, TIMELINE_HEIGHT_IN
 
-        probs = np.asarray(windows.get("probabilities") or [], dtype=np.float64)
-        labels = list(windows.get("labels") or [])
-        return report.timeline_png(windows.get("starts") or [], probs.reshape(-1, len(labels)), labels, top=5,
-                                   duration=song["analysis"].get("duration"), height=TIMELINE_HEIGHT_IN,
+        return report.timeline_png(starts, probs, labels, top=5, duration=duration, height=TIMELINE_HEIGHT_IN,
                                    fontsize=TIMELINE_FONT_PT)
 
     # Drawing is a short CPU job: it waits in the bounded look-up lane, never on the event loop.
     png = await request.app.state.genrify.run_lookup(draw)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+def _stored_timeline(analysis) -> tuple:
+    """``(starts, probabilities (n, labels), labels, duration)`` of a stored analysis's windows, checked:
+    the index is a file on disk, and an analysis without windows, with ragged or non-finite ones, has
+    no genre over time to draw (:class:`~genrify.errors.NotFoundError`, a 404)."""
+    import numpy as np
+
+    windows = analysis.get("windows") if isinstance(analysis, dict) else None
+    try:
+        labels = [str(x) for x in windows["labels"]]
+        probs = np.asarray(windows["probabilities"], dtype=np.float64).reshape(-1, len(labels))
+        starts = np.asarray(windows["starts"], dtype=np.float64).reshape(-1)
+        duration = analysis.get("duration")
+        duration = None if duration is None else float(duration)
+    except (TypeError, ValueError, KeyError, ZeroDivisionError):
+        raise NotFoundError("no genre over time is stored for this song") from None
+    if not (len(probs) and len(starts) == len(probs) and np.isfinite(probs).all() and np.isfinite(starts).all()
+            and (duration is None or np.isfinite(duration))):
+        raise NotFoundError("no genre over time is stored for this song")
+    return starts, probs, labels, duration
 
 
 @router.head("/api/library/{song_id}/audio", include_in_schema=False)
