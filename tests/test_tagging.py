@@ -238,6 +238,21 @@ def test_the_cli_table_export_and_exit_codes(library, tiny_cnn_model, tmp_path, 
     assert proc.returncode == 1 and proc.stderr.startswith("genrify: error:") and proc.stderr.count("\n") == 1
 
 
+def test_genres_predict_wrote_are_genrifys_own_to_genrify_tag(library, tiny_cnn_model, tmp_path):
+    """``predict --write-tags`` journals its writes in the index's file but records no results: ``genrify tag``
+    reads the journal, so those genres are replaced as genrify's own, never kept as the user's."""
+    from genrify.sources.tags import write_genre
+    from genrify.tagging.journal import TagJournal
+
+    index = tmp_path / "i.sqlite"
+    with TagJournal(path=index) as journal:
+        for song in song_files(library):
+            write_genre(song, "Polka", journal=journal)  # what predict --write-tags does, by a name tag never picks
+    summary = run_job(library, tiny_cnn_model, index)
+    actions = [f.action for f in summary.files]
+    assert len(actions) == 12 and all(a.startswith("would write") for a in actions), actions
+
+
 # ---------------------------------------------------------------------------- kill -9, bad input
 
 

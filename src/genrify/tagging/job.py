@@ -146,6 +146,7 @@ def run_tag_job(paths, *, index: ResultsIndex, config: TagJobConfig = TagJobConf
     """
     summary = analyse_files(paths, index=index, config=config, progress=progress, analyse=analyse)
     files = summary.files
+    _journal_written(files, index)
     _choose(files, config, summary)
     if config.write:
         with TagJournal(path=index.path) as journal:
@@ -254,6 +255,22 @@ def album_key(path: str, tags: dict) -> str:
     """The album a file belongs to: its album tag within its folder, else its folder."""
     folder = str(Path(path).parent)
     return f"{tags['album']} ({folder})" if tags.get("album") else folder
+
+
+def _journal_written(files, index: ResultsIndex, *, chunk: int = 500) -> None:
+    """Give each song the index has no written genres for those the tag journal last wrote into its file
+    (``genrify predict --write-tags`` journals its writes in the same file but keeps no results), so the
+    one existing-tag rule knows them for genrify's own, not the user's."""
+    from genrify.tagging.listing import read_changes
+
+    unknown = [f for f in files if f.song is not None and not f.song.get("written")]
+    for i in range(0, len(unknown), chunk):
+        part = unknown[i:i + chunk]
+        changes = read_changes(index.path, [f.path for f in part])
+        for f in part:
+            change = changes.get(f.path)
+            if change is not None and change.state == "written":
+                f.song = {**f.song, "written": change.values}
 
 
 def _choose(files, config, summary) -> None:
