@@ -102,3 +102,16 @@ def test_bad_json_in_the_results_index_is_a_one_line_error(library, tiny_cnn_mod
     assert "Traceback" not in proc.stdout + proc.stderr
     (failed,) = [line for line in proc.stdout.splitlines() if line.startswith("failed: ")]
     assert "damaged" in failed  # that song alone; the others are listed from the index as before
+
+
+def test_predict_write_tags_on_a_name_that_is_not_utf8_is_journaled_and_undone(library, tiny_cnn_model, run_genrify):
+    import json
+
+    odd = library / "mp3" / os.fsdecode(b"y\xe9.mp3")
+    shutil.copyfile(song_files(library / "mp3")[0], odd)
+    proc = run_genrify("predict", odd, "--model", tiny_cnn_model, "--write-tags", "--overwrite", "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    (result,) = json.loads(proc.stdout)
+    assert result["tagged"], result  # written, so journaled under the name's own bytes
+    undo = run_genrify("tag", "--undo", library)  # the journal in genrify's data folder, as predict left it
+    assert undo.returncode == 0 and "y\\xe9.mp3: restored" in undo.stdout, undo.stdout + undo.stderr
