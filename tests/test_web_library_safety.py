@@ -180,3 +180,25 @@ def test_the_one_file_check_resolves_links_and_keeps_to_its_roots(tmp_path):
         with pytest.raises(NotFoundError) as err:
             servable_file(bad, roots=[lib])
         assert str(tmp_path) not in str(err.value)  # the file's name only, never where it lives
+
+
+def test_library_searches_run_below_the_event_loop():
+    """A search keeps a core busy for up to a second: its lane's thread runs niced, so the event loop that
+    answers every other request wins the CPU (benchmarks/bench_library_page.py measures the effect)."""
+    import asyncio
+    import os
+    import threading
+
+    from genrify.errors import GenrifyError
+    from genrify.web.admission import Lane
+    from genrify.web.library_page import SEARCH_NICE
+
+    lane = Lane(name="t", noun="task", capacity=1, max_waiting=1, wait_timeout=1.0, timeout_s=10.0, retry_after=1,
+                timeout_error=GenrifyError, nice=SEARCH_NICE)
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        ran = asyncio.run(lane.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    finally:
+        lane.close()
+    assert SEARCH_NICE > 0 and ran == min(19, base + SEARCH_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the server itself is untouched

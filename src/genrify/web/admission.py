@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -119,18 +120,32 @@ class AnalysisLimiter:
         )
 
 
+def _lower_priority(nice: int) -> None:
+    """Run the calling thread ``nice`` steps below the process (a no-op where threads cannot be niced apart)."""
+    if nice <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError):  # not Linux, or not allowed: the lane's limits still hold
+        pass
+
+
 class Lane:
     """A limiter, a thread pool of exactly its capacity and a time budget for each task.
 
     ``noun`` names one task in the timeout message ("the analysis took longer than 120 s");
-    ``timeout_error`` is the error raised at the deadline.
+    ``timeout_error`` is the error raised at the deadline. ``nice``: how much lower than the rest of the
+    server its threads run (Linux schedules threads apart), for work that may keep a core busy for
+    a while and must not delay the event loop that answers every other request.
     """
 
     def __init__(self, *, name: str, noun: str, capacity: int, max_waiting: int, wait_timeout: float,
-                 timeout_s: float, retry_after: int, timeout_error: type[GenrifyError]):
+                 timeout_s: float, retry_after: int, timeout_error: type[GenrifyError], nice: int = 0):
         self.limiter = AnalysisLimiter(capacity, max_waiting=max_waiting, wait_timeout=wait_timeout,
                                        retry_after=retry_after, what=name)
-        self.executor = concurrent.futures.ThreadPoolExecutor(capacity, thread_name_prefix=f"genrify-{name}")
+        self.executor = concurrent.futures.ThreadPoolExecutor(capacity, thread_name_prefix=f"genrify-{name}",
+                                                              initializer=_lower_priority, initargs=(nice,))
         self.noun, self.timeout_s, self.timeout_error = noun, timeout_s, timeout_error
 
     async def run(self, fn: Callable[[], Any]) -> Any:

@@ -34,6 +34,9 @@ MAX_LIMIT = 200
 MAX_QUERIES, MAX_WAITING = 2, 16
 #: Searches (``q``) waiting for the one that runs at a time.
 MAX_SEARCHES_WAITING = 4
+#: How many nice steps below the server the search lane runs: a search may keep a core busy, the
+#: event loop that answers every other request must not wait for it.
+SEARCH_NICE = 10
 #: Files whose genre tags are remembered (by path, inode, size and time) between pages.
 MAX_FILES_REMEMBERED = 4096
 VERDICTS = ("genre", "unsure", "not_music")
@@ -57,7 +60,7 @@ class LibraryPage:
                          wait_timeout=5.0, timeout_s=60.0, retry_after=1, timeout_error=LookupTimeoutError)
         self.search_lane = Lane(name="library searches", noun="library search", capacity=1,
                                 max_waiting=MAX_SEARCHES_WAITING, wait_timeout=5.0, timeout_s=60.0, retry_after=1,
-                                timeout_error=LookupTimeoutError)
+                                timeout_error=LookupTimeoutError, nice=SEARCH_NICE)
         self._tags: OrderedDict[tuple, list[str] | None] = OrderedDict()
         self._tags_lock = threading.Lock()
 
