@@ -126,6 +126,49 @@ def test_damaged_rows_are_skipped_and_reported_and_a_huge_analysis_is_never_load
         assert httpx.get(srv.base + f"/api/library/{good}/timeline", timeout=60).status_code == 200
 
 
+def test_tags_and_styles_holding_a_lone_surrogate_are_listed_searched_and_shown(tmp_path, gtzan_mini, classifier):
+    """JSON's ``\\udcff`` escape is valid JSON for a text SQLite cannot store: the song is still listed,
+    found, filtered and shown, its text sent back as the same escape."""
+    import json
+    import sqlite3
+
+    lib = tmp_path / "Music"
+    lib.mkdir()
+    shutil.copy(gtzan_mini / "jazz" / "jazz.00000.wav", lib / "jazz.wav")
+    with ResultsIndex(tmp_path / "index.sqlite") as index:
+        song = _add(index, lib / "jazz.wav", 1, _analysis("Jazz", "genre", 0.9), {"title": "x"})
+    analysis = _analysis("Jazz", "genre", 0.9, styles=("Bebop\udcff",))
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:
+        db.execute("UPDATE songs SET tags = ?, analysis = ? WHERE id = ?",
+                   ('{"artist": "Caf\\udce9", "title": "Lone \\ud800 half"}', json.dumps(analysis), song))
+    settings = Settings(library=str(lib), library_db=str(tmp_path / "lib.sqlite"), scan="off")
+    with ServerThread(create_app(settings, classifier=classifier, library_index=str(tmp_path / "index.sqlite"))) as srv:
+        for params in ({}, {"q": "lone half"}, {"genre": "jazz"}, {"sort": "artist"}, {"sort": "style"}):
+            r = httpx.get(srv.base + "/api/library", params=params, timeout=60)
+            assert r.status_code == 200 and [row["id"] for row in r.json()["rows"]] == [song], (params, r.text)
+        assert r.json()["rows"][0]["artist"] == "Caf\udce9"
+        for part in ("", "/timeline"):
+            assert httpx.get(srv.base + f"/api/library/{song}{part}", timeout=60).status_code == 200
+        assert httpx.get(srv.base + "/library", timeout=60).status_code == 200
+
+
+def test_a_stored_timeline_genrify_could_not_have_written_is_not_drawn():
+    """Finite but absurd values (a window starting 10^308 s before the song, probabilities of 10^308) have no
+    chart to draw: a 404, not a 500 from the chart's axis."""
+    from genrify.errors import NotFoundError
+    from genrify.web.library_page import _stored_timeline
+
+    good = _analysis("Jazz", "genre", 0.9)
+    assert len(_stored_timeline(good)[0]) == 3
+    for windows in ({"starts": [-1.7e308, 0.0, 3.0]}, {"starts": [0.0, 1e308, 3.0]}, {"starts": [6.0, 3.0, 0.0]},
+                    {"probabilities": [[1e308, 0, 0], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]},
+                    {"probabilities": [[-0.5, 0, 0], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]}):
+        with pytest.raises(NotFoundError):
+            _stored_timeline(good | {"windows": good["windows"] | windows})
+    with pytest.raises(NotFoundError):
+        _stored_timeline(good | {"duration": 1e308})
+
+
 def test_a_row_grown_past_the_bound_after_listing_is_refused_not_loaded(tmp_path):
     import sqlite3
 

@@ -6,6 +6,7 @@
     python tools/fuzz_pipeline.py --target tag,scan,library,audit --seconds 120
     python tools/fuzz_pipeline.py --target all --seconds 600
     python tools/fuzz_pipeline.py --smoke                  # ~20 s (CI)
+    python tools/fuzz_pipeline.py --target library --seed 7  # the inputs of the run that printed "seed: 7"
 
 Inputs are drawn by hypothesis: a seed file generated on the spot (a 2 s synthetic
 clip as 16-bit WAV, float WAV, FLAC, Ogg Vorbis or MP3; never real recordings) with
@@ -61,6 +62,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -421,9 +423,15 @@ def _array_bytes(y, sr) -> bytes:
 # --------------------------------------------------------------------------- drivers
 
 
+#: The hypothesis seed of this run (``--seed``): a run given the seed of another draws the same inputs, in the
+#: same order, for as long as both last.
+SEED = 0
+
+
 def _time_boxed(strategy, seconds: float, check) -> int:
-    """Draw from ``strategy`` with hypothesis until ``seconds`` have passed; returns the number of inputs."""
-    from hypothesis import HealthCheck, Phase, given, settings
+    """Draw from ``strategy`` with hypothesis (seeded with :data:`SEED`) until ``seconds`` have passed;
+    returns the number of inputs."""
+    from hypothesis import HealthCheck, Phase, given, seed, settings
 
     deadline = time.monotonic() + seconds
     n = [0]
@@ -431,6 +439,7 @@ def _time_boxed(strategy, seconds: float, check) -> int:
     class _Done(Exception):
         pass
 
+    @seed(SEED)
     @settings(max_examples=10**9, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(strategy)
@@ -1011,9 +1020,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="model file (default: as bench_serve.py)")
     ap.add_argument("--no-save", action="store_true", help="report findings without writing them to tests/")
     ap.add_argument("--smoke", action="store_true", help="about 20 s (CI)")
+    ap.add_argument("--seed", type=int, help="draw the inputs of the run printed with this seed (default: a new one)")
     args = ap.parse_args(argv)
     if args.smoke:
         args.seconds = 20.0
+    global SEED
+    SEED = args.seed if args.seed is not None else secrets.randbelow(2**32)
     import warnings
 
     warnings.filterwarnings("ignore", message="Generating overly large repr")
@@ -1022,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
     model, which = pick_model(args.model)
     machine_header("fuzzing decode → features → predict, the upload endpoint, tag, library scan, /library, /audit",
                    librosa=False, extra={"model": which, "seconds": args.seconds, "target": ",".join(args.target),
+                                         "seed": f"{SEED} (--seed {SEED} draws these inputs again)",
                                          "load": f"{os.getloadavg()[0]:.2f} (1-min load average before the run)"})
     seeds = make_seeds()
     print("seeds: " + ", ".join(f"{k} {len(v)} B" for k, v in seeds.items()))

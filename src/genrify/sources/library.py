@@ -288,8 +288,8 @@ class LibraryIndex:
     def rank(self, *, artist: str = "", track: str, deadline: float | None = None) -> Ranking:
         """Every match of a search as ``(score, id)``, best first, with what the search cost.
 
-        ``deadline`` is a :func:`time.monotonic` instant (default: now +
-        :data:`~genrify.sources.search.SEARCH_BUDGET_S`); what was found when it
+        ``deadline`` is a :func:`time.monotonic` instant (default:
+        :data:`~genrify.sources.search.SEARCH_BUDGET_S` once the search has the index); what was found when it
         passes is returned, with ``complete=False``. See :func:`~genrify.sources.search.rank_tracks`.
         """
         return rank_tracks(self._conn, lock=self._lock, artist=artist, track=track, deadline=deadline)

@@ -14,9 +14,11 @@ grow with the library and with the query (one 4.5 KB query of U+FDFA cost
   of the other: 2/3 for 0.8); only those are scored by
   :func:`~genrify.sources.matching.similarity`, with the same threshold as before;
 * a deadline (a :func:`time.monotonic` instant, by default
-  :data:`SEARCH_BUDGET_S` after the call) stops the wait for the index, the
-  index query and the scoring; what was found by then is returned, and
-  :attr:`Ranking.complete` says whether the search finished.
+  :data:`SEARCH_BUDGET_S` after the search has the index) stops the trigram
+  query and the scoring; what was found by then is returned, and
+  :attr:`Ranking.complete` says whether the search finished. Exact matches
+  are always looked up: on a loaded machine a song named as it is indexed
+  is still found.
 
 When nothing matches as a whole, a search falls back to words: tracks holding
 each word of the query (of three letters or more) as a substring of their names
@@ -52,8 +54,11 @@ from genrify.sources.matching import MATCH_THRESHOLD, MAX_NAME_CHARS, normalize,
 MAX_CANDIDATES = 32
 #: Most distinct trigrams of one field (artist, or title) put into the index query.
 MAX_TERMS = 32
-#: Default time a search may take, in seconds (see ``deadline``).
+#: Default time a search may take, in seconds, counted from when it has the index (see ``deadline``).
 SEARCH_BUDGET_S = 0.25
+#: Longest wait, in seconds, for the index when no ``deadline`` is given. Writers hold it for one row at a
+#: time, so a long wait is the machine's load, not the search's work: it is not taken from the budget.
+LOCK_WAIT_S = 5.0
 #: Longest query (in words) searched word by word when nothing matches as a whole.
 MAX_WORDS = 8
 #: Shortest word of a word search (the trigram index cannot look up shorter ones).
@@ -329,15 +334,18 @@ def rank_tracks(
     mean of the title and artist similarities, both at least
     :data:`~genrify.sources.matching.MATCH_THRESHOLD`; ties go by id. An empty
     ``artist`` matches any, as does an empty ``track``; both empty match nothing.
-    ``deadline`` is a :func:`time.monotonic` instant (default: now +
-    :data:`SEARCH_BUDGET_S`); once it passes, nothing more is looked up or scored.
+    ``deadline`` is a :func:`time.monotonic` instant (default: :data:`SEARCH_BUDGET_S` after the search
+    has the index, which it waits for at most :data:`LOCK_WAIT_S`); once it passes, nothing more is
+    scored or looked up through the trigram index. Exact matches are indexed look-ups: a search that has
+    the index always finds them, however loaded the machine, so a song typed as it is named is found.
     """
-    deadline = time.monotonic() + SEARCH_BUDGET_S if deadline is None else deadline
     q = Query.parse(artist=artist, track=track)
     if q.empty:
         return Ranking(hits=(), candidates=0, scored=0, complete=True)
-    if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+    wait = LOCK_WAIT_S if deadline is None else max(0.0, deadline - time.monotonic())
+    if not lock.acquire(timeout=wait):
         return Ranking(hits=(), candidates=0, scored=0, complete=False)
+    deadline = time.monotonic() + SEARCH_BUDGET_S if deadline is None else deadline
     try:
         exact = _exact_rows(conn, q)
         fuzzy, complete = _trigram_rows(conn, q, deadline=deadline)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -39,6 +40,8 @@ MAX_WORDS = 8
 MAX_STEPS = 20_000_000
 #: SQLite calls back into Python (taking the GIL from the event loop) once per this many steps.
 _STEPS_PER_CHECK = 100_000
+#: A catalogue read in less time than this (seconds) is read again on every change of the index.
+REREAD_FREELY_S = 0.05
 #: How many skipped rows ``query`` names (all are counted).
 MAX_PROBLEMS_SHOWN = 20
 
@@ -80,7 +83,9 @@ class LibraryView:
             seen = self._signature()
             # While a `genrify tag` run commits every second, a large catalogue is read again at most once in
             # twice the time its reading took: the page lags the job by seconds instead of rebuilding per page.
-            fresh = self._catalogue is not None and time.monotonic() - self._built_at < 2 * self._build_s
+            # One read in under REREAD_FREELY_S is read again on every change: a small library is never stale.
+            fresh = (self._catalogue is not None and self._build_s > REREAD_FREELY_S
+                     and time.monotonic() - self._built_at < 2 * self._build_s)
             if seen is not None and seen != self._seen and not fresh:
                 started = time.monotonic()
                 rows = read_songs(self.index)
@@ -171,6 +176,22 @@ def sort_value(song: dict, key: str):
     return str(value).casefold() if value not in (None, "") else None
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def sql_text(value):
+    """``value`` as the catalogue stores and compares it: text with a lone surrogate (a tag or an index row
+    that JSON's ``\\udcXX`` escape put there) gets U+FFFD in its place, as SQLite takes UTF-8 only; the
+    song itself keeps its text, which the page's JSON sends as the same escape."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    return value
+
+
 def order_by(key: str, order: str) -> str:
     """The SQL order of column ``key`` (``asc`` or ``desc``): songs with a value first, by it (ties in the
     index's order), then those without, by name. Each has an index on exactly these terms."""
@@ -227,10 +248,11 @@ class Catalogue:
             others = [k for k in SORT_KEYS if k != "name"]
             conn.executemany(
                 f"INSERT INTO songs VALUES (?, ?, ?, {', '.join('?' * len(others))})",
-                ((pos, s["name"].casefold(), "\n".join([s["_text"], *s["_names"]]), *(sort_value(s, k) for k in others))
+                ((pos, sql_text(s["name"].casefold()), sql_text("\n".join([s["_text"], *s["_names"]])),
+                  *(sql_text(sort_value(s, k)) for k in others))
                  for pos, s in enumerate(self.songs)))
             conn.executemany("INSERT INTO names VALUES (?, ?)",
-                             ((n, pos) for pos, s in enumerate(self.songs) for n in dict.fromkeys(s["_names"])))
+                             ((sql_text(n), pos) for pos, s in enumerate(self.songs) for n in dict.fromkeys(s["_names"])))
             conn.execute("CREATE INDEX songs_verdict ON songs (verdict)")
             conn.execute("CREATE INDEX names_name ON names (name, pos)")
         conn.set_progress_handler(self._step, _STEPS_PER_CHECK)
@@ -250,13 +272,13 @@ class Catalogue:
         where, params = [], []
         if verdict:
             where.append("verdict = ?")
-            params.append(verdict.casefold())
+            params.append(sql_text(verdict.casefold()))
         if genre.strip():
             where.append("pos IN (SELECT pos FROM names WHERE name = ?)")
-            params.append(genre.casefold().strip())
+            params.append(sql_text(genre.casefold().strip()))
         for w in search_words(q):
             where.append("instr(hay, ?) > 0")
-            params.append(w)
+            params.append(sql_text(w))
         clause = " WHERE " + " AND ".join(where) if where else ""
         with self._lock:
             if f"{sort}_{order}" not in self._indexed:

@@ -224,6 +224,10 @@ async def library_timeline(request: Request, page: Page, song_id: int) -> Respon
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 
+#: The longest song a stored timeline may span (seconds): a day, far past any analysis genrify writes.
+MAX_STORED_SECONDS = 86_400.0
+
+
 def _stored_timeline(analysis) -> tuple:
     """``(starts, probabilities (n, labels), labels, duration)`` of a stored analysis's windows, checked:
     the index is a file on disk, and an analysis without windows, with ragged or non-finite ones, has
@@ -239,8 +243,12 @@ def _stored_timeline(analysis) -> tuple:
         duration = None if duration is None else float(duration)
     except (TypeError, ValueError, KeyError, ZeroDivisionError):
         raise NotFoundError("no genre over time is stored for this song") from None
+    # As genrify writes them: probabilities, and window starts in seconds from 0 on, in order, within a
+    # song's length (far beyond it, a chart's axis has no ticks to compute).
     if not (len(probs) and len(starts) == len(probs) and np.isfinite(probs).all() and np.isfinite(starts).all()
-            and (duration is None or np.isfinite(duration))):
+            and (duration is None or 0 <= duration <= MAX_STORED_SECONDS)
+            and probs.min() >= 0 and probs.max() <= 1 + 1e-6
+            and starts[0] >= 0 and starts[-1] <= MAX_STORED_SECONDS and (np.diff(starts) >= 0).all()):
         raise NotFoundError("no genre over time is stored for this song")
     return starts, probs, labels, duration
 
