@@ -318,6 +318,7 @@ def test_page_and_docs_work_offline(web):
     assert {"/d/music-prediction", "/api/predict", "/api/search", "/api/audio/{source}/{track_id}", "/healthz"} <= set(
         spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    assert not [p for p in spec["paths"] if p.startswith("/api/audit")]  # no --audit: no audit API offered
 
 
 def test_bad_parameters_are_json_errors(web):

@@ -179,3 +179,4 @@ def test_the_audit_audio_route_serves_ranges(tmp_path, request):
         assert_serves_ranges(client, url, (tmp_path / "src" / "metal" / "copy.wav").read_bytes(),
                              media_type="audio/wav")
         assert client.get(f"/api/audit/audio/{index}/9", headers={"Range": "bytes=0-9"}).status_code == 404
+        assert "/api/audit" in client.get("/openapi.json").json()["paths"]  # with --audit, its API is offered

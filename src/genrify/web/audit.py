@@ -130,7 +130,8 @@ def register(app, dataset: str | Path | None) -> None:
 
         Dataset(dataset).close()  # a wrong path fails now, in one line, not on the first request
         app.state.audit_page = AuditPage(dataset)
-    app.include_router(router)
+    # Without a dataset only the page saying how to start one answers: its API is not offered in /openapi.json.
+    app.include_router(router, include_in_schema=dataset is not None)
 
 
 @router.get("/audit", include_in_schema=False)
