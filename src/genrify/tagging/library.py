@@ -251,8 +251,8 @@ class Catalogue:
                 ((pos, sql_text(s["name"].casefold()), sql_text("\n".join([s["_text"], *s["_names"]])),
                   *(sql_text(sort_value(s, k)) for k in others))
                  for pos, s in enumerate(self.songs)))
-            conn.executemany("INSERT INTO names VALUES (?, ?)",
-                             ((sql_text(n), pos) for pos, s in enumerate(self.songs) for n in dict.fromkeys(s["_names"])))
+            conn.executemany("INSERT INTO names VALUES (?, ?)", ((sql_text(n), pos) for pos, s in enumerate(self.songs)
+                                                                 for n in dict.fromkeys(s["_names"])))
             conn.execute("CREATE INDEX songs_verdict ON songs (verdict)")
             conn.execute("CREATE INDEX names_name ON names (name, pos)")
         conn.set_progress_handler(self._step, _STEPS_PER_CHECK)
