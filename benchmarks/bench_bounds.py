@@ -183,15 +183,22 @@ def _raw_model(path: Path, header: bytes, *, data_bytes: int = 0) -> Path:
 
 def part_model(work: Path) -> None:
     from genrify.config import RunConfig
+    from genrify.models.modelfile import MAX_HEADER_BYTES
 
     n = 150_000_000
     metadata = {"format": "genrify-model", "version": "1", "config": RunConfig().to_json(), "labels": '["a"]',
                 "extra": "{}", "sha256": "0" * 64}
     header = json.dumps({"__metadata__": metadata,
                          "model.w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+    meta = b'{"__metadata__": {"format": "genrify-model", "version": "1"}, '
+    fill = MAX_HEADER_BYTES - len(meta) - 16
+    entries = b",".join(b'"k%07d":{}' % i for i in range(fill // 14))
     files = {
         "99 MB header of spaces": _raw_model(work / "spaces.genrify", b"{" + b" " * 99_000_000 + b"}"),
         "90 MB header of {},{},...": _raw_model(work / "objects.genrify", b'{"x": [' + b"{}," * 30_000_000 + b"{}]}"),
+        "8 MiB header of {},{},... (the largest read)": _raw_model(
+            work / "objects8.genrify", meta + b'"x": [' + b"{}," * (fill // 3 - 4) + b"{}]}"),
+        f"8 MiB header of {fill // 14:,} tensor entries": _raw_model(work / "entries8.genrify", meta + entries + b"}"),
         "600 MB of weights, wrong checksum": _raw_model(work / "big.genrify", header + b" " * (-len(header) % 8),
                                                         data_bytes=4 * n),
     }
