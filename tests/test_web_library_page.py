@@ -375,6 +375,6 @@ def test_page_shows_the_files_genre_after_a_write_and_its_undo_in_chromium(tmp_p
         page.click(f"#songs tbody tr[data-id='{ids['plain']}'] td.col-name button")
         page.wait_for_selector("#song:not([hidden])")
         assert page.locator("#song-tag").inner_text() == (
-            "In the file now: none. genrify would write: Jazz (written, then undone).")
+            "In the file now: none. genrify tag would write, with its default settings: Jazz (written, then undone).")
         page.close()
         assert not errors, errors

@@ -138,7 +138,8 @@ async function openSong(id) {
     ? `${song.genre}${styles}${certainty}` : `${verdictText(song.verdict)}${certainty}: ${song.analysis.message || ""}`;
   const would = song.would_write.length ? song.would_write.join(", ") : "nothing";
   document.getElementById("song-tag").textContent =
-    `In the file now: ${fileGenre(song)}. genrify would write: ${would} (${tagText(song)}).`;
+    `In the file now: ${fileGenre(song)}. ` +
+    `genrify tag would write, with its default settings: ${would} (${tagText(song)}).`;
   const player = document.getElementById("player");
   player.src = song.audio_url;
   const notMusic = song.verdict === "not_music";
