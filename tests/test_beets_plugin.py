@@ -327,6 +327,26 @@ def test_a_rerun_knows_the_genres_genrify_wrote_and_analyses_nothing_again(beets
     assert all("$genres" not in line and ": " in line for line in proc.stdout.splitlines()), proc.stdout
 
 
+def test_files_another_stage_rewrites_after_genrifys_are_still_known_on_a_rerun(beets_home, tmp_path):
+    """beets' scrub plugin rewrites every imported file after the import stages (as an autotagging import
+    does): at the import's end genrify notes the files' new content, so a rerun knows its own genres."""
+    from genrify.tagging import committed_songs
+
+    home, music = beets_home
+    config = (home / "config.yaml").read_text().replace("plugins: [genrify]", "plugins: [genrify, scrub]")
+    config += "scrub:\n  auto: yes\n"
+    (home / "config.yaml").write_text(config.replace("genrify:\n", "genrify:\n  overwrite: yes\n"))
+    proc = _beet(home, "import", "-q", "-A", music)  # genrify's genres replace the files' own, then scrub runs
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert committed_songs(tmp_path / "index.sqlite") == 3
+    (home / "config.yaml").write_text(config)
+    proc = _beet(home, "genrify")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and out.count("already tagged by genrify") == 3, out
+    assert "kept existing genre" not in out
+    assert committed_songs(tmp_path / "index.sqlite") == 3  # nothing analysed again
+
+
 def test_the_readme_table_lists_every_option_of_the_plugin_beside_lastgenres(tmp_path, monkeypatch):
     import re
     from pathlib import Path

@@ -44,6 +44,7 @@ from genrify.errors import ConfigError, GenrifyError
 from genrify.tagging import ChoiceConfig, ResultsIndex, TagJobConfig, analyse_files, choose, choose_album
 from genrify.tagging.choose import decide_tag, names_from_mapping, read_name_list
 from genrify.tagging.job import note_written
+from genrify.tagging.stage import content_hash
 
 #: What one answer covers: each song, the songs of an album, or the songs of an artist (lastgenre's ``source``).
 SOURCES = ("track", "album", "artist")
@@ -83,9 +84,13 @@ class GenrifyPlugin(BeetsPlugin):
                     "model": TagJobConfig.model, "fast": bool(TagJobConfig.fast),
                     "workers": TagJobConfig.workers, "index": None}
         self.config.root().add(confuse.ConfigSource({self.config.key: defaults}, default=True))
+        #: (beets item id, results-index song id) of the songs this import stage analysed: beets may rewrite
+        #: their files after the stages (autotagging, scrub, ...), so the import's end notes them again.
+        self._set_in_import: list[tuple[int, int]] = []
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
             self.register_listener("import_begin", self.check_before_import)
+            self.register_listener("import", self.after_import)
 
     # ------------------------------------------------------------------ configuration
 
@@ -143,11 +148,12 @@ class GenrifyPlugin(BeetsPlugin):
 
     # ------------------------------------------------------------------ the work
 
-    def tag_items(self, items, *, settings: BeetsSettings, write: bool, pretend: bool = False) -> list[str]:
+    def tag_items(self, items, *, settings: BeetsSettings, write: bool, pretend: bool = False,
+                  importing: bool = False) -> list[str]:
         """Set the ``genres`` of ``items`` (beets :class:`~beets.library.Item`), store them and, with
-        ``write``, write the files; with ``pretend``, only log what would change. Returns one line per song
-        that could not be tagged. Raises :class:`~genrify.errors.GenrifyError` when the results index
-        cannot be used."""
+        ``write``, write the files; with ``pretend``, only log what would change; ``importing``: for the
+        import stage, whose songs :meth:`after_import` notes again. Returns one line per song that could
+        not be tagged. Raises :class:`~genrify.errors.GenrifyError` when the results index cannot be used."""
         config = settings.job
         with ResultsIndex(self.config["index"].get()) as index:
             summary = analyse_files([i.filepath for i in items], index=index, config=config)
@@ -165,6 +171,8 @@ class GenrifyPlugin(BeetsPlugin):
                     choices = [choose(f.song["analysis"], config=config.choice) for _, f in members]
                 for (item, f), choice in zip(members, choices):
                     self._set(item, f, choice, index=index, settings=settings, write=write, pretend=pretend)
+                    if importing and item.id is not None and not pretend:
+                        self._set_in_import.append((item.id, f.song["id"]))
         return [f.error for _, f in outcomes if f is not None and f.error]
 
     def _set(self, item: Item, f, choice, *, index: ResultsIndex, settings: BeetsSettings, write: bool,
@@ -188,7 +196,7 @@ class GenrifyPlugin(BeetsPlugin):
         retagged = bool(write and item.try_write())
         item.store()
         # So that a rerun knows these genres for genrify's own, and the rewritten file for the same song. (An
-        # import that autotags writes its files again after the import stages: a rerun analyses those anew.)
+        # import that autotags writes its files again after the import stages: after_import notes those.)
         try:
             note_written(index, song=f.song["id"], path=f.path, written=decision.values, previous=current,
                          retagged=retagged)
@@ -246,11 +254,34 @@ class GenrifyPlugin(BeetsPlugin):
             settings = self.settings()
             if not task.is_album:  # a singleton import: no album to average over
                 settings = BeetsSettings(job=settings.job, separator=settings.separator)
-            failed = self.tag_items(items, settings=settings, write=write)
+            failed = self.tag_items(items, settings=settings, write=write, importing=True)
         except GenrifyError as exc:
             failed = [str(exc)]
         for line in failed:
             self._log.warning("genrify: {}", line)
+
+    def after_import(self, lib, paths=None) -> None:
+        """``import`` (the end of ``beet import``): record the files the import stage analysed as beets left
+        them (moved, retagged), so a rerun finds the songs by their files and knows the genres genrify wrote
+        for its own (else an autotagged file, rewritten after the stages, is analysed anew and its genres
+        taken for the user's)."""
+        noted, self._set_in_import = self._set_in_import, []
+        if not noted:
+            return
+        try:
+            with ResultsIndex(self.config["index"].get()) as index:
+                for item_id, song in noted:
+                    item = lib.get_item(item_id)
+                    if item is None:  # removed again during the import
+                        continue
+                    try:
+                        digest, st = content_hash(item.filepath)
+                    except GenrifyError as exc:
+                        self._log.warning("genrify: {}", exc)
+                        continue
+                    index.see(song, path=str(item.filepath), size=st.st_size, mtime_ns=st.st_mtime_ns, digest=digest)
+        except GenrifyError as exc:
+            self._log.warning("genrify: {}", exc)
 
 
 def _user_set(view: confuse.ConfigView) -> bool:
