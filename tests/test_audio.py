@@ -125,6 +125,19 @@ def test_same_audio_decodes_alike_from_every_format(tmp_path, fmt, style):
     assert bands.max() < 3.0, f"{fmt}: octave bands differ by up to {bands.max():.2f} dB"
 
 
+def test_float_samples_far_beyond_full_scale_are_scaled_to_it_and_sane_ones_kept(tmp_path):
+    """Integer sample values written as floats (peak 32767) decode at full scale; a master that goes a
+    little over (peak 1.5) is kept as it is."""
+    y = generate_clip("jazz", seed=2, sr=22050, duration=2.0)
+    y = y / np.abs(y).max()
+    for peak, expected in ((32767.0, 1.0), (1e30, 1.0), (1.5, 1.5)):
+        sf.write(tmp_path / "f.wav", (y * peak).astype(np.float32), 22050, subtype="FLOAT")
+        for isolate in (False, True):
+            got, _ = load_audio(tmp_path / "f.wav", sr=None, isolate=isolate)
+            assert np.isclose(np.abs(got).max(), expected, rtol=1e-5), (peak, isolate)
+            np.testing.assert_allclose(got / expected, y, atol=1e-5)
+
+
 @pytest.mark.parametrize("channels", [2, 3, 8])
 def test_multichannel_downmix_is_channel_average(tmp_path, channels):
     rng = np.random.default_rng(channels)

@@ -167,6 +167,24 @@ def test_bad_inputs_raise_the_projects_errors(clf, tmp_path):
         clf.predict(bad, sr=44100)
 
 
+@pytest.mark.parametrize("model", ["seeded", "default"])
+def test_samples_far_beyond_full_scale_give_a_finite_answer_not_a_crash(clf, metal_wav, tmp_path, model):
+    """A float file can hold any value: 10^20 overflowed the features (NaN probabilities, then a traceback
+    from the verdict). Such a signal is analysed at full scale, like the same music at a sane level."""
+    if model == "default":
+        clf = GenreClassifier.default()
+    y = metal_wav[1]
+    reference = clf.analyse(y / np.abs(y).max(), sr=22050)
+    for scale in (1e6, 1e20, 1e30):
+        loud = (y / np.abs(y).max() * scale).astype(np.float32)
+        a = clf.analyse(loud, sr=22050)
+        assert np.isfinite(a.probabilities).all() and a.verdict == reference.verdict
+        np.testing.assert_allclose(a.probabilities, reference.probabilities, atol=5e-3)  # the level differs a little
+        path = tmp_path / "loud.wav"
+        sf.write(path, loud, 22050, subtype="FLOAT")
+        np.testing.assert_allclose(clf.analyse(path).probabilities, reference.probabilities, atol=5e-3)
+
+
 def test_analysis_to_dict_is_json_serialisable(clf, metal_wav):
     a = clf.analyse(metal_wav[0], top_k=3)
     assert isinstance(a, Analysis)

@@ -41,6 +41,11 @@ DECODE_BUDGET_BYTES = 256 * 1024 * 1024
 #: downmixing and resampling follows this count (docs/reliability.md gives the time it bounds).
 DECODE_WORK_SAMPLES = 128 * 2**20
 
+#: The largest sample magnitude taken as it is (12 dB over full scale). Float files can hold any value;
+#: one far beyond full scale (integer sample values written as floats, garbage) is scaled to a peak of 1
+#: (:func:`to_full_scale`), where a player would clip it, so the analysis hears the music, never overflows.
+MAX_PEAK = 4.0
+
 #: Bytes of interleaved float32 input decoded per block (before downmixing).
 BLOCK_BYTES = 16 * 1024 * 1024
 
@@ -70,6 +75,15 @@ def decode_chunks(source: str | os.PathLike | bytes, *, sr: int | None, max_dura
     except _Unsupported:
         sink = _decode_av(source, sr=sr, offset=offset, max_duration=max_duration, label=label)
     return sink.result(), sink.out_sr, sink.cut_note()
+
+
+def to_full_scale(chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """One signal's blocks ``chunks``, as they are when its peak is within :data:`MAX_PEAK`, else scaled
+    down to a peak of 1 (a level changes a genre less than the clipping a player would apply)."""
+    peak = max((float(np.abs(c).max()) for c in chunks if c.size), default=0.0)
+    if peak <= MAX_PEAK:
+        return chunks
+    return [(c * np.float32(1.0 / peak)).astype(np.float32, copy=False) for c in chunks]
 
 
 def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -144,7 +158,7 @@ class _MonoSink:
         if not self.chunks:  # a handful of samples can resample to none at all
             raise InvalidAudioError(
                 f"{self.label}: too short to resample from {self.native_sr} Hz to {self.out_sr} Hz")
-        return self.chunks
+        return to_full_scale(self.chunks)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from genrify.audio import load_audio, resample
+from genrify.audio.decode import to_full_scale
 from genrify.config import MUSICNN_DISPLAY_FEATURES
 from genrify.errors import AudioTooShortError, GenrifyError, InvalidAudioError, ModelFileError
 from genrify.models.modelfile import ModelFile
@@ -166,7 +167,7 @@ class GenreClassifier:
                 raise InvalidAudioError(f"{name or '<array>'}: audio contains NaN or infinite samples")
             if cap is not None:
                 y = y[: int(cap * sr)]
-            return resample(y, orig_sr=sr, target_sr=self.sr)
+            return to_full_scale([resample(y, orig_sr=sr, target_sr=self.sr)])[0]
         y, _ = load_audio(audio, sr=self.sr, max_duration=cap, name=name)
         return y
 
@@ -180,6 +181,9 @@ class GenreClassifier:
             raise AudioTooShortError(f"{label}: too short ({duration:.2f} s; at least {min_d:g} s needed)")
         window_probs, starts, details = self.backend.window_probabilities(y)
         probs = self.backend.song_probabilities(window_probs)
+        if not (np.isfinite(probs).all() and np.isfinite(window_probs).all()):
+            label = name or (str(audio) if isinstance(audio, (str, os.PathLike)) else "audio")
+            raise InvalidAudioError(f"{label}: the model gives no finite answer for this audio")
         if self.multi_label:
             details = {**details, "multi_label": True}
         order = np.argsort(-probs)[: max(1, top_k)]
