@@ -87,6 +87,8 @@ def test_stereo_is_downmixed_to_the_mean_of_its_channels(clf, metal_wav, tmp_pat
     right = generate_clip("jazz", seed=4243, sr=22050, duration=5.0)
     mono = clf.predict_proba((left + right) / 2, sr=22050)
     np.testing.assert_allclose(clf.predict_proba(np.stack([left, right]), sr=22050), mono, atol=1e-6)
+    # soundfile's layout, (samples, channels), as sf.read gives it: the same mix, not two "samples".
+    np.testing.assert_allclose(clf.predict_proba(np.stack([left, right], axis=1), sr=22050), mono, atol=1e-6)
     # A stereo file decodes to the same mix (within 16-bit quantisation).
     path = tmp_path / "stereo.wav"
     sf.write(path, np.stack([left, right], axis=1), 22050)

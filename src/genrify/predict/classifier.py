@@ -156,13 +156,19 @@ class GenreClassifier:
         return self.backend.sr
 
     def load(self, audio, *, sr: int | None = None, name: str | None = None) -> np.ndarray:
-        """Decode / resample ``audio`` to the model's rate: ``(samples,)`` float32."""
+        """Decode / resample ``audio`` to the model's rate: ``(samples,)`` float32. An array of several
+        channels is downmixed to their mean, as ``(channels, samples)`` (librosa's layout) or
+        ``(samples, channels)`` (soundfile's): the shorter side is taken for the channels."""
         cap = self.config.audio.max_duration
         if isinstance(audio, np.ndarray):
             if sr is None:
                 raise GenrifyError("an array of samples needs its sample rate (sr=...)")
             y = np.asarray(audio, dtype=np.float32)
-            y = y.mean(axis=0) if y.ndim == 2 else y
+            if y.ndim == 2:
+                y = y.mean(axis=0 if y.shape[0] <= y.shape[1] else 1)
+            elif y.ndim != 1:
+                raise InvalidAudioError(f"{name or '<array>'}: an array of samples has one or two axes, "
+                                        f"not {y.ndim}")
             if not np.isfinite(y).all():
                 raise InvalidAudioError(f"{name or '<array>'}: audio contains NaN or infinite samples")
             if cap is not None:
