@@ -3,6 +3,7 @@
     python benchmarks/bench_bounds.py                          # every part (~3 min, ~700 MB under /tmp)
     python benchmarks/bench_bounds.py --parts decode,model     # some of them
     python benchmarks/bench_bounds.py --decode-seconds 120     # a shorter decoding bomb
+    python benchmarks/bench_bounds.py --smoke                  # every part, inputs a tenth the size (seconds)
 
 Every figure is measured in a fresh interpreter (growth of that process's VmHWM, ``perf_counter`` time),
 so one measurement's memory never hides another's. Parts:
@@ -120,11 +121,11 @@ def _flac_with_pictures(path: Path, *, pictures: int) -> Path:
     return write(path, pictures=pictures)
 
 
-def part_tags(work: Path) -> None:
+def part_tags(work: Path, *, pictures: int = 40) -> None:
     folder = work / "pictures"
     folder.mkdir()
-    path = _flac_with_pictures(folder / "covers.flac", pictures=40)
-    print(f"tags: a FLAC with 40 pictures of 16 MB, {warm(path).stat().st_size / 1e6:.0f} MB")
+    path = _flac_with_pictures(folder / "covers.flac", pictures=pictures)
+    print(f"tags: a FLAC with {pictures} pictures of 16 MB, {warm(path).stat().st_size / 1e6:.0f} MB")
     scan = ("from genrify.cli import main\n"
             "code = main(['library', 'scan', sys.argv[1], '--db', sys.argv[2]])\n"
             "what = f'exit {code}'")
@@ -153,17 +154,17 @@ def part_tags(work: Path) -> None:
 # ---------------------------------------------------------------------------- scan
 
 
-def part_scan(work: Path) -> None:
+def part_scan(work: Path, *, per_genre: int = 40, runs: int = 2) -> None:
     from genrify.sources.synthetic import write_demo_corpus
 
     corpus = work / "mp3s"
-    write_demo_corpus(corpus, per_genre=40, duration=3.0, fmt="mp3")
+    write_demo_corpus(corpus, per_genre=per_genre, duration=3.0, fmt="mp3")
     n = sum(1 for f in corpus.rglob("*.mp3") if warm(f))
     print(f"scan: library scan of {n} tagged 3 s MP3s")
     scan = ("from genrify.cli import main\n"
             "code = main(['library', 'scan', sys.argv[1], '--db', sys.argv[2]])\n"
             "what = f'exit {code}'")
-    for attempt in (1, 2):
+    for attempt in range(1, runs + 1):
         now = probe(scan, args=(corpus, work / f"w{attempt}.sqlite"))
         inproc = probe(scan, args=(corpus, work / f"p{attempt}.sqlite"), env={"GENRIFY_DECODE_IN_PROCESS": "1"})
         row(f"tags in a worker (run {attempt})", now, inproc, f"tags in process  (run {attempt})")
@@ -181,11 +182,12 @@ def _raw_model(path: Path, header: bytes, *, data_bytes: int = 0) -> Path:
     return path
 
 
-def part_model(work: Path) -> None:
+def part_model(work: Path, *, scale: int = 1) -> None:
+    """``scale``: divides the sizes of the files over the header cap (the 8 MiB ones stay: they are the cap)."""
     from genrify.config import RunConfig
     from genrify.models.modelfile import MAX_HEADER_BYTES
 
-    n = 150_000_000
+    n = 150_000_000 // scale
     metadata = {"format": "genrify-model", "version": "1", "config": RunConfig().to_json(), "labels": '["a"]',
                 "extra": "{}", "sha256": "0" * 64}
     header = json.dumps({"__metadata__": metadata,
@@ -194,13 +196,15 @@ def part_model(work: Path) -> None:
     fill = MAX_HEADER_BYTES - len(meta) - 16
     entries = b",".join(b'"k%07d":{}' % i for i in range(fill // 14))
     files = {
-        "99 MB header of spaces": _raw_model(work / "spaces.genrify", b"{" + b" " * 99_000_000 + b"}"),
-        "90 MB header of {},{},...": _raw_model(work / "objects.genrify", b'{"x": [' + b"{}," * 30_000_000 + b"{}]}"),
+        f"{99 // scale} MB header of spaces": _raw_model(work / "spaces.genrify",
+                                                         b"{" + b" " * (99_000_000 // scale) + b"}"),
+        f"{90 // scale} MB header of {{}},{{}},...": _raw_model(work / "objects.genrify",
+                                                            b'{"x": [' + b"{}," * (30_000_000 // scale) + b"{}]}"),
         "8 MiB header of {},{},... (the largest read)": _raw_model(
             work / "objects8.genrify", meta + b'"x": [' + b"{}," * (fill // 3 - 4) + b"{}]}"),
         f"8 MiB header of {fill // 14:,} tensor entries": _raw_model(work / "entries8.genrify", meta + entries + b"}"),
-        "600 MB of weights, wrong checksum": _raw_model(work / "big.genrify", header + b" " * (-len(header) % 8),
-                                                        data_bytes=4 * n),
+        f"{600 // scale} MB of weights, wrong checksum": _raw_model(
+            work / "big.genrify", header + b" " * (-len(header) % 8), data_bytes=4 * n),
     }
     load = ("try:\n"
             "    load_model_file(sys.argv[1]); what = 'loaded'\n"
@@ -230,15 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     ap.add_argument("--decode-seconds", type=int, default=600, help="length of the decoding bomb (default 600)")
+    ap.add_argument("--smoke", action="store_true", help="inputs a tenth the size, one scan run (seconds; CI)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.decode_seconds = min(args.decode_seconds, 60)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         ap.error(f"unknown part {', '.join(unknown)}: expected {', '.join(PARTS)}")
     machine_header("bounds on hostile inputs, each against the same input without its bound", librosa=False,
                    extra={"load": f"{os.getloadavg()[0]:.2f} (1-min load average before the run)"})
-    runs = {"decode": lambda w: part_decode(w, args.decode_seconds), "tags": part_tags, "scan": part_scan,
-            "model": part_model}
+    small = 10 if args.smoke else 1
+    runs = {"decode": lambda w: part_decode(w, args.decode_seconds),
+            "tags": lambda w: part_tags(w, pictures=40 // small),
+            "scan": lambda w: part_scan(w, per_genre=40 // small, runs=1 if args.smoke else 2),
+            "model": lambda w: part_model(w, scale=small)}
     for part in parts:
         with tempfile.TemporaryDirectory(prefix=f"genrify-bounds-{part}-") as tmp:
             runs[part](Path(tmp))
