@@ -174,12 +174,13 @@ def part_scan(work: Path, *, per_genre: int = 40, runs: int = 2) -> None:
 
 
 def _raw_model(path: Path, header: bytes, *, data_bytes: int = 0) -> Path:
-    import struct
-
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header)
-        f.truncate(8 + len(header) + data_bytes)  # sparse: nothing written
-    return path
+    """A model file laid out as ``tests/test_models.py`` writes its hostile ones (``helpers.modelfiles``)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from helpers.modelfiles import write_raw_model
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    return write_raw_model(path, header, data_bytes=data_bytes)
 
 
 def part_model(work: Path, *, scale: int = 1) -> None:

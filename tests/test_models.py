@@ -9,6 +9,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from helpers.modelfiles import write_raw_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -339,21 +340,12 @@ def _peak_growth_mb(path) -> tuple[float, str]:
     return float(grown), what
 
 
-def _raw_model(path, header: bytes, *, data_bytes: int = 0) -> None:
-    """A file of an 8-byte header length, ``header`` and ``data_bytes`` of zeros (sparse: nothing written)."""
-    import struct
-
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header)
-        f.truncate(8 + len(header) + data_bytes)
-
-
 def test_a_huge_header_is_refused_before_it_is_read(tmp_path):
     """A 20 MB header of spaces once cost about 20 bytes of memory per byte before it was refused."""
     from genrify.models.modelfile import MAX_HEADER_BYTES
 
     spaces = tmp_path / "spaces.genrify"
-    _raw_model(spaces, b"{" + b" " * 20_000_000 + b"}")
+    write_raw_model(spaces, b"{" + b" " * 20_000_000 + b"}")
     grown, what = _peak_growth_mb(spaces)
     assert "header" in what and str(MAX_HEADER_BYTES) in what.replace(",", ""), what
     assert grown < 16, f"{grown:.0f} MB to refuse a header it should not read"
@@ -366,7 +358,7 @@ def test_a_header_of_many_small_values_is_bounded(tmp_path):
 
     body = b"{}," * ((MAX_HEADER_BYTES - 200) // 3)
     bad = tmp_path / "objects.genrify"
-    _raw_model(bad, b'{"__metadata__": {"format": "genrify-model", "version": "1"}, "x": [' + body + b"{}]}")
+    write_raw_model(bad, b'{"__metadata__": {"format": "genrify-model", "version": "1"}, "x": [' + body + b"{}]}")
     grown, what = _peak_growth_mb(bad)
     assert "not a safetensors header" in what, what
     assert grown < 128, f"{grown:.0f} MB to refuse a {MAX_HEADER_BYTES}-byte header"
@@ -382,7 +374,7 @@ def test_a_bad_checksum_is_found_without_reading_the_file_into_memory(tmp_path):
     header = json.dumps({"__metadata__": metadata,
                          "model.w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
     bad = tmp_path / "big.genrify"
-    _raw_model(bad, header + b" " * (-len(header) % 8), data_bytes=4 * n)
+    write_raw_model(bad, header + b" " * (-len(header) % 8), data_bytes=4 * n)
     grown, what = _peak_growth_mb(bad)
     assert "checksum mismatch" in what, what
     assert grown < 64, f"{grown:.0f} MB to refuse a 200 MB file by its checksum"

@@ -66,3 +66,14 @@ def write_seeded_model(path: str | os.PathLike, *, name: str = "mlp", seed: int 
     model = seeded_model_file(name=name, seed=seed)
     save_model_file(path, model)
     return model
+
+
+def write_raw_model(path, header: bytes, *, data_bytes: int = 0):
+    """Write a file of an 8-byte header length, ``header`` and ``data_bytes`` of zeros (sparse: nothing
+    written), as a hostile or damaged model file would be laid out; returns ``path``."""
+    import struct
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + data_bytes)
+    return path

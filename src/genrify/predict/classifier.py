@@ -180,15 +180,14 @@ class GenreClassifier:
     def analyse(self, audio, *, sr: int | None = None, top_k: int = 2, name: str | None = None) -> Analysis:
         """Full analysis of one song: song-level and per-window probabilities and a verdict."""
         y = self.load(audio, sr=sr, name=name)
+        label = name or (str(audio) if isinstance(audio, (str, os.PathLike)) else "audio")
         duration = len(y) / self.sr
         min_d = self.config.audio.min_duration
         if duration < min_d:
-            label = name or (str(audio) if isinstance(audio, (str, os.PathLike)) else "audio")
             raise AudioTooShortError(f"{label}: too short ({duration:.2f} s; at least {min_d:g} s needed)")
         window_probs, starts, details = self.backend.window_probabilities(y)
         probs = self.backend.song_probabilities(window_probs)
         if not (np.isfinite(probs).all() and np.isfinite(window_probs).all()):
-            label = name or (str(audio) if isinstance(audio, (str, os.PathLike)) else "audio")
             raise InvalidAudioError(f"{label}: the model gives no finite answer for this audio")
         if self.multi_label:
             details = {**details, "multi_label": True}
